@@ -1,0 +1,27 @@
+# `make run` and `make test` set up a local virtual environment (.venv) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test test-all bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+run: $(VENV)/.installed  ## the default job: LeNet on an easy and a hard Fourier direction
+	$(PY) run.py $(ARGS)
+
+test: $(VENV)/.installed  ## the test suite (slow tests excluded)
+	$(PY) -m pytest $(ARGS)
+
+test-all: $(VENV)/.installed  ## every test, the slow ones included
+	$(PY) -m pytest -m "" $(ARGS)
+
+bench: $(VENV)/.installed  ## data-path benchmark: nadexp vs a bare PyTorch loop
+	$(PY) benchmarks/data_path.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

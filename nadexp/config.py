@@ -1,0 +1,51 @@
+"""Typed schemas for the config groups whose values users change most.
+
+A YAML file in ``conf/dataset`` lists ``<name>_schema`` first in its defaults; Hydra then rejects a
+misspelt key or a value of the wrong type when it composes the config, before anything runs. Value
+ranges (eps > 0, a frequency inside the grid, ...) are checked when the dataset is built, still before
+any training.
+"""
+
+import tempfile
+from dataclasses import field, make_dataclass
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from nadexp.data.directional import DirectionalDataset
+
+DirectionalDataConfig = make_dataclass(
+    "DirectionalDataConfig",
+    [
+        ("_target_", str, field(default="nadexp.data.DirectionalDataModule")),
+        ("batch_size", int, field(default=128)),
+        ("eval_batch_size", int, field(default=1024)),
+    ],
+    bases=(DirectionalDataset,),
+)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(group="dataset", name="directional_schema", node=DirectionalDataConfig)
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides=(), output_dir=None) -> DictConfig:
+    """The config `python run.py <overrides>` would run, for notebooks, tests and benchmarks.
+
+    Hydra's runtime values (``${hydra:...}``) resolve as in a real run, with ``output_dir`` as the
+    run directory; the returned config no longer holds the ``hydra`` node.
+    """
+    register_configs()
+    output_dir = str(Path(output_dir or tempfile.mkdtemp(prefix="nadexp-")).resolve())
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("config", return_hydra_config=True, overrides=[*overrides, f"hydra.runtime.output_dir={output_dir}"])
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg

@@ -1,0 +1,35 @@
+"""LeNet-5 as in the NAD reference, optionally without its two max-pooling layers."""
+
+from torch import nn
+
+
+class LeNet(nn.Module):
+    """conv5x5(6) - ReLU - [maxpool2] - conv5x5(16) - ReLU - [maxpool2] - fc 120 - fc 84 - fc out.
+
+    With ``pool=False`` the pooling layers are dropped and the first fully connected layer is
+    widened to the larger feature map (16 x 24 x 24 = 9216 inputs on 32 x 32 images).
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, pool: bool = True):
+        super().__init__()
+        channels, height, width = input_shape
+        pooling = [nn.MaxPool2d(2)] if pool else []
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 6, 5), nn.ReLU(), *pooling,
+            nn.Conv2d(6, 16, 5), nn.ReLU(), *pooling,
+        )
+        for _ in range(2):  # each stage: a valid 5x5 conv, then the optional 2x2 pool
+            height, width = height - 4, width - 4
+            if pool:
+                height, width = height // 2, width // 2
+        if height < 1 or width < 1:
+            raise ValueError(f"LeNet needs larger images than {tuple(input_shape)}")
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * height * width, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))

@@ -1,0 +1,46 @@
+"""CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, basic blocks [2, 2, 2, 2]."""
+
+from torch import nn
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, 1, 1, bias=False), nn.BatchNorm2d(planes),
+        )
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """Stages are exposed as ``stages[0..3]``: representation analyses read their pooled outputs.
+
+    The reference pools the final 4 x 4 map with a 4 x 4 average pool; the adaptive pool used here
+    is the same on 32 x 32 inputs and keeps other image sizes working.
+    """
+
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2)):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
+        )
+        stages, in_planes = [], 64
+        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+            strides = [1 if index == 0 else 2] + [1] * (count - 1)
+            stage = []
+            for stride in strides:
+                stage.append(BasicBlock(in_planes, planes, stride))
+                in_planes = planes
+            stages.append(nn.Sequential(*stage))
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+
+    def forward(self, x):
+        return self.head(self.stages(self.stem(x)))

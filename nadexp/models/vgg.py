@@ -1,0 +1,52 @@
+"""VGG for 32 x 32 images, with the reference's initialisation (conv weights ~ N(0, 2/(k*k*out)))."""
+
+import math
+
+from torch import nn
+
+CONFIGS = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+class VGG(nn.Module):
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        depth: str = "vgg11",
+        batch_norm: bool = False,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        if depth not in CONFIGS:
+            raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, got {depth!r}")
+        channels, height, width = input_shape
+        layers: list[nn.Module] = []
+        for item in CONFIGS[depth]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+                height, width = height // 2, width // 2
+            else:
+                norm = [nn.BatchNorm2d(item)] if batch_norm else []
+                layers += [nn.Conv2d(channels, item, 3, padding=1), *norm, nn.ReLU(inplace=True)]
+                channels = item
+        if height < 1 or width < 1:
+            raise ValueError(f"VGG needs images of at least 32 x 32, got {tuple(input_shape)}")
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(dropout), nn.Linear(channels * height * width, 512), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True),
+            nn.Linear(512, num_classes),
+        )
+        for module in self.features:
+            if isinstance(module, nn.Conv2d):
+                fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels
+                nn.init.normal_(module.weight, 0.0, math.sqrt(2.0 / fan_out))
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))

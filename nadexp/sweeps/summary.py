@@ -1,0 +1,49 @@
+"""After a multirun: one table of every job's result.json, printed and saved as summary.csv."""
+
+import csv
+import json
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+COLUMNS = ("job", "arch", "basis", "direction", "seed", "train_acc", "test_acc", "wall_time_s", "status")
+
+
+def collect_results(sweep_dir: Path) -> list[dict]:
+    """One row per job directory of a sweep; jobs without result.json are marked failed."""
+    rows = []
+    job_dirs = sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
+    for job_dir in job_dirs:
+        row = {"job": job_dir.name, "status": "failed"}
+        result_path = job_dir / "result.json"
+        if result_path.is_file():
+            row.update({k: v for k, v in json.loads(result_path.read_text()).items() if k in COLUMNS}, status="ok")
+        rows.append(row)
+    return rows
+
+
+class SweepSummary(Callback):
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = collect_results(sweep_dir)
+        with open(sweep_dir / "summary.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        table = Table(title=f"{len(rows)} runs in {sweep_dir}")
+        for column in COLUMNS:
+            table.add_column(column, justify="right" if column.endswith(("acc", "_s", "seed")) else "left")
+        for row in rows:
+            table.add_row(*(_format(row.get(column)) for column in COLUMNS))
+        Console(width=150).print(table)
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+    return "" if value is None else str(value)

@@ -1,0 +1,72 @@
+"""The LightningModule that trains any architecture of the zoo as a classifier."""
+
+from typing import Callable, Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Classifier(pl.LightningModule):
+    """Cross-entropy training of ``net``; logs ``train/loss``, ``train/acc``, ``test/loss``, ``test/acc``.
+
+    ``optimizer`` and ``scheduler`` are partials from the ``optimizer`` and ``scheduler`` config groups;
+    the scheduler is stepped every optimisation step and receives the total number of steps.
+    """
+
+    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None):
+        super().__init__()
+        self.net = net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        # Epoch sums kept as tensors on the device: logging a scalar per step would sync every step.
+        self._sums: dict[str, tuple[torch.Tensor, int]] = {}
+        self.history: list[dict] = []  # one dict of epoch metrics per training epoch, for result.json
+
+    def forward(self, x):
+        return self.net(x)
+
+    def _accumulate(self, split: str, x, y):
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        with torch.no_grad():
+            stats = torch.stack([loss.detach() * len(y), (logits.argmax(1) == y).sum()])
+        sums, count = self._sums.get(split, (0, 0))
+        self._sums[split] = (sums + stats, count + len(y))
+        return loss
+
+    def _log_epoch(self, split: str):
+        if split not in self._sums:
+            return
+        sums, count = self._sums.pop(split)
+        totals = torch.cat([sums, sums.new_tensor([count])])
+        loss, correct, count = self.trainer.strategy.reduce(totals, reduce_op="sum")  # summed over DDP ranks
+        metrics = {f"{split}/loss": loss / count, f"{split}/acc": correct / count}
+        self.log_dict(metrics, prog_bar=True)
+        if not self.trainer.testing:
+            if not self.history or self.history[-1]["epoch"] != self.current_epoch:
+                self.history.append({"epoch": self.current_epoch})
+            self.history[-1].update({key: round(value.item(), 6) for key, value in metrics.items()})
+
+    def training_step(self, batch, batch_idx):
+        return self._accumulate("train", *batch)
+
+    def on_train_epoch_end(self):
+        self._log_epoch("train")
+
+    def validation_step(self, batch, batch_idx):
+        self._accumulate("test", *batch)
+
+    def on_validation_epoch_end(self):
+        self._log_epoch("test")
+
+    test_step = validation_step
+    on_test_epoch_end = on_validation_epoch_end
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer, total_iters=self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

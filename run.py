@@ -1,0 +1,32 @@
+"""nadexp entry point: `python run.py [group=option ...] [key=value ...]` (Hydra; add -m to sweep)."""
+
+import logging
+import sys
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from nadexp.config import register_configs
+from nadexp.errors import ConfigError
+
+log = logging.getLogger("nadexp")
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from nadexp.training import train  # after Hydra has parsed the command line: `--help` stays fast
+
+    try:
+        return train(cfg)["test_acc"]
+    except (ConfigError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else error
+        if not isinstance(cause, ConfigError):
+            raise
+        print(f"error: {cause}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""`python run.py` as users run it, in a subprocess: the run-directory contract and bad input."""
+
+import csv
+import json
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import QUICK, run_cli
+
+RESULT_KEYS = {"arch", "dataset", "basis", "direction", "seed", "train_acc", "test_acc", "wall_time_s", "versions", "history"}
+
+
+def test_a_run_writes_result_json_and_the_resolved_config(tmp_path):
+    run_dir = tmp_path / "run"
+    done = run_cli(*QUICK, "arch=logreg", "dataset.direction=[2,3]", "seed=5", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((run_dir / "result.json").read_text())
+    assert RESULT_KEYS <= result.keys()
+    assert (result["arch"], result["dataset"], result["basis"], result["direction"], result["seed"]) == ("logreg", "directional", "fourier", [2, 3], 5)
+    assert 0 <= result["test_acc"] <= 1 and result["versions"]["torch"] and len(result["history"]) == 1
+    config = OmegaConf.load(run_dir / "config.yaml")
+    assert config.dataset.seed == 5 and config.arch_name == "logreg"  # resolved, not ${seed}
+    assert "test acc" in done.stdout and str(run_dir / "result.json") in done.stdout
+
+
+def test_same_seed_gives_the_same_numbers(tmp_path):
+    results = []
+    for name in ("a", "b"):
+        done = run_cli(*QUICK, "arch=lenet", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / name}")
+        assert done.returncode == 0, done.stderr
+        results.append(json.loads((tmp_path / name / "result.json").read_text()))
+    assert results[0]["history"] == results[1]["history"] and results[0]["test_acc"] == results[1]["test_acc"]
+
+
+def test_a_two_value_multirun_writes_two_results_and_a_summary(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    done = run_cli("-m", *QUICK, "arch=logreg", "dataset.direction=[1,0],[5,5]", f"hydra.sweep.dir={sweep_dir}")
+    assert done.returncode == 0, done.stderr
+    directions = sorted(json.loads((sweep_dir / job / "result.json").read_text())["direction"] for job in ("0", "1"))
+    assert directions == [[1, 0], [5, 5]]
+    with open(sweep_dir / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["status"] for row in rows] == ["ok", "ok"] and "test_acc" in done.stdout
+
+
+def test_the_default_job_is_a_two_direction_sweep(tmp_path):
+    done = run_cli("--cfg", "hydra", "-p", "hydra.sweeper.params")
+    assert done.returncode == 0, done.stderr
+    assert "dataset.direction" in done.stdout and "hydra.mode" not in done.stdout
+    mode = run_cli("--cfg", "hydra", "-p", "hydra.mode")
+    assert "MULTIRUN" in mode.stdout
+
+
+def test_two_process_ddp_on_cpu_completes(tmp_path):
+    run_dir = tmp_path / "ddp"
+    done = run_cli(*QUICK, "arch=lenet", "trainer=ddp_cpu", "dataset.n_train=512", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["world_size"] == 2 and result["steps"] == 2  # 512 samples / (2 ranks x 128)
+
+
+def test_wandb_offline_writes_a_run_folder_without_network(tmp_path):
+    run_dir = tmp_path / "wandb"
+    done = run_cli(*[o for o in QUICK if not o.startswith("logger")], "logger=wandb", "arch=logreg",
+                   f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "", "WANDB_API_KEY": ""}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_a_failing_run_writes_no_result(tmp_path):
+    run_dir = tmp_path / "fails"
+    done = run_cli(*QUICK, "arch=logreg", "optimizer.lr=-1", f"hydra.run.dir={run_dir}")
+    assert done.returncode != 0
+    assert (run_dir / "config.yaml").exists() and not (run_dir / "result.json").exists()
+
+
+def test_an_earlier_result_is_never_overwritten(tmp_path):
+    run_dir = tmp_path / "done"
+    run_dir.mkdir()
+    (run_dir / "result.json").write_text('{"test_acc": 0.99}')
+    done = run_cli(*QUICK, "arch=logreg", f"hydra.run.dir={run_dir}")
+    assert done.returncode != 0 and "already holds" in done.stderr
+    assert json.loads((run_dir / "result.json").read_text()) == {"test_acc": 0.99}
+
+
+@pytest.mark.parametrize("override, words", [
+    ("arch=transformer", ["arch/transformer", "lenet"]),
+    ("dataset.sigma=-1", ["dataset.sigma", ">= 0"]),
+    ("dataset.eps=0", ["dataset.eps", "> 0"]),
+    ("dataset.direction=[40,0]", ["dataset.direction", "kx < 32"]),
+    ("dataset.n_train=1", ["dataset.n_train", ">= 2"]),
+    ("dataset.sigmaa=3", ["dataset.sigmaa"]),
+    ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random"]),
+])
+def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path, override, words):
+    run_dir = tmp_path / "bad"
+    done = run_cli(*QUICK, override, f"hydra.run.dir={run_dir}")
+    assert done.returncode != 0
+    first_line = done.stderr.strip().splitlines()[0]
+    assert all(word in done.stderr for word in words), done.stderr
+    assert words[0] in first_line, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (run_dir / "result.json").exists()

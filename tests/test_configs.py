@@ -1,0 +1,58 @@
+import pytest
+import pytorch_lightning as pl
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ValidationError
+
+from conftest import ARCHS, DATASETS
+from nadexp.training import build
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_arch_and_dataset_compose_and_instantiate(compose, arch, dataset):
+    cfg = compose("experiment=single", f"arch={arch}", f"dataset={dataset}", "logger=none", "trainer.accelerator=cpu")
+    datamodule, model, trainer = build(cfg)
+    assert cfg.arch_name == arch and cfg.dataset_name == dataset
+    assert model.net.__class__.__name__ == cfg.arch._target_.rsplit(".", 1)[1]
+    assert trainer.max_epochs == 20 and trainer.gradient_clip_val == 0.5
+
+
+def test_defaults_are_the_reference_protocol(compose):
+    cfg = compose()
+    assert (cfg.dataset.eps, cfg.dataset.sigma, cfg.dataset.n_train, cfg.dataset.n_test) == (1.0, 3.0, 10_000, 10_000)
+    assert list(cfg.dataset.shape) == [1, 32, 32] and cfg.dataset.batch_size == 128
+    assert cfg.optimizer.lr == 0.5 and cfg.optimizer.momentum == 0 and cfg.optimizer.weight_decay == 0
+    assert cfg.scheduler.end_factor == 0.0 and cfg.trainer.max_epochs == 20
+
+
+class RecordLearningRate(pl.Callback):
+    def __init__(self):
+        self.rates = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+
+def test_the_learning_rate_decays_linearly_per_step_to_zero(compose):
+    cfg = compose("experiment=single", "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
+                  "dataset.n_train=256", "dataset.n_test=64", "trainer.max_epochs=2", "trainer.accelerator=cpu")
+    datamodule, model, trainer = build(cfg)
+    recorder = RecordLearningRate()
+    trainer.callbacks.append(recorder)
+    trainer.fit(model, datamodule=datamodule)
+    assert recorder.rates == pytest.approx([0.5, 0.375, 0.25, 0.125])  # 2 epochs x 2 steps of 128
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0)
+    assert [entry["epoch"] for entry in model.history] == [0, 1] and "train/acc" in model.history[-1]
+
+
+def test_other_optimisers_are_selectable(compose):
+    cfg = compose("optimizer=adam", "scheduler=constant")
+    assert cfg.optimizer._target_ == "torch.optim.Adam" and not cfg.scheduler
+
+
+def test_misspelt_keys_and_wrong_types_fail_at_composition(compose):
+    with pytest.raises(ConfigCompositionException, match="sigmaa"):
+        compose("dataset.sigmaa=3")
+    with pytest.raises(ConfigCompositionException) as error:
+        compose("dataset.sigma=three")
+    assert isinstance(error.value.__cause__, ValidationError) and "sigma" in str(error.value.__cause__)
