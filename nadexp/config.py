@@ -20,7 +20,7 @@ from nadexp.data.directional import DirectionalDataset
 DirectionalDataConfig = make_dataclass(
     "DirectionalDataConfig",
     [
-        ("_target_", str, field(default="nadexp.data.DirectionalDataModule")),
+        ("_target_", str, field(default="nadexp.data.datamodule.DirectionalDataModule")),
         ("batch_size", int, field(default=128)),
         ("eval_batch_size", int, field(default=1024)),
     ],

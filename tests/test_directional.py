@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from nadexp.data import DirectionalDataModule, DirectionalDataset
+from nadexp.data import DirectionalDataset
+from nadexp.data.datamodule import DirectionalDataModule
 from nadexp.errors import ConfigError
 
 

@@ -1,0 +1,82 @@
+"""Unit directions v in R^(C x H x W), addressed by basis name and a list of integers.
+
+Fourier convention (documented in the README): ``direction = [kx, ky]`` with 0 <= kx < W (horizontal
+frequency, along columns) and 0 <= ky < H (vertical frequency, along rows). The direction is the sine
+wave sin(2 pi (ky * row / H + kx * col / W)), identical in every channel, scaled to unit norm. The sine
+is identically zero at the four self-conjugate cells where 2 kx = 0 mod W and 2 ky = 0 mod H (DC and the
+Nyquist frequencies); there the cosine wave is used instead. (kx, ky) and (W - kx, H - ky) (mod W, H)
+are conjugate and give the same direction up to sign. Sine waves of distinct non-conjugate frequencies
+and the cosine waves of the self-conjugate cells are mutually orthonormal.
+"""
+
+import math
+
+import torch
+
+from nadexp.errors import ConfigError
+
+
+def fourier_direction(kx: int, ky: int, shape, dtype=torch.float32, device=None) -> torch.Tensor:
+    channels, height, width = shape
+    rows = torch.arange(height, dtype=torch.float64)[:, None]
+    cols = torch.arange(width, dtype=torch.float64)[None, :]
+    phase = 2 * math.pi * (ky * rows / height + kx * cols / width)
+    self_conjugate = (2 * kx) % width == 0 and (2 * ky) % height == 0
+    wave = torch.cos(phase) if self_conjugate else torch.sin(phase)
+    v = wave.expand(channels, height, width)
+    return (v / v.norm()).to(dtype=dtype, device=device)
+
+
+def pixel_direction(row: int, col: int, shape, dtype=torch.float32, device=None) -> torch.Tensor:
+    channels = shape[0]
+    v = torch.zeros(shape, dtype=dtype, device=device)
+    v[:, row, col] = 1 / math.sqrt(channels)
+    return v
+
+
+def random_direction(index: int, shape, seed: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """Column ``index`` of a random orthogonal matrix (QR of a seeded Gaussian matrix)."""
+    dim = math.prod(shape)
+    generator = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))  # makes the basis a unique function of the seed
+    return q[:, index].reshape(shape).to(dtype=dtype, device=device)
+
+
+def _address_ranges(basis: str, shape) -> dict[str, int]:
+    """Name and exclusive upper bound of each integer in a direction address."""
+    channels, height, width = shape
+    return {
+        "fourier": {"kx": width, "ky": height},
+        "pixel": {"row": height, "col": width},
+        "random": {"index": channels * height * width},
+    }[basis]
+
+
+BASES = ("fourier", "pixel", "random")
+
+
+def validate_direction(basis: str, direction, shape) -> None:
+    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape``."""
+    if basis not in BASES:
+        raise ConfigError(f"dataset.basis={basis!r} is unknown: choose one of {', '.join(BASES)}")
+    ranges = _address_ranges(basis, shape)
+    names = ", ".join(ranges)
+    if len(direction) != len(ranges):
+        raise ConfigError(f"dataset.direction must be [{names}] for basis={basis}, got {list(direction)}")
+    for (name, bound), value in zip(ranges.items(), direction):
+        if not 0 <= value < bound:
+            raise ConfigError(
+                f"dataset.direction={list(direction)} is outside the {basis} grid: need 0 <= {name} < {bound} "
+                f"for images of shape {list(shape)}"
+            )
+
+
+def direction_vector(basis: str, direction, shape, basis_seed: int = 0, dtype=torch.float32, device=None) -> torch.Tensor:
+    """The unit vector of shape ``shape`` that ``direction`` addresses in ``basis``."""
+    validate_direction(basis, direction, shape)
+    if basis == "fourier":
+        return fourier_direction(*direction, shape, dtype, device)
+    if basis == "pixel":
+        return pixel_direction(*direction, shape, dtype, device)
+    return random_direction(direction[0], shape, basis_seed, dtype, device)
