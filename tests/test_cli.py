@@ -103,3 +103,11 @@ def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path,
     assert words[0] in first_line, done.stderr
     assert "Traceback" not in done.stderr
     assert not (run_dir / "result.json").exists()
+
+
+def test_online_wandb_without_credentials_is_refused_instead_of_prompting(tmp_path):
+    run_dir = tmp_path / "online"
+    done = run_cli(*[o for o in QUICK if not o.startswith("logger")], "logger=wandb", "logger.wandb.offline=false",
+                   f"hydra.run.dir={run_dir}", env={"HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")})
+    assert done.returncode == 2 and "wandb login" in done.stderr.splitlines()[0]
+    assert not (run_dir / "result.json").exists()

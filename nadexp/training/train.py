@@ -1,8 +1,11 @@
 """One training run: compose -> instantiate -> fit -> test -> result.json (the run-directory contract)."""
 
 import logging
+import netrc
+import os
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
@@ -23,6 +26,8 @@ def build(cfg: DictConfig):
     net = instantiate(cfg.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = Classifier(net, instantiate(cfg.optimizer), scheduler)
+    if cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True):
+        _require_wandb_credentials()
     loggers = [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -78,6 +83,22 @@ def train(cfg: DictConfig) -> dict:
             result["train_acc"] or float("nan"), wall_time, result_path,
         )
     return result
+
+
+def _require_wandb_credentials() -> None:
+    """Online W&B without credentials would prompt in a terminal; refuse up front instead."""
+    if os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc().authenticators(host):
+            return
+    except (FileNotFoundError, netrc.NetrcParseError):
+        pass
+    raise ConfigError(
+        "logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY "
+        "(or keep the default logger.wandb.offline=true and `wandb sync` later)"
+    )
 
 
 def _finish_wandb(trainer: pl.Trainer) -> None:
