@@ -2,6 +2,7 @@
 
 import logging
 import sys
+import warnings
 
 import hydra
 from hydra.errors import InstantiationException
@@ -10,8 +11,12 @@ from omegaconf import DictConfig
 from nadexp.config import register_configs
 from nadexp.errors import ConfigError
 
-log = logging.getLogger("nadexp")
 register_configs()
+
+# Quiet two notices that every run would otherwise print: an advert for another logging product and a
+# deprecation inside Lightning that users cannot act on.
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "Tip:" not in record.getMessage())
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
