@@ -21,9 +21,13 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from nadexp.training import train  # after Hydra has parsed the command line: `--help` stays fast
+    # Imported after Hydra has parsed the command line, so that `--help` and config errors stay fast.
+    from nadexp.estimators.run import estimate
+    from nadexp.training import train
 
     try:
+        if cfg.get("estimator"):
+            return estimate(cfg)["diagnostic"]["split_half_overlap"].get("top10")
         return train(cfg)["test_acc"]
     except (ConfigError, InstantiationException) as error:
         cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else error

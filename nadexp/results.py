@@ -8,6 +8,9 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nadexp.errors import ConfigError
 
 PACKAGES = ("nadexp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "numpy")
 
@@ -46,3 +49,14 @@ def write_json_atomic(path: Path, payload: dict) -> None:
 
 def read_result(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "result.json").read_text())
+
+
+def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
+    """The run directory of ``cfg``, with its resolved config.yaml; refuses one that holds a finished run."""
+    output_dir = Path(cfg.paths.output_dir)
+    if (output_dir / "result.json").exists():
+        raise ConfigError(f"hydra.run.dir={output_dir} already holds a finished run's result.json; choose another run directory")
+    if write_config:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    return output_dir

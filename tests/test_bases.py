@@ -68,7 +68,7 @@ def test_pixel_and_random_bases():
 
 @pytest.mark.parametrize("basis, direction, words", [
     ("fourier", [8, 0], "kx < 8"), ("fourier", [0, -1], "ky < 8"), ("fourier", [1], "[kx, ky]"),
-    ("pixel", [0, 9], "col < 8"), ("random", [64], "index < 64"), ("dct", [0, 0], "fourier, pixel, random"),
+    ("pixel", [0, 9], "col < 8"), ("random", [64], "index < 64"), ("dct", [0, 0], "fourier, pixel, random, nad"),
 ])
 def test_bad_addresses_name_the_option_and_the_allowed_range(basis, direction, words):
     with pytest.raises(ConfigError, match="dataset") as error:

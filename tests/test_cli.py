@@ -92,7 +92,7 @@ def test_an_earlier_result_is_never_overwritten(tmp_path):
     ("dataset.direction=[40,0]", ["dataset.direction", "kx < 32"]),
     ("dataset.n_train=1", ["dataset.n_train", ">= 2"]),
     ("dataset.sigmaa=3", ["dataset.sigmaa"]),
-    ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random"]),
+    ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random, nad"]),
 ])
 def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path, override, words):
     run_dir = tmp_path / "bad"

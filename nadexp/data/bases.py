@@ -7,6 +7,8 @@ is identically zero at the four self-conjugate cells where 2 kx = 0 mod W and 2 
 Nyquist frequencies); there the cosine wave is used instead. (kx, ky) and (W - kx, H - ky) (mod W, H)
 are conjugate and give the same direction up to sign. Sine waves of distinct non-conjugate frequencies
 and the cosine waves of the self-conjugate cells are mutually orthonormal.
+
+NAD basis: ``direction = [i]`` is the i-th NAD of an estimate (``estimator=nads``), read from its nads.npy.
 """
 
 import math
@@ -43,24 +45,28 @@ def random_direction(index: int, shape, seed: int, dtype=torch.float32, device=N
     return q[:, index].reshape(shape).to(dtype=dtype, device=device)
 
 
-def _address_ranges(basis: str, shape) -> dict[str, int]:
+def _address_ranges(basis: str, shape, nads=None) -> dict[str, int]:
     """Name and exclusive upper bound of each integer in a direction address."""
     channels, height, width = shape
     return {
         "fourier": {"kx": width, "ky": height},
         "pixel": {"row": height, "col": width},
         "random": {"index": channels * height * width},
+        "nad": {"index": 0 if nads is None else len(nads)},
     }[basis]
 
 
-BASES = ("fourier", "pixel", "random")
+BASES = ("fourier", "pixel", "random", "nad")
 
 
-def validate_direction(basis: str, direction, shape) -> None:
-    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape``."""
+def validate_direction(basis: str, direction, shape, nads=None) -> None:
+    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape``.
+
+    For ``basis="nad"``, ``nads`` is the (k, C, H, W) array of an NAD estimate.
+    """
     if basis not in BASES:
         raise ConfigError(f"dataset.basis={basis!r} is unknown: choose one of {', '.join(BASES)}")
-    ranges = _address_ranges(basis, shape)
+    ranges = _address_ranges(basis, shape, nads)
     names = ", ".join(ranges)
     if len(direction) != len(ranges):
         raise ConfigError(f"dataset.direction must be [{names}] for basis={basis}, got {list(direction)}")
@@ -72,11 +78,15 @@ def validate_direction(basis: str, direction, shape) -> None:
             )
 
 
-def direction_vector(basis: str, direction, shape, basis_seed: int = 0, dtype=torch.float32, device=None) -> torch.Tensor:
+def direction_vector(basis: str, direction, shape, basis_seed: int = 0, nads=None, dtype=torch.float32,
+                     device=None) -> torch.Tensor:
     """The unit vector of shape ``shape`` that ``direction`` addresses in ``basis``."""
-    validate_direction(basis, direction, shape)
+    validate_direction(basis, direction, shape, nads)
     if basis == "fourier":
         return fourier_direction(*direction, shape, dtype, device)
     if basis == "pixel":
         return pixel_direction(*direction, shape, dtype, device)
+    if basis == "nad":
+        v = torch.as_tensor(nads[direction[0]], dtype=torch.float64)
+        return (v / v.norm()).to(dtype=dtype, device=device)
     return random_direction(direction[0], shape, basis_seed, dtype, device)

@@ -5,19 +5,21 @@ exactly and the noise has variance sigma^2 along every direction orthogonal to v
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 import torch
 
 from nadexp.data.bases import direction_vector, validate_direction
 from nadexp.errors import ConfigError
+from nadexp.estimators.nads import load_nads
 
 
 @dataclass
 class DirectionalDataset:
     """What D(v) is: the direction, the constants and the seed. Validated on construction."""
 
-    basis: str = "fourier"
+    basis: str = "fourier"  # fourier | pixel | random | nad
     direction: list[int] = field(default_factory=lambda: [1, 0])
     eps: float = 1.0
     sigma: float = 3.0
@@ -26,6 +28,7 @@ class DirectionalDataset:
     shape: list[int] = field(default_factory=lambda: [1, 32, 32])
     seed: int = 0
     basis_seed: int = 0
+    nads: Optional[str] = None  # basis=nad: a nads.npy, or the run directory of an estimator=nads run
 
     num_classes = 2
 
@@ -39,10 +42,15 @@ class DirectionalDataset:
         for name in ("n_train", "n_test"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"dataset.{name} must be >= 2 so that both classes appear, got {getattr(self, name)}")
-        validate_direction(self.basis, self.direction, self.shape)
+        self._nad_array = None
+        if self.basis == "nad":
+            if not self.nads:
+                raise ConfigError("dataset.basis=nad needs dataset.nads: the path of a nads.npy or of an estimator=nads run directory")
+            self._nad_array = load_nads(self.nads, self.shape)
+        validate_direction(self.basis, self.direction, self.shape, self._nad_array)
 
     def vector(self, device=None) -> torch.Tensor:
-        return direction_vector(self.basis, self.direction, self.shape, self.basis_seed, device=device)
+        return direction_vector(self.basis, self.direction, self.shape, self.basis_seed, self._nad_array, device=device)
 
     def sample(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``n_train`` or ``n_test`` samples of a split at once: images (N, C, H, W) and labels (N,)."""

@@ -42,6 +42,10 @@ class VGG(nn.Module):
             nn.Dropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True),
             nn.Linear(512, num_classes),
         )
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """The reference's conv init; re-initialising a network calls this after its layers' own resets."""
         for module in self.features:
             if isinstance(module, nn.Conv2d):
                 fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels

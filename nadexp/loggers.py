@@ -1,0 +1,40 @@
+"""Lightning loggers from the `logger` config group, shared by training runs and estimators."""
+
+import netrc
+import os
+from urllib.parse import urlparse
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.loggers import WandbLogger
+
+from nadexp.errors import ConfigError
+
+
+def build_loggers(cfg: DictConfig) -> list:
+    if cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True):
+        _require_wandb_credentials()
+    return [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
+
+
+def _require_wandb_credentials() -> None:
+    """Online W&B without credentials would prompt in a terminal; refuse up front instead."""
+    if os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc().authenticators(host):
+            return
+    except (FileNotFoundError, netrc.NetrcParseError):
+        pass
+    raise ConfigError(
+        "logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY "
+        "(or keep the default logger.wandb.offline=true and `wandb sync` later)"
+    )
+
+
+def finish_wandb(loggers) -> None:
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()

@@ -1,0 +1,53 @@
+"""Figures of an NAD estimate: the directions, their Fourier magnitudes and the eigenvalue spectrum."""
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+FIGURES = ("nads.png", "nads_fourier.png", "spectrum.png")
+
+
+def _grid(images: np.ndarray, title: str, cmap: str, symmetric: bool):
+    count = len(images)
+    cols = int(np.ceil(np.sqrt(count)))
+    rows = int(np.ceil(count / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < count:
+            image = images[index]
+            limit = np.abs(image).max() or 1.0
+            ax.imshow(image, cmap=cmap, vmin=-limit if symmetric else 0, vmax=limit)
+            ax.set_title(str(index), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def nad_figures(nads: np.ndarray, eigenvalues: np.ndarray, out_dir: Path, label: str = "", count: int = 16) -> dict:
+    """Writes the three PNGs into ``out_dir``; returns {name: path}. Multi-channel NADs show their channel mean."""
+    out_dir = Path(out_dir)
+    first = nads[:count].mean(axis=1)  # (k, H, W)
+    spectra = np.abs(np.fft.fftshift(np.fft.fft2(nads[:count]), axes=(-2, -1))).mean(axis=1)
+    figures = {
+        "nads.png": _grid(first, f"First {len(first)} NADs {label}".strip(), "RdBu_r", symmetric=True),
+        "nads_fourier.png": _grid(spectra, f"|Fourier| of the first {len(first)} NADs (DC at centre) {label}".strip(),
+                                  "magma", symmetric=False),
+    }
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.semilogy(np.arange(len(eigenvalues)), np.maximum(eigenvalues, np.finfo(float).tiny))
+    ax.set_xlabel("NAD index")
+    ax.set_ylabel("eigenvalue (gradient variance)")
+    ax.set_title(f"NAD spectrum {label}".strip())
+    fig.tight_layout()
+    figures["spectrum.png"] = fig
+    paths = {}
+    for name, figure in figures.items():
+        paths[name] = out_dir / name
+        figure.savefig(paths[name], dpi=110)
+        plt.close(figure)
+    return paths
