@@ -20,8 +20,9 @@ test: $(VENV)/.installed  ## the test suite (slow tests excluded)
 test-all: $(VENV)/.installed  ## every test, the slow ones included
 	$(PY) -m pytest -m "" $(ARGS)
 
-bench: $(VENV)/.installed  ## data-path benchmark: nadexp vs a bare PyTorch loop
+bench: $(VENV)/.installed  ## benchmarks: data path vs a bare PyTorch loop; NAD estimators vs a reference-style loop
 	$(PY) benchmarks/data_path.py
+	$(PY) benchmarks/nads.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
