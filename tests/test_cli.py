@@ -111,3 +111,22 @@ def test_online_wandb_without_credentials_is_refused_instead_of_prompting(tmp_pa
                    f"hydra.run.dir={run_dir}", env={"HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")})
     assert done.returncode == 2 and "wandb login" in done.stderr.splitlines()[0]
     assert not (run_dir / "result.json").exists()
+
+
+@pytest.mark.parametrize("logger, pattern", [("csv", "csv/metrics.csv"), ("tensorboard", "tensorboard/events.out.tfevents.*"),
+                                             ("many", "csv/metrics.csv")])
+def test_local_loggers_write_their_files(tmp_path, logger, pattern):
+    run_dir = tmp_path / logger
+    done = run_cli(*[o for o in QUICK if not o.startswith("logger")], f"logger={logger}", "arch=logreg",
+                   f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "", "WANDB_API_KEY": ""})
+    assert done.returncode == 0, done.stderr
+    assert list(run_dir.glob(pattern))
+
+
+def test_the_nads_experiment_is_a_single_estimator_run():
+    done = run_cli("experiment=nads", "--cfg", "job")
+    assert done.returncode == 0, done.stderr
+    config = OmegaConf.create(done.stdout)
+    assert config.task == "nads" and config.estimator.method == "finite_difference"
+    mode = run_cli("experiment=nads", "--cfg", "hydra", "-p", "hydra.mode")
+    assert "MULTIRUN" not in mode.stdout + mode.stderr

@@ -173,7 +173,7 @@ def test_eval_point_options(tmp_path):
 
 def test_estimator_run_writes_the_documented_files_and_feeds_a_training_run(tmp_path):
     run_dir = tmp_path / "nads"
-    done = run_cli("experiment=single", "estimator=nads", "estimator.num_networks=240", "logger=wandb",
+    done = run_cli("experiment=nads", "estimator.num_networks=240", "logger=wandb",
                    "arch=lenet", f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "", "WANDB_API_KEY": ""})
     assert done.returncode == 0, done.stderr
     result = json.loads((run_dir / "result.json").read_text())

@@ -4,8 +4,9 @@ Both estimators return an (N, D) float32 matrix, one row per fresh initialisatio
 (one output, eval mode). Network k is a function of the seed alone, so both methods see the same networks.
 """
 
+import copy
 import math
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -73,7 +74,7 @@ def autograd_gradients(
     ``template`` lives on ``device``; each batch of networks is drawn into it and stacked.
     """
     count, shape = len(points), points.shape[1:]
-    skeleton = _twin(template, torch.float32, "meta")
+    skeleton = copy.deepcopy(template).eval().to("meta")  # structure only; parameters come from `stacked`
     buffers = dict(template.named_buffers())  # eval-mode BatchNorm statistics, as at init
 
     def output(params, x):
@@ -94,13 +95,8 @@ def autograd_gradients(
 
 
 def _twin(template: nn.Module, dtype: torch.dtype, device) -> nn.Module:
-    """A copy of ``template`` in eval mode on ``device``/``dtype`` that receives each network's weights."""
-    import copy
-
-    twin = copy.deepcopy(template).eval()
-    if str(device) == "meta":
-        return twin.to("meta")
-    return twin.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    """A channels-last copy of ``template`` in eval mode and ``dtype`` that receives each network's weights."""
+    return copy.deepcopy(template).eval().to(device=device, dtype=dtype, memory_format=torch.channels_last)
 
 
 def _copy_weights(source: nn.Module, target: nn.Module) -> None:

@@ -17,14 +17,15 @@ log = logging.getLogger(__name__)
 def estimate(cfg: DictConfig) -> dict:
     estimator = instantiate(cfg.estimator)
     shape = tuple(cfg.dataset.shape)
-    instantiate(cfg.arch, input_shape=shape, num_classes=1)  # a bad arch config fails before any work
+    make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
+    make_net()  # a bad arch config fails before the run directory is touched
     output_dir = open_run_dir(cfg)
     loggers = build_loggers(cfg)
     start = time.perf_counter()
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        found = estimator.estimate(lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1), shape)
+        found = estimator.estimate(make_net, shape)
         save_nads(output_dir, found)
         figures = nad_figures(found["nads"], found["eigenvalues"], output_dir, label=f"({cfg.arch_name}, {estimator.method})")
         _log(loggers, found, figures)
