@@ -23,9 +23,12 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 def main(cfg: DictConfig) -> float:
     # Imported after Hydra has parsed the command line, so that `--help` and config errors stay fast.
     from nadexp.estimators.run import estimate
+    from nadexp.sweeps.runner import run_sweep
     from nadexp.training import train
 
     try:
+        if cfg.get("sweep"):
+            return run_sweep(cfg)["mean_test_acc"]
         if cfg.get("estimator"):
             return estimate(cfg)["diagnostic"]["split_half_overlap"].get("top10")
         return train(cfg)["test_acc"]

@@ -27,28 +27,17 @@ def build(cfg: DictConfig):
     return datamodule, model, trainer
 
 
-def train(cfg: DictConfig) -> dict:
-    datamodule, model, trainer = build(cfg)
-    result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(resolved)
-
+def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
+    """Train, then measure on the test split: the metrics of one (arch, dataset, direction, seed) cell."""
     start = time.perf_counter()
-    try:
-        trainer.fit(model, datamodule=datamodule)
-        final = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    finally:
-        finish_wandb(trainer.loggers)  # the next job of a sweep in this process must start a run of its own
-    wall_time = time.perf_counter() - start
-
+    trainer.fit(model, datamodule=datamodule)
+    final = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     history = model.history
-    result = {
-        "task": cfg.task,
+    return {
         "arch": cfg.arch_name,
         "dataset": cfg.dataset_name,
         "basis": cfg.dataset.get("basis"),
-        "direction": resolved["dataset"].get("direction"),
+        "direction": OmegaConf.to_container(cfg.dataset, resolve=True).get("direction"),
         "seed": cfg.seed,
         "train_acc": history[-1]["train/acc"] if history else None,
         "train_loss": history[-1]["train/loss"] if history else None,
@@ -56,10 +45,25 @@ def train(cfg: DictConfig) -> dict:
         "test_loss": round(final["test/loss"], 6),
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,
-        "wall_time_s": round(wall_time, 3),
+        "wall_time_s": round(time.perf_counter() - start, 3),
+        "history": history,
+    }
+
+
+def train(cfg: DictConfig) -> dict:
+    datamodule, model, trainer = build(cfg)
+    result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        metrics = fit_and_test(cfg, datamodule, model, trainer)
+    finally:
+        finish_wandb(trainer.loggers)  # the next job of a sweep in this process must start a run of its own
+    result = {
+        "task": cfg.task,
+        **metrics,
         "world_size": trainer.world_size,
         "device": str(trainer.strategy.root_device),
-        "history": history,
         "versions": package_versions(),
         "machine": machine(),
     }
@@ -68,6 +72,6 @@ def train(cfg: DictConfig) -> dict:
         log.info(
             "%s on %s %s: test acc %.4f (train %.4f) in %.1f s -> %s",
             result["arch"], result["basis"], result["direction"], result["test_acc"],
-            result["train_acc"] or float("nan"), wall_time, result_path,
+            result["train_acc"] or float("nan"), result["wall_time_s"], result_path,
         )
     return result

@@ -1,0 +1,96 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+from nadexp.errors import ConfigError
+from nadexp.reports.heatmap import fourier_grid
+from nadexp.sweeps.directions import conjugate, fourier_cells, index_list, sweep_directions
+
+SMALL_SWEEP = ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "dataset.n_train=2000",
+               "dataset.n_test=500", "logger=none", "trainer.accelerator=cpu"]
+
+
+@pytest.mark.parametrize("height, width", [(8, 8), (32, 32), (6, 10)])
+def test_fourier_cells_cover_every_direction_once(height, width):
+    cells = fourier_cells(height, width)
+    self_conjugate = sum(1 for kx in range(width) for ky in range(height) if conjugate(kx, ky, height, width) == (kx, ky))
+    assert len(cells) == (height * width - self_conjugate) // 2 + self_conjugate
+    covered = [c for cell in cells for c in {cell, conjugate(*cell, height, width)}]
+    assert sorted(covered) == sorted((kx, ky) for kx in range(width) for ky in range(height))
+
+
+def test_coarse_grids_and_index_ranges():
+    assert fourier_cells(32, 32, stride=8) == [(0, 0), (8, 0), (16, 0), (0, 8), (8, 8), (16, 8), (24, 8), (0, 16), (8, 16), (16, 16)]
+    assert index_list("0:10:3", 1024) == [0, 3, 6, 9] and index_list([5, 7], 1024) == [5, 7]
+    assert sweep_directions("nad", (1, 32, 32), indices="::256", num_nads=1024) == [[0], [256], [512], [768]]
+    assert len(sweep_directions("pixel", (1, 8, 8), stride=2)) == 16
+    with pytest.raises(ConfigError, match="sweep.indices"):
+        index_list([2000], 1024)
+    with pytest.raises(ConfigError, match="sweep.stride"):
+        sweep_directions("fourier", (1, 8, 8), stride=0)
+
+
+def test_a_logreg_fourier_sweep_scores_over_95_percent_on_every_cell_and_writes_its_report(tmp_path):
+    run_dir = tmp_path / "sweep"
+    done = run_cli(*SMALL_SWEEP, f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    assert len(records) == len(fourier_cells(8, 8)) == 34
+    assert all(r["status"] == "ok" and r["test_acc"] > 0.95 for r in records), [r["test_acc"] for r in records]
+    grid = fourier_grid(records, 8, 8)
+    assert not np.isnan(grid).any()
+    for name in ("cells.csv", "heatmap.png", "heatmap.pdf", "result.json", "config.yaml"):
+        assert (run_dir / name).stat().st_size > 0
+    result = json.loads((run_dir / "result.json").read_text())
+    assert (result["cells"], result["cells_failed"]) == (34, 0)
+    assert str(run_dir / "heatmap.png") in done.stdout
+
+
+def test_a_killed_sweep_resumes_with_every_cell_exactly_once(tmp_path):
+    run_dir = tmp_path / "resume"
+    args = [*SMALL_SWEEP, "trainer.max_epochs=8", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list((run_dir / "cells").glob("*.json"))) < 5:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")}
+    assert 5 <= len(before) < 34 and not (run_dir / "result.json").exists()
+    for text in before.values():
+        json.loads(text)  # no half-written record
+
+    done = run_cli(*args)
+    assert done.returncode == 0, done.stderr
+    assert f"{len(before)} already done" in done.stdout
+    after = {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")}
+    assert len(after) == 34 and all(after[name] == text for name, text in before.items())
+    assert not list((run_dir / "cells").glob(".*.tmp"))
+
+
+def test_a_diverged_cell_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
+    run_dir = tmp_path / "nan"
+    done = run_cli(*SMALL_SWEEP, "sweep.stride=4", "optimizer.lr=1e38", "trainer.gradient_clip_val=null",
+                   "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
+    assert len(records) == len(fourier_cells(8, 8, 4))
+    failed = [r for r in records if r["status"] == "failed"]
+    assert failed and all("not finite" in r["reason"] for r in failed)
+
+
+def test_a_sweep_directory_of_other_settings_is_not_overwritten(tmp_path):
+    run_dir = tmp_path / "guard"
+    assert run_cli(*SMALL_SWEEP, "sweep.stride=4", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    before = {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")}
+    done = run_cli(*SMALL_SWEEP, "sweep.stride=4", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 2 and "different config" in done.stderr
+    assert {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")} == before
