@@ -94,3 +94,17 @@ def test_a_sweep_directory_of_other_settings_is_not_overwritten(tmp_path):
     done = run_cli(*SMALL_SWEEP, "sweep.stride=4", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
     assert done.returncode == 2 and "different config" in done.stderr
     assert {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")} == before
+
+
+def test_pixel_and_nad_index_sweeps(tmp_path):
+    basis = np.linalg.qr(np.random.default_rng(0).standard_normal((64, 64)))[0].T.reshape(64, 1, 8, 8)
+    np.save(tmp_path / "nads.npy", basis.astype(np.float32))
+    common = [o for o in SMALL_SWEEP if o != "sweep=fourier"] + ["trainer.max_epochs=2"]
+    done = run_cli(*common, "sweep=nad", f"dataset.nads={tmp_path / 'nads.npy'}", "sweep.indices=[0,5,63]",
+                   f"hydra.run.dir={tmp_path / 'nad'}")
+    assert done.returncode == 0, done.stderr
+    directions = sorted(json.loads(p.read_text())["direction"] for p in (tmp_path / "nad" / "cells").glob("*.json"))
+    assert directions == [[0], [5], [63]]
+    done = run_cli(*common, "sweep=pixel", "sweep.stride=4", f"hydra.run.dir={tmp_path / 'pixel'}")
+    assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "pixel" / "cells").glob("*.json"))) == 4

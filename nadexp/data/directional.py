@@ -33,6 +33,7 @@ class DirectionalDataset:
     num_classes = 2
 
     def __post_init__(self):
+        self.shape, self.direction = list(self.shape), list(self.direction)  # plain lists, also from a config
         if len(self.shape) != 3 or min(self.shape) < 1:
             raise ConfigError(f"dataset.shape must be [channels, height, width] of positive integers, got {list(self.shape)}")
         if not self.eps > 0:
