@@ -22,10 +22,14 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     # Imported after Hydra has parsed the command line, so that `--help` and config errors stay fast.
+    import torch
+
     from nadexp.estimators.run import estimate
     from nadexp.sweeps.runner import run_sweep
     from nadexp.training import train
 
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
     try:
         if cfg.get("sweep"):
             return run_sweep(cfg)["mean_test_acc"]

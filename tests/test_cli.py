@@ -130,3 +130,19 @@ def test_the_nads_experiment_is_a_single_estimator_run():
     assert config.task == "nads" and config.estimator.method == "finite_difference"
     mode = run_cli("experiment=nads", "--cfg", "hydra", "-p", "hydra.mode")
     assert "MULTIRUN" not in mode.stdout + mode.stderr
+
+
+@pytest.mark.parametrize("launcher", ["local", "submitit_local"])
+def test_parallel_launchers_run_a_two_job_multirun(tmp_path, launcher):
+    sweep_dir = tmp_path / launcher
+    done = run_cli("-m", f"hydra/launcher={launcher}", "threads=1", *QUICK, "arch=logreg",
+                   "dataset.direction=[1,0],[2,0]", f"hydra.sweep.dir={sweep_dir}")
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads((sweep_dir / j / "result.json").read_text())["direction"] for j in ("0", "1")) == [[1, 0], [2, 0]]
+
+
+def test_the_slurm_preset_composes():
+    done = run_cli("hydra/launcher=slurm", "hydra.launcher.partition=gpu", "--cfg", "hydra", "-p", "hydra.launcher")
+    assert done.returncode == 0, done.stderr
+    launcher = OmegaConf.create(done.stdout)
+    assert launcher.partition == "gpu" and launcher.gpus_per_node == 1 and "SlurmLauncher" in launcher._target_

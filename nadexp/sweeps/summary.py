@@ -39,11 +39,11 @@ class SweepSummary(Callback):
         for column in COLUMNS:
             table.add_column(column, justify="right" if column.endswith(("acc", "_s", "seed")) else "left")
         for row in rows:
-            table.add_row(*(_format(row.get(column)) for column in COLUMNS))
+            table.add_row(*(_format(column, row.get(column)) for column in COLUMNS))
         Console(width=150).print(table)
 
 
-def _format(value) -> str:
+def _format(column: str, value) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1 else f"{value:.1f}"
+        return f"{value:.1f}" if column.endswith("_s") else f"{value:.4f}"
     return "" if value is None else str(value)
