@@ -108,3 +108,29 @@ def test_pixel_and_nad_index_sweeps(tmp_path):
     done = run_cli(*common, "sweep=pixel", "sweep.stride=4", f"hydra.run.dir={tmp_path / 'pixel'}")
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "pixel" / "cells").glob("*.json"))) == 4
+
+
+def test_the_report_command_draws_every_sweep(tmp_path):
+    for stride in (2, 4):
+        done = run_cli(*SMALL_SWEEP, f"sweep.stride={stride}", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / f's{stride}'}")
+        assert done.returncode == 0, done.stderr
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "nadexp.reports", str(tmp_path / "s2"), str(tmp_path / "s4"), "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for name in ("heatmap_s2.png", "heatmap_s2.pdf", "heatmap_s4.png", "heatmap_panel.png", "heatmap_panel.pdf", "cells.csv"):
+        assert (out / name).stat().st_size > 0, name
+    summary = (out / "summary.md").read_text().splitlines()
+    assert len(summary) == 4 and "| s2 | logreg | fourier | 10 | 0 |" in summary[2] and "| s4 | logreg | fourier | 4 | 0 |" in summary[3]
+    assert len((out / "cells.csv").read_text().splitlines()) == 1 + 10 + 4
+    bad = subprocess.run([sys.executable, "-m", "nadexp.reports", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a sweep directory" in bad.stderr
+
+
+def test_a_multirun_of_sweeps_over_archs_ends_with_a_panel(tmp_path):
+    done = run_cli("-m", "experiment=single", "sweep=fourier", "arch=logreg,lenet", "dataset.shape=[1,16,16]",
+                   "sweep.stride=8", "dataset.n_train=1000", "dataset.n_test=200", "trainer.max_epochs=2", "logger=none",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "cells").is_dir()) == ["lenet-fourier-stride8-s0", "logreg-fourier-stride8-s0"]
+    assert (tmp_path / "report" / "heatmap_panel.png").is_file() and "report of 2 sweep(s)" in done.stdout

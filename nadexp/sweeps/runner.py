@@ -112,7 +112,8 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
     if cfg.sweep.basis == "fourier":
         _, height, width = cfg.dataset.shape
         grid = fourier_grid(records, height, width)
-        figures = plot_fourier_heatmap(grid, f"{output_dir}/heatmap", f"{cfg.arch_name}: test accuracy on D(v), Fourier v")
+        figures = plot_fourier_heatmap(grid, f"{output_dir}/heatmap", f"{cfg.arch_name}: test accuracy on D(v), Fourier v",
+                                       cfg.sweep.stride)
         files += [p.name for p in figures]
     ok = [r for r in records if r["status"] == "ok"]
     result = {

@@ -41,6 +41,12 @@ class SweepSummary(Callback):
         for row in rows:
             table.add_row(*(_format(column, row.get(column)) for column in COLUMNS))
         Console(width=150).print(table)
+        sweeps = [p for p in sweep_dir.iterdir() if (p / "cells").is_dir() and (p / "config.yaml").is_file()]
+        if sweeps:  # direction sweeps: their figures side by side
+            from nadexp.reports.sweep_report import make_report
+
+            files = make_report(sorted(sweeps), sweep_dir / "report")
+            Console(width=150).print(f"report of {len(sweeps)} sweep(s): {files[0]}")
 
 
 def _format(column: str, value) -> str:

@@ -1,0 +1,124 @@
+"""The figures and tables of one or more direction sweeps: Fourier heat maps (one each and a panel),
+NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary."""
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap  # noqa: E402
+
+CSV_COLUMNS = ("sweep", "arch", "basis", "direction", "seed", "status", "train_acc", "test_acc", "wall_time_s", "reason")
+
+
+def load_sweep(sweep_dir: Path) -> dict:
+    sweep_dir = Path(sweep_dir)
+    if not (sweep_dir / "config.yaml").is_file() or not (sweep_dir / "cells").is_dir():
+        raise ConfigError(f"{sweep_dir} is not a sweep directory (it needs config.yaml and cells/)")
+    config = OmegaConf.load(sweep_dir / "config.yaml")
+    cells = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("*.json"))]
+    return {"name": sweep_dir.name, "dir": sweep_dir, "config": config, "cells": cells,
+            "arch": config.get("arch_name"), "basis": config.sweep.basis, "shape": list(config.dataset.shape),
+            "stride": config.sweep.get("stride", 1)}
+
+
+def _save(fig, path: Path) -> list[Path]:
+    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    for out in paths:
+        fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
+    cols = min(len(sweeps), 4)
+    rows = int(np.ceil(len(sweeps) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False, layout="constrained")
+    image = None
+    for ax, sweep in zip(axes.flat, sweeps):
+        _, height, width = sweep["shape"]
+        image = draw(ax, fourier_grid(sweep["cells"], height, width), sweep["stride"], sweep["name"])
+    for ax in list(axes.flat)[len(sweeps):]:
+        ax.axis("off")
+    fig.colorbar(image, ax=axes, label="test accuracy", shrink=0.8)
+    return _save(fig, path)
+
+
+def nad_curve(sweep: dict, path: Path) -> list[Path]:
+    ok = sorted((c["direction"][0], c["test_acc"]) for c in sweep["cells"] if c["status"] == "ok")
+    nads = Path(sweep["config"].dataset.nads)
+    eigenvalues_path = (nads if nads.is_dir() else nads.parent) / "eigenvalues.npy"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    axes[0].plot([i for i, _ in ok], [a for _, a in ok], marker="o", markersize=3)
+    axes[0].set_ylim(0.45, 1.02)
+    axes[0].set_xlabel("NAD index i")
+    axes[0].set_ylabel("test accuracy on D(u_i)")
+    axes[0].set_title(f"{sweep['name']}: accuracy along the NADs", fontsize=9)
+    if eigenvalues_path.is_file():
+        eigenvalues = np.load(eigenvalues_path)
+        axes[1].semilogy(np.maximum(eigenvalues, np.finfo(float).tiny))
+    axes[1].set_xlabel("NAD index")
+    axes[1].set_ylabel("eigenvalue")
+    axes[1].set_title("NAD spectrum", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def pixel_map(sweep: dict, path: Path) -> list[Path]:
+    _, height, width = sweep["shape"]
+    grid = np.full((height, width), np.nan)
+    for cell in sweep["cells"]:
+        if cell["status"] == "ok":
+            grid[tuple(cell["direction"])] = cell["test_acc"]
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    image = ax.imshow(grid, cmap="viridis", vmin=0.5, vmax=1.0)
+    ax.set_title(f"{sweep['name']}: pixel directions", fontsize=9)
+    ax.set_xlabel("column")
+    ax.set_ylabel("row")
+    fig.colorbar(image, ax=ax, label="test accuracy")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def make_report(sweep_dirs, out_dir: Path) -> list[Path]:
+    """Writes every figure (PNG and PDF), cells.csv and summary.md for ``sweep_dirs`` into ``out_dir``."""
+    sweeps = [load_sweep(d) for d in sweep_dirs]
+    if not sweeps:
+        raise ConfigError("no sweep directories given")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    fourier = [s for s in sweeps if s["basis"] == "fourier"]
+    for sweep in fourier:
+        _, height, width = sweep["shape"]
+        grid = fourier_grid(sweep["cells"], height, width)
+        files += plot_fourier_heatmap(grid, out_dir / f"heatmap_{sweep['name']}", f"{sweep['name']}: Fourier directions",
+                                      sweep["stride"])
+    if len(fourier) > 1:
+        files += fourier_panel(fourier, out_dir / "heatmap_panel")
+    for sweep in sweeps:
+        if sweep["basis"] == "nad":
+            files += nad_curve(sweep, out_dir / f"nad_curve_{sweep['name']}")
+        if sweep["basis"] == "pixel":
+            files += pixel_map(sweep, out_dir / f"pixel_map_{sweep['name']}")
+
+    with open(out_dir / "cells.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for sweep in sweeps:
+            writer.writerows({**cell, "sweep": sweep["name"]} for cell in sweep["cells"])
+    lines = ["| sweep | arch | basis | cells | failed | mean test acc | min | max |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for sweep in sweeps:
+        accs = [c["test_acc"] for c in sweep["cells"] if c["status"] == "ok"]
+        stats = [f"{f(accs):.4f}" if accs else "" for f in (np.mean, np.min, np.max)]
+        lines.append(f"| {sweep['name']} | {sweep['arch']} | {sweep['basis']} | {len(sweep['cells'])} | "
+                     f"{len(sweep['cells']) - len(accs)} | " + " | ".join(stats) + " |")
+    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    return files + [out_dir / "cells.csv", out_dir / "summary.md"]
