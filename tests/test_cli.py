@@ -44,12 +44,14 @@ def test_a_two_value_multirun_writes_two_results_and_a_summary(tmp_path):
     assert [row["status"] for row in rows] == ["ok", "ok"] and "test_acc" in done.stdout
 
 
-def test_the_default_job_is_a_two_direction_sweep(tmp_path):
+def test_the_default_job_is_a_small_fourier_sweep_of_two_archs(tmp_path):
     done = run_cli("--cfg", "hydra", "-p", "hydra.sweeper.params")
     assert done.returncode == 0, done.stderr
-    assert "dataset.direction" in done.stdout and "hydra.mode" not in done.stdout
+    assert OmegaConf.create(done.stdout).arch == "logreg,lenet"
     mode = run_cli("--cfg", "hydra", "-p", "hydra.mode")
     assert "MULTIRUN" in mode.stdout
+    job = OmegaConf.create(run_cli("--cfg", "job").stdout)
+    assert job.task == "sweep" and job.sweep.basis == "fourier" and job.sweep.max_frequency == 2
 
 
 def test_two_process_ddp_on_cpu_completes(tmp_path):

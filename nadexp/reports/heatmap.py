@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nadexp.sweeps.directions import conjugate  # noqa: E402
+from nadexp.sweeps.directions import conjugate, signed  # noqa: E402
 
 
 def fourier_grid(records: list[dict], height: int, width: int) -> np.ndarray:
@@ -24,14 +24,18 @@ def fourier_grid(records: list[dict], height: int, width: int) -> np.ndarray:
 
 
 def centred(grid: np.ndarray, stride: int = 1):
-    """The swept sub-grid ordered by signed frequency (DC at the centre) and its imshow extent."""
+    """The swept sub-grid ordered by signed frequency (DC at the centre), cropped to the swept cells,
+    and its imshow extent."""
     height, width = grid.shape
     ys, xs = np.arange(0, height, stride), np.arange(0, width, stride)
-    signed_y, signed_x = (ys + height // 2) % height - height // 2, (xs + width // 2) % width - width // 2
-    oy, ox = np.argsort(signed_y), np.argsort(signed_x)
-    image = grid[np.ix_(ys[oy], xs[ox])]
+    fy, fx = np.sort(signed(ys, height)), np.sort(signed(xs, width))
+    image = grid[np.ix_(ys[np.argsort(signed(ys, height))], xs[np.argsort(signed(xs, width))])]
+    rows, cols = np.flatnonzero(~np.isnan(image).all(1)), np.flatnonzero(~np.isnan(image).all(0))
+    if len(rows) and len(cols):  # a low-frequency window: show only that window
+        image = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        fy, fx = fy[rows[0]:rows[-1] + 1], fx[cols[0]:cols[-1] + 1]
     half = stride / 2
-    extent = (signed_x.min() - half, signed_x.max() + half, signed_y.max() + half, signed_y.min() - half)
+    extent = (fx.min() - half, fx.max() + half, fy.max() + half, fy.min() - half)
     return image, extent
 
 

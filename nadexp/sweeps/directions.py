@@ -8,8 +8,14 @@ def conjugate(kx: int, ky: int, height: int, width: int) -> tuple[int, int]:
     return (-kx) % width, (-ky) % height
 
 
-def fourier_cells(height: int, width: int, stride: int = 1) -> list[tuple[int, int]]:
-    """One (kx, ky) per real Fourier direction on the sub-grid of every ``stride``-th frequency.
+def signed(k: int, size: int) -> int:
+    """The frequency index k in -size/2 .. size/2 - 1 (the fftshift order)."""
+    return (k + size // 2) % size - size // 2
+
+
+def fourier_cells(height: int, width: int, stride: int = 1, max_frequency=None) -> list[tuple[int, int]]:
+    """One (kx, ky) per real Fourier direction on the sub-grid of every ``stride``-th frequency,
+    optionally only the low frequencies with |kx|, |ky| <= ``max_frequency``.
 
     Of each conjugate pair the first in row-major order (ky, then kx) is kept; the heat map mirrors
     its accuracy into the other cell.
@@ -17,6 +23,8 @@ def fourier_cells(height: int, width: int, stride: int = 1) -> list[tuple[int, i
     cells, seen = [], set()
     for ky in range(0, height, stride):
         for kx in range(0, width, stride):
+            if max_frequency is not None and max(abs(signed(kx, width)), abs(signed(ky, height))) > max_frequency:
+                continue
             if conjugate(kx, ky, height, width) not in seen:
                 seen.add((kx, ky))
                 cells.append((kx, ky))
@@ -43,13 +51,16 @@ def index_list(spec, size: int) -> list[int]:
     return indices
 
 
-def sweep_directions(basis: str, shape, stride: int = 1, indices=None, num_nads: int = 0) -> list[list[int]]:
+def sweep_directions(basis: str, shape, stride: int = 1, indices=None, num_nads: int = 0,
+                     max_frequency=None) -> list[list[int]]:
     """Every direction address of a sweep over ``basis`` for images of ``shape`` (C, H, W)."""
     if stride < 1:
         raise ConfigError(f"sweep.stride must be >= 1, got {stride}")
     _, height, width = shape
     if basis == "fourier":
-        return [list(cell) for cell in fourier_cells(height, width, stride)]
+        if max_frequency is not None and max_frequency < 0:
+            raise ConfigError(f"sweep.max_frequency must be >= 0 or null (all), got {max_frequency}")
+        return [list(cell) for cell in fourier_cells(height, width, stride, max_frequency)]
     if basis == "pixel":
         return [list(cell) for cell in pixel_cells(height, width, stride)]
     if basis == "nad":

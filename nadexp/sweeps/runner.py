@@ -75,7 +75,8 @@ def run_sweep(cfg: DictConfig) -> dict:
     OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
     shape = tuple(cfg.dataset.shape)
     num_nads = len(load_nads(cfg.dataset.nads, shape)) if cfg.sweep.basis == "nad" else 0
-    directions = sweep_directions(cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads)
+    directions = sweep_directions(cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads,
+                                  cfg.sweep.get("max_frequency"))
     store = CellStore(f"{output_dir}/cells")
     keys = [CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed) for d in directions]
     todo = [(d, k) for d, k in zip(directions, keys) if k not in store]
@@ -125,7 +126,8 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
         "cells_ok": len(ok),
         "cells_failed": len(records) - len(ok),
         "mean_test_acc": round(sum(r["test_acc"] for r in ok) / len(ok), 6) if ok else None,
-        "wall_time_s": round(seconds, 3),
+        "wall_time_s": round(seconds, 3),  # this invocation; a resumed sweep only counts the cells it trained
+        "cells_wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in records), 3),
         "files": files,
         "versions": package_versions(),
         "machine": machine(),

@@ -20,7 +20,10 @@ def collect_results(sweep_dir: Path) -> list[dict]:
         row = {"job": job_dir.name, "status": "failed"}
         result_path = job_dir / "result.json"
         if result_path.is_file():
-            row.update({k: v for k, v in json.loads(result_path.read_text()).items() if k in COLUMNS}, status="ok")
+            result = json.loads(result_path.read_text())
+            if result.get("task") == "sweep":  # a whole direction sweep: its cell count and mean accuracy
+                result.update(direction=f"{result['cells']} cells", test_acc=result["mean_test_acc"])
+            row.update({k: v for k, v in result.items() if k in COLUMNS}, status="ok")
         rows.append(row)
     return rows
 
@@ -46,7 +49,8 @@ class SweepSummary(Callback):
             from nadexp.reports.sweep_report import make_report
 
             files = make_report(sorted(sweeps), sweep_dir / "report")
-            Console(width=150).print(f"report of {len(sweeps)} sweep(s): {files[0]}")
+            figure = next((f for f in files if f.name == "heatmap_panel.png"), files[0])
+            Console(width=150, soft_wrap=True).print(f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; figure: {figure}")
 
 
 def _format(column: str, value) -> str:
