@@ -48,13 +48,18 @@ def draw(ax, grid: np.ndarray, stride: int = 1, title: str = ""):
     return artist
 
 
-def plot_fourier_heatmap(grid: np.ndarray, path: Path, title: str = "", stride: int = 1) -> list[Path]:
-    """Writes ``path`` as PNG and PDF."""
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
-    fig.colorbar(draw(ax, grid, stride, title), ax=ax, label="test accuracy")
-    fig.tight_layout()
+def save_figure(fig, path) -> list[Path]:
+    """Writes ``fig`` as ``path``.png and ``path``.pdf and closes it."""
     paths = [Path(path).with_suffix(suffix) for suffix in (".png", ".pdf")]
     for out in paths:
         fig.savefig(out, dpi=120)
     plt.close(fig)
     return paths
+
+
+def plot_fourier_heatmap(grid: np.ndarray, path: Path, title: str = "", stride: int = 1) -> list[Path]:
+    """Writes ``path`` as PNG and PDF."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    fig.colorbar(draw(ax, grid, stride, title), ax=ax, label="test accuracy")
+    fig.tight_layout()
+    return save_figure(fig, path)

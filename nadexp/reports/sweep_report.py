@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from nadexp.errors import ConfigError  # noqa: E402
-from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap  # noqa: E402
+from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
 
 CSV_COLUMNS = ("sweep", "arch", "basis", "direction", "seed", "status", "train_acc", "test_acc", "wall_time_s", "reason")
 
@@ -29,14 +29,6 @@ def load_sweep(sweep_dir: Path) -> dict:
             "stride": config.sweep.get("stride", 1)}
 
 
-def _save(fig, path: Path) -> list[Path]:
-    paths = [path.with_suffix(".png"), path.with_suffix(".pdf")]
-    for out in paths:
-        fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return paths
-
-
 def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
     cols = min(len(sweeps), 4)
     rows = int(np.ceil(len(sweeps) / cols))
@@ -48,7 +40,7 @@ def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
     for ax in list(axes.flat)[len(sweeps):]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, label="test accuracy", shrink=0.8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def nad_curve(sweep: dict, path: Path) -> list[Path]:
@@ -68,7 +60,7 @@ def nad_curve(sweep: dict, path: Path) -> list[Path]:
     axes[1].set_ylabel("eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def pixel_map(sweep: dict, path: Path) -> list[Path]:
@@ -84,7 +76,7 @@ def pixel_map(sweep: dict, path: Path) -> list[Path]:
     ax.set_ylabel("row")
     fig.colorbar(image, ax=ax, label="test accuracy")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_report(sweep_dirs, out_dir: Path) -> list[Path]:
