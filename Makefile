@@ -20,9 +20,10 @@ test: $(VENV)/.installed  ## the test suite (slow tests excluded)
 test-all: $(VENV)/.installed  ## every test, the slow ones included
 	$(PY) -m pytest -m "" $(ARGS)
 
-bench: $(VENV)/.installed  ## benchmarks: data path vs a bare PyTorch loop; NAD estimators vs a reference-style loop
+bench: $(VENV)/.installed  ## benchmarks: data path, NAD estimators and sweep cells vs reference-style loops
 	$(PY) benchmarks/data_path.py
 	$(PY) benchmarks/nads.py
+	$(PY) benchmarks/sweep.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
