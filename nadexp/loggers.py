@@ -33,6 +33,19 @@ def _require_wandb_credentials() -> None:
     )
 
 
+def log_outcome(loggers, metrics: dict | None = None, images: dict | None = None, tables: dict | None = None) -> None:
+    """Metrics to every logger; images ({key: png path}) and tables ({key: (columns, rows)}) to those that take them (W&B)."""
+    for logger in loggers:
+        if metrics:
+            logger.log_metrics(metrics)
+        if hasattr(logger, "log_image") and hasattr(logger, "log_table"):
+            for key, path in (images or {}).items():
+                logger.log_image(key=key, images=[str(path)])
+            for key, (columns, rows) in (tables or {}).items():
+                logger.log_table(key=key, columns=list(columns), data=rows)
+        logger.save()
+
+
 def finish_wandb(loggers) -> None:
     if any(isinstance(logger, WandbLogger) for logger in loggers):
         import wandb

@@ -47,10 +47,6 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
-def read_result(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "result.json").read_text())
-
-
 def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
     """The run directory of ``cfg``, with its resolved config.yaml; refuses one that holds a finished run."""
     output_dir = Path(cfg.paths.output_dir)

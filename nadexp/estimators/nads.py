@@ -1,7 +1,5 @@
 """Neural Anisotropy Directions: principal directions of input gradients over random initialisations."""
 
-import json
-import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +10,6 @@ import torch
 
 from nadexp.errors import ConfigError
 from nadexp.estimators.gradients import autograd_gradients, eval_points, finite_difference_gradients
-
-log = logging.getLogger(__name__)
 
 METHODS = ("finite_difference", "autograd")
 EVAL_POINTS = ("fixed", "zero", "per_network")

@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nadexp.estimators.nads import save_nads
-from nadexp.loggers import build_loggers, finish_wandb
+from nadexp.loggers import build_loggers, finish_wandb, log_outcome
 from nadexp.reports.nad_figures import nad_figures
 from nadexp.results import machine, open_run_dir, package_versions, write_json_atomic
 
@@ -62,11 +62,6 @@ def estimate(cfg: DictConfig) -> dict:
 def _log(loggers, found: dict, figures: dict) -> None:
     metrics = {f"nads/overlap_{key}": value for key, value in found["diagnostic"].items()}
     metrics["nads/gradient_time_s"] = found["gradient_time_s"]
-    for logger in loggers:
-        logger.log_metrics(metrics)
-        if hasattr(logger, "log_image") and hasattr(logger, "log_table"):  # W&B
-            for name, path in figures.items():
-                logger.log_image(key=f"nads/{name.removesuffix('.png')}", images=[str(path)])
-            rows = [[index, float(value)] for index, value in enumerate(found["eigenvalues"])]
-            logger.log_table(key="nads/spectrum_table", columns=["index", "eigenvalue"], data=rows)
-        logger.save()
+    images = {f"nads/{name.removesuffix('.png')}": path for name, path in figures.items()}
+    spectrum = (("index", "eigenvalue"), [[index, float(value)] for index, value in enumerate(found["eigenvalues"])])
+    log_outcome(loggers, metrics, images, {"nads/spectrum_table": spectrum})

@@ -13,9 +13,10 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.sweeps.store import CELL_COLUMNS  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
 
-CSV_COLUMNS = ("sweep", "arch", "basis", "direction", "seed", "status", "train_acc", "test_acc", "wall_time_s", "reason")
+CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
 
 def load_sweep(sweep_dir: Path) -> dict:

@@ -11,15 +11,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
-from nadexp.loggers import build_loggers, finish_wandb
+from nadexp.loggers import build_loggers, finish_wandb, log_outcome
 from nadexp.reports.heatmap import fourier_grid, plot_fourier_heatmap
 from nadexp.results import machine, package_versions, write_json_atomic
 from nadexp.sweeps.directions import sweep_directions
-from nadexp.sweeps.store import CellStore
+from nadexp.sweeps.store import CELL_COLUMNS, CellStore
 from nadexp.training.train import build, fit_and_test
 
 log = logging.getLogger(__name__)
-CELL_COLUMNS = ("arch", "basis", "direction", "seed", "status", "train_acc", "test_acc", "test_loss", "wall_time_s", "reason")
 
 
 def cell_config(cfg: DictConfig, direction) -> DictConfig:
@@ -143,15 +142,12 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
 
 def _log(cfg: DictConfig, records: list[dict], figures) -> None:
     loggers = build_loggers(cfg)
+    columns = ("arch", "basis", "direction", "seed", "status", "test_acc")
+    rows = [[str(r.get(c)) if c == "direction" else r.get(c) for c in columns] for r in records]
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-            if hasattr(logger, "log_table"):  # W&B: the cells as a table, the heat map as an image
-                rows = [[r["arch"], r["basis"], str(r["direction"]), r["seed"], r["status"], r.get("test_acc")] for r in records]
-                logger.log_table(key="sweep/cells", columns=["arch", "basis", "direction", "seed", "status", "test_acc"], data=rows)
-                for figure in figures:
-                    if figure.suffix == ".png":
-                        logger.log_image(key="sweep/heatmap", images=[str(figure)])
-            logger.save()
+        log_outcome(loggers, images={"sweep/heatmap": f for f in figures if f.suffix == ".png"},
+                    tables={"sweep/cells": (columns, rows)})
     finally:
         finish_wandb(loggers)
