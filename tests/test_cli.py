@@ -44,20 +44,19 @@ def test_a_two_value_multirun_writes_two_results_and_a_summary(tmp_path):
     assert [row["status"] for row in rows] == ["ok", "ok"] and "test_acc" in done.stdout
 
 
-def test_the_default_job_is_an_easy_and_a_hard_direction_of_lenet(tmp_path):
+def test_the_default_job_is_a_small_fourier_sweep_of_lenet_and_logistic_regression():
     done = run_cli("--cfg", "hydra", "-p", "hydra.sweeper.params")
     assert done.returncode == 0, done.stderr
-    assert OmegaConf.create(done.stdout)["dataset.direction"] == "[1,0],[16,16]"
-    mode = run_cli("--cfg", "hydra", "-p", "hydra.mode")
-    assert "MULTIRUN" in mode.stdout
-    assert OmegaConf.create(run_cli("--cfg", "job").stdout).task == "train"
-
-
-def test_the_fourier_demo_is_a_small_sweep_of_two_archs():
-    params = OmegaConf.create(run_cli("experiment=fourier_demo", "--cfg", "hydra", "-p", "hydra.sweeper.params").stdout)
-    assert params.arch == "logreg,lenet"
-    job = OmegaConf.create(run_cli("experiment=fourier_demo", "--cfg", "job").stdout)
+    assert OmegaConf.create(done.stdout).arch == "logreg,lenet"
+    assert "MULTIRUN" in run_cli("--cfg", "hydra", "-p", "hydra.mode").stdout
+    job = OmegaConf.create(run_cli("--cfg", "job").stdout)
     assert job.task == "sweep" and job.sweep.basis == "fourier" and job.sweep.max_frequency == 2
+
+
+def test_easy_vs_hard_trains_lenet_on_two_directions():
+    done = run_cli("experiment=easy_vs_hard", "--cfg", "hydra", "-p", "hydra.sweeper.params")
+    assert OmegaConf.create(done.stdout)["dataset.direction"] == "[1,0],[16,16]"
+    assert OmegaConf.create(run_cli("experiment=easy_vs_hard", "--cfg", "job").stdout).task == "train"
 
 
 def test_two_process_ddp_on_cpu_completes(tmp_path):

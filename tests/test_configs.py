@@ -3,7 +3,7 @@ import pytorch_lightning as pl
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from conftest import ARCHS, DATASETS
+from conftest import ARCHS, DATASETS, ROOT
 from nadexp.training import build
 
 
@@ -56,3 +56,26 @@ def test_misspelt_keys_and_wrong_types_fail_at_composition(compose):
     with pytest.raises(ConfigCompositionException) as error:
         compose("dataset.sigma=three")
     assert isinstance(error.value.__cause__, ValidationError) and "sigma" in str(error.value.__cause__)
+
+
+FIGURES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem.startswith(("fourier_", "nad_curve_")))
+
+
+@pytest.mark.parametrize("figure", FIGURES)
+def test_every_figure_config_says_how_to_run_it_and_composes_a_sweep(compose, figure):
+    header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
+    assert header.startswith("# @package _global_\n")
+    for words in (f"python run.py experiment={figure}", "Time:", "CPU", "GPU", "Expect:"):
+        assert words in header, (figure, words)
+    cfg = compose(f"experiment={figure}", "logger=none")
+    assert cfg.task == "sweep" and cfg.sweep.basis == ("nad" if figure.startswith("nad_curve_") else "fourier")
+    arch = figure.split("_", 2)[-1] if figure.startswith("nad_curve_") else figure.removeprefix("fourier_")
+    if arch not in ("demo", "panel"):
+        assert cfg.arch_name == arch
+    if cfg.sweep.basis == "nad":
+        assert cfg.dataset.nads.endswith(f"nads/{arch}-finite_difference-s0")
+
+
+def test_the_figure_configs_cover_every_paper_architecture():
+    for arch in ("logreg", "lenet", "lenet_nopool", "vgg11", "resnet18", "densenet121"):
+        assert {f"fourier_{arch}", f"nad_curve_{arch}"} <= set(FIGURES)

@@ -39,11 +39,12 @@ def test_coarse_grids_and_index_ranges():
 
 def test_a_logreg_fourier_sweep_scores_over_95_percent_on_every_cell_and_writes_its_report(tmp_path):
     run_dir = tmp_path / "sweep"
-    done = run_cli(*SMALL_SWEEP, f"hydra.run.dir={run_dir}")
+    done = run_cli(*SMALL_SWEEP, "sweep.models_at_once=8", f"hydra.run.dir={run_dir}")  # 34 cells: groups of 8, then 2
     assert done.returncode == 0, done.stderr
     records = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
     assert len(records) == len(fourier_cells(8, 8)) == 34
     assert all(r["status"] == "ok" and r["test_acc"] > 0.95 for r in records), [r["test_acc"] for r in records]
+    assert sorted(r["models_at_once"] for r in records) == [2, 2] + [8] * 32
     grid = fourier_grid(records, 8, 8)
     assert not np.isnan(grid).any()
     for name in ("cells.csv", "heatmap.png", "heatmap.pdf", "result.json", "config.yaml"):
@@ -51,6 +52,22 @@ def test_a_logreg_fourier_sweep_scores_over_95_percent_on_every_cell_and_writes_
     result = json.loads((run_dir / "result.json").read_text())
     assert (result["cells"], result["cells_failed"]) == (34, 0)
     assert str(run_dir / "heatmap.png") in done.stdout
+
+
+def test_two_shard_jobs_of_one_sweep_share_its_directory_and_train_every_cell_once(tmp_path):
+    done = run_cli("-m", *SMALL_SWEEP, "sweep.stride=2", "sweep.num_shards=2", "sweep.shard=0,1", "trainer.max_epochs=2",
+                   f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    (sweep_dir,) = [p for p in tmp_path.iterdir() if (p / "cells").is_dir()]
+    directions = sorted(json.loads(p.read_text())["direction"] for p in (sweep_dir / "cells").glob("*.json"))
+    assert directions == sorted(list(d) for d in fourier_cells(8, 8, stride=2))
+    assert json.loads((sweep_dir / "result.json").read_text())["cells"] == len(directions)  # the last shard reports all
+
+
+def test_an_impossible_number_of_stacked_models_is_refused(tmp_path):
+    done = run_cli(*SMALL_SWEEP, "sweep.models_at_once=0", f"hydra.run.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 2 and "sweep.models_at_once" in done.stderr.strip().splitlines()[0], done.stderr
+    assert not (tmp_path / "sweep" / "result.json").exists()
 
 
 def test_a_killed_sweep_resumes_with_every_cell_exactly_once(tmp_path):
@@ -105,9 +122,11 @@ def test_pixel_and_nad_index_sweeps(tmp_path):
     assert done.returncode == 0, done.stderr
     directions = sorted(json.loads(p.read_text())["direction"] for p in (tmp_path / "nad" / "cells").glob("*.json"))
     assert directions == [[0], [5], [63]]
+    assert (tmp_path / "nad" / "nad_curve.png").stat().st_size > 0
     done = run_cli(*common, "sweep=pixel", "sweep.stride=4", f"hydra.run.dir={tmp_path / 'pixel'}")
     assert done.returncode == 0, done.stderr
     assert len(list((tmp_path / "pixel" / "cells").glob("*.json"))) == 4
+    assert (tmp_path / "pixel" / "pixel_map.png").stat().st_size > 0
 
 
 def test_the_report_command_draws_every_sweep(tmp_path):

@@ -55,8 +55,13 @@ class DirectionalDataModule(pl.LightningDataModule):
             self.train_set = TensorBatches(*self.dataset.sample("train", device))
             self.test_set = TensorBatches(*self.dataset.sample("test", device))
 
+    def shuffle_generator(self) -> torch.Generator:
+        """The training order follows the data seed alone, so K stacked models can reproduce it exactly."""
+        return torch.Generator().manual_seed(self.dataset.seed)
+
     def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch)
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch,
+                          generator=self.shuffle_generator())
 
     def val_dataloader(self):
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=keep_batch)

@@ -143,7 +143,8 @@ def load_nads(path, shape=None) -> np.ndarray:
     if path.is_dir():
         path = path / "nads.npy"
     if not path.is_file():
-        raise ConfigError(f"dataset.nads={str(path)!r} does not exist: give a nads.npy or the run directory of an estimator=nads run")
+        raise ConfigError(f"dataset.nads={str(path)!r} does not exist: give a nads.npy or the run directory of an estimator=nads run "
+                          "(`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0)")
     try:
         nads = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:

@@ -1,11 +1,15 @@
 """A direction sweep inside one job: train the arch on D(v) for every v of a basis, resumably."""
 
 import csv
+import io
 import logging
 import math
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -13,9 +17,11 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
 from nadexp.reports.heatmap import fourier_grid, plot_fourier_heatmap
-from nadexp.results import machine, package_versions, write_json_atomic
+from nadexp.reports.sweep_report import load_sweep, nad_curve, pixel_map
+from nadexp.results import machine, package_versions, write_json_atomic, write_text_atomic
 from nadexp.sweeps.directions import sweep_directions
 from nadexp.sweeps.store import CELL_COLUMNS, CellStore
+from nadexp.training.stacked import fit_stacked
 from nadexp.training.train import build, fit_and_test
 
 log = logging.getLogger(__name__)
@@ -36,7 +42,66 @@ def cell_config(cfg: DictConfig, direction) -> DictConfig:
 
 def train_cell(cfg: DictConfig) -> dict:
     datamodule, model, trainer = build(cfg)
-    record = fit_and_test(cfg, datamodule, model, trainer)
+    return _with_status(fit_and_test(cfg, datamodule, model, trainer))
+
+
+def _device(cfg: DictConfig) -> torch.device:
+    accelerator = cfg.trainer.get("accelerator", "auto")
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def models_at_once(cfg: DictConfig) -> int:
+    """How many cells one vectorised step trains: ``sweep.models_at_once``; auto is 1 on a CPU, 16 on a GPU."""
+    setting = cfg.sweep.get("models_at_once", "auto")
+    if setting == "auto":
+        return 16 if _device(cfg).type == "cuda" else 1
+    if not isinstance(setting, int) or setting < 1:
+        raise ConfigError(f"sweep.models_at_once must be auto or an integer >= 1, got {setting!r}")
+    return setting
+
+
+def _shard(cfg: DictConfig) -> tuple[int, int]:
+    shard, num_shards = cfg.sweep.get("shard", 0), cfg.sweep.get("num_shards", 1)
+    if not (isinstance(num_shards, int) and num_shards >= 1 and isinstance(shard, int) and 0 <= shard < num_shards):
+        raise ConfigError(f"sweep.shard must be an integer in [0, sweep.num_shards) and sweep.num_shards >= 1, "
+                          f"got shard={shard!r}, num_shards={num_shards!r}")
+    return shard, num_shards
+
+
+def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
+    """Train one cell per direction as K stacked models in one vectorised loop; records as train_cell's."""
+    if str(cfg.trainer.get("precision", "32-true")) not in ("32", "32-true"):
+        raise ConfigError(f"sweep.models_at_once > 1 trains in float32; trainer.precision={cfg.trainer.precision} "
+                          "needs sweep.models_at_once=1")
+    device = _device(cfg)
+    cells = [cell_config(cfg, d) for d in directions]
+    nets, data, orders = [], [], []
+    for cell in cells:  # seeded exactly as a single run of the cell is
+        pl.seed_everything(cell.seed, workers=True, verbose=False)
+        datamodule = instantiate(cell.dataset)
+        net = instantiate(cell.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+        nets.append(net.to(device, memory_format=torch.channels_last if cfg.get("channels_last") else torch.preserve_format))
+        data.append((datamodule.dataset.sample("train", device), datamodule.dataset.sample("test", device)))
+        orders.append(datamodule.shuffle_generator())
+    stack = lambda split, i: torch.stack([d[split][i] for d in data])
+    trainer = cfg.trainer
+    _, metrics = fit_stacked(
+        nets, (stack(0, 0), stack(0, 1)), (stack(1, 0), stack(1, 1)), orders,
+        instantiate(cfg.optimizer), instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        epochs=trainer.max_epochs, batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size,
+        clip_norm=trainer.get("gradient_clip_val") if trainer.get("gradient_clip_algorithm", "norm") == "norm" else None,
+        test_every=trainer.get("check_val_every_n_epoch") or 0)
+    records = []
+    for cell, metric in zip(cells, metrics):
+        record = {"arch": cell.arch_name, "dataset": cell.dataset_name, "basis": cell.dataset.basis,
+                  "direction": list(cell.dataset.direction), "seed": cell.seed, **metric, "models_at_once": len(cells)}
+        records.append(_with_status(record))
+    return records
+
+
+def _with_status(record: dict) -> dict:
     diverged = not all(math.isfinite(record[k] if record[k] is not None else float("nan")) for k in ("train_loss", "test_loss"))
     record["status"] = "failed" if diverged else "ok"
     if diverged:
@@ -70,17 +135,22 @@ def _check_same_sweep(cfg: DictConfig, output_dir: Path) -> None:
 
 def run_sweep(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
+    at_once = models_at_once(cfg)
+    _shard(cfg)
     _check_same_sweep(cfg, output_dir)
-    OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     shape = tuple(cfg.dataset.shape)
     num_nads = len(load_nads(cfg.dataset.nads, shape)) if cfg.sweep.basis == "nad" else 0
     directions = sweep_directions(cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads,
                                   cfg.sweep.get("max_frequency"))
     store = CellStore(f"{output_dir}/cells")
+    shard, num_shards = _shard(cfg)
+    directions = directions[shard::num_shards]  # parallel jobs of one sweep share its directory, not its cells
     keys = [CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed) for d in directions]
     todo = [(d, k) for d, k in zip(directions, keys) if k not in store]
-    log.info("%s sweep of %s: %d directions, %d already done, %d to train -> %s",
-             cfg.sweep.basis, cfg.arch_name, len(directions), len(directions) - len(todo), len(todo), output_dir)
+    log.info("%s sweep of %s%s: %d directions, %d already done, %d to train -> %s", cfg.sweep.basis, cfg.arch_name,
+             f" (shard {shard} of {num_shards})" if num_shards > 1 else "", len(directions), len(directions) - len(todo),
+             len(todo), output_dir)
 
     start = time.perf_counter()
     quiet = logging.getLogger("pytorch_lightning")
@@ -91,9 +161,15 @@ def run_sweep(cfg: DictConfig) -> dict:
     try:
         with Progress(*columns) as progress:
             task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=len(todo))
-            for direction, key in todo:
-                store.write(key, train_cell(cell_config(cfg, direction)))
-                progress.advance(task)
+            for group in range(0, len(todo), at_once):
+                chunk = todo[group:group + at_once]
+                if at_once == 1:
+                    records = [train_cell(cell_config(cfg, chunk[0][0]))]
+                else:
+                    records = train_cells_stacked(cfg, [d for d, _ in chunk])
+                for (_, key), record in zip(chunk, records):
+                    store.write(key, record)
+                progress.advance(task, len(chunk))
     finally:
         quiet.setLevel(level)
 
@@ -103,10 +179,11 @@ def run_sweep(cfg: DictConfig) -> dict:
 
 def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
     output_dir = cfg.paths.output_dir
-    with open(f"{output_dir}/cells.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CELL_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(records)
+    write_text_atomic(f"{output_dir}/cells.csv", table.getvalue())
     files = ["cells.csv"]
     figures = []
     if cfg.sweep.basis == "fourier":
@@ -114,7 +191,11 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
         grid = fourier_grid(records, height, width)
         figures = plot_fourier_heatmap(grid, f"{output_dir}/heatmap", f"{cfg.arch_name}: test accuracy on D(v), Fourier v",
                                        cfg.sweep.stride)
-        files += [p.name for p in figures]
+    elif cfg.sweep.basis == "nad":
+        figures = nad_curve(load_sweep(output_dir), Path(output_dir) / "nad_curve")
+    elif cfg.sweep.basis == "pixel":
+        figures = pixel_map(load_sweep(output_dir), Path(output_dir) / "pixel_map")
+    files += [p.name for p in figures]
     ok = [r for r in records if r["status"] == "ok"]
     result = {
         "task": "sweep",
@@ -134,7 +215,7 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
     write_json_atomic(f"{output_dir}/result.json", result)
     _log(cfg, records, figures)
     if figures:
-        log.info("heat map: %s", figures[0])
+        log.info("figure: %s", figures[0])
     log.info("%d cells (%d failed), mean test accuracy %s -> %s/cells.csv",
              result["cells"], result["cells_failed"], result["mean_test_acc"], output_dir)
     return result
@@ -147,7 +228,7 @@ def _log(cfg: DictConfig, records: list[dict], figures) -> None:
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        log_outcome(loggers, images={"sweep/heatmap": f for f in figures if f.suffix == ".png"},
+        log_outcome(loggers, images={f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"},
                     tables={"sweep/cells": (columns, rows)})
     finally:
         finish_wandb(loggers)

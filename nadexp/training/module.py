@@ -15,9 +15,11 @@ class Classifier(pl.LightningModule):
     the scheduler is stepped every optimisation step and receives the total number of steps.
     """
 
-    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None):
+    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None,
+                 channels_last: bool = False):
         super().__init__()
-        self.net = net
+        self.channels_last = channels_last
+        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # Epoch sums kept as tensors on the device: logging a scalar per step would sync every step.
@@ -25,6 +27,8 @@ class Classifier(pl.LightningModule):
         self.history: list[dict] = []  # one dict of epoch metrics per training epoch, for result.json
 
     def forward(self, x):
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)  # a no-op for 1-channel images
         return self.net(x)
 
     def _accumulate(self, split: str, x, y):

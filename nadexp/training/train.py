@@ -20,7 +20,7 @@ def build(cfg: DictConfig):
     datamodule = instantiate(cfg.dataset)
     net = instantiate(cfg.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = Classifier(net, instantiate(cfg.optimizer), scheduler)
+    model = Classifier(net, instantiate(cfg.optimizer), scheduler, channels_last=cfg.get("channels_last", False))
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

@@ -1,0 +1,147 @@
+"""K independent models of one architecture trained in one vectorised step (torch.func over stacked parameters).
+
+Model k sees its own data in its own order, and owns its slice of every parameter, buffer (BatchNorm running
+statistics included) and optimiser state: the optimisers of the protocol (SGD, Adam, AdamW) act element by
+element, so one optimiser over the stacked tensors is K independent optimisers, and the loss is the sum of
+the K models' losses, so the gradient of slice k is model k's own. Gradient-norm clipping is done per model.
+
+The batch order of model k is the one a shuffling ``DataLoader(generator=torch.Generator().manual_seed(s_k))``
+gives (one 64-bit draw for the iterator's seed, then ``randperm``), which is what a single run of the same
+seed uses, so K stacked models reproduce K single runs within float tolerance.
+"""
+
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+
+def epoch_order(generator: torch.Generator, size: int) -> torch.Tensor:
+    """The sample order of one epoch of a shuffling DataLoader driven by ``generator``."""
+    torch.empty((), dtype=torch.int64).random_(generator=generator)  # the iterator's base seed
+    return torch.randperm(size, generator=generator)
+
+
+class StackedModels:
+    """K copies of an architecture as one set of stacked tensors, called as one vmapped function."""
+
+    def __init__(self, nets: Sequence[nn.Module]):
+        self.template = nets[0]
+        self.params, self.buffers = stack_module_state(list(nets))
+        self.size = len(nets)
+
+        def call(params, buffers, x):
+            return functional_call(self.template, (params, buffers), (x,))
+
+        self._call = vmap(call)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (K, B, ...) -> logits (K, B, classes)."""
+        return self._call(self.params, self.buffers, x)
+
+    def train(self, mode: bool = True):
+        self.template.train(mode)
+
+    def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
+        """torch.nn.utils.clip_grad_norm_ applied to each model's gradients on its own; returns the K norms."""
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+        return norms
+
+    def unstack(self, k: int) -> dict[str, torch.Tensor]:
+        """Model k's state dict."""
+        return {name: t[k].detach() for name, t in {**self.params, **self.buffers}.items()}
+
+
+def _gather(data: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """data (K, N, ...), order (K, B) -> (K, B, ...): each model's own batch."""
+    return data[torch.arange(len(data), device=data.device)[:, None], order]
+
+
+@torch.no_grad()
+def evaluate(models: StackedModels, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-model loss and accuracy (each a (K,) tensor) on stacked data x (K, N, ...), y (K, N)."""
+    models.train(False)
+    loss_sum = torch.zeros(models.size, device=x.device)
+    correct = torch.zeros(models.size, device=x.device)
+    for start in range(0, x.shape[1], batch_size):
+        xb, yb = x[:, start:start + batch_size], y[:, start:start + batch_size]
+        logits = models(xb)
+        loss_sum += F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).sum(1)
+        correct += (logits.argmax(-1) == yb).sum(1)
+    return loss_sum / x.shape[1], correct / x.shape[1]
+
+
+def fit_stacked(
+    nets: Sequence[nn.Module],
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    orders: Sequence[torch.Generator],
+    optimizer: Callable,
+    scheduler: Optional[Callable] = None,
+    epochs: int = 20,
+    batch_size: int = 128,
+    eval_batch_size: int = 1024,
+    clip_norm: Optional[float] = None,
+    test_every: int = 0,
+) -> tuple[StackedModels, list[dict]]:
+    """Train K nets at once; ``train``/``test`` are stacked (K, N, ...) images and (K, N) labels on one device.
+
+    ``optimizer`` and ``scheduler`` are the partials of the config groups (the scheduler steps every step
+    and receives the total number of steps). Returns the trained models and one metrics dict per model,
+    shaped like a single run's: final train/test loss and accuracy, and the per-epoch history.
+    """
+    models = StackedModels(nets)
+    x_train, y_train = train
+    size, started = x_train.shape[1], time.perf_counter()
+    steps_per_epoch = -(-size // batch_size)
+    opt = optimizer(params=list(models.params.values()))
+    sched = scheduler(optimizer=opt, total_iters=epochs * steps_per_epoch) if scheduler else None
+    history = [[] for _ in range(models.size)]
+    for epoch in range(epochs):
+        models.train(True)
+        order = torch.stack([epoch_order(g, size) for g in orders]).to(x_train.device)
+        loss_sum = torch.zeros(models.size, device=x_train.device)
+        correct = torch.zeros(models.size, device=x_train.device)
+        for start in range(0, size, batch_size):
+            batch = order[:, start:start + batch_size]
+            xb, yb = _gather(x_train, batch), _gather(y_train, batch)
+            logits = models(xb)
+            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
+            losses.sum().backward()  # slice k of every gradient is model k's own gradient
+            if clip_norm is not None:
+                models.clip_grad_norm_(clip_norm)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if sched is not None:
+                sched.step()
+            with torch.no_grad():
+                loss_sum += losses.detach() * yb.shape[1]
+                correct += (logits.argmax(-1) == yb).sum(1)
+        train_loss, train_acc = (loss_sum / size).tolist(), (correct / size).tolist()
+        tested = test_every and (epoch + 1) % test_every == 0
+        test_loss, test_acc = evaluate(models, *test, eval_batch_size) if tested else (None, None)
+        for k in range(models.size):
+            row = {"epoch": epoch, "train/loss": round(train_loss[k], 6), "train/acc": round(train_acc[k], 6)}
+            if tested:
+                row.update({"test/loss": round(test_loss[k].item(), 6), "test/acc": round(test_acc[k].item(), 6)})
+            history[k].append(row)
+    test_loss, test_acc = evaluate(models, *test, eval_batch_size)
+    seconds = (time.perf_counter() - started) / models.size
+    metrics = [{
+        "train_acc": history[k][-1]["train/acc"] if history[k] else None,
+        "train_loss": history[k][-1]["train/loss"] if history[k] else None,
+        "test_acc": round(test_acc[k].item(), 6),
+        "test_loss": round(test_loss[k].item(), 6),
+        "epochs": epochs,
+        "steps": epochs * steps_per_epoch,
+        "wall_time_s": round(seconds, 3),  # this model's share of the stack's time
+        "history": history[k],
+    } for k in range(models.size)]
+    return models, metrics
