@@ -1,5 +1,7 @@
 """result.json: what a finished run leaves behind, written atomically so a killed run leaves none."""
 
+import csv
+import io
 import json
 import os
 import platform
@@ -35,6 +37,15 @@ def machine() -> dict[str, str]:
 
 def write_json_atomic(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def write_csv_atomic(path: Path, columns, rows) -> None:
+    """rows (dicts) as a CSV of ``columns``; keys outside them are left out."""
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, table.getvalue())
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -1,7 +1,6 @@
 """The figures and tables of one or more direction sweeps: Fourier heat maps (one each and a panel),
 NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -13,18 +12,21 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.results import write_csv_atomic  # noqa: E402
 from nadexp.sweeps.store import CELL_COLUMNS  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
 
-def load_sweep(sweep_dir: Path) -> dict:
+def load_sweep(sweep_dir: Path, cells: list[dict] | None = None) -> dict:
+    """A sweep directory's config and cell records (``cells``: records already read, to skip reading them)."""
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "config.yaml").is_file() or not (sweep_dir / "cells").is_dir():
         raise ConfigError(f"{sweep_dir} is not a sweep directory (it needs config.yaml and cells/)")
     config = OmegaConf.load(sweep_dir / "config.yaml")
-    cells = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("*.json"))]
+    if cells is None:
+        cells = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("*.json"))]
     return {"name": sweep_dir.name, "dir": sweep_dir, "config": config, "cells": cells,
             "arch": config.get("arch_name"), "basis": config.sweep.basis, "shape": list(config.dataset.shape),
             "stride": config.sweep.get("stride", 1)}
@@ -80,6 +82,18 @@ def pixel_map(sweep: dict, path: Path) -> list[Path]:
     return save_figure(fig, path)
 
 
+FIGURE_NAMES = {"fourier": "heatmap", "nad": "nad_curve", "pixel": "pixel_map"}
+
+
+def basis_figure(sweep: dict, path: Path) -> list[Path]:
+    """The figure of one sweep for its basis: Fourier heat map, NAD-index curve or pixel map."""
+    if sweep["basis"] == "fourier":
+        _, height, width = sweep["shape"]
+        grid = fourier_grid(sweep["cells"], height, width)
+        return plot_fourier_heatmap(grid, path, f"{sweep['name']}: Fourier directions", sweep["stride"])
+    return {"nad": nad_curve, "pixel": pixel_map}[sweep["basis"]](sweep, path)
+
+
 def make_report(sweep_dirs, out_dir: Path) -> list[Path]:
     """Writes every figure (PNG and PDF), cells.csv and summary.md for ``sweep_dirs`` into ``out_dir``."""
     sweeps = [load_sweep(d) for d in sweep_dirs]
@@ -88,25 +102,13 @@ def make_report(sweep_dirs, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
+    for sweep in sweeps:
+        files += basis_figure(sweep, out_dir / f"{FIGURE_NAMES[sweep['basis']]}_{sweep['name']}")
     fourier = [s for s in sweeps if s["basis"] == "fourier"]
-    for sweep in fourier:
-        _, height, width = sweep["shape"]
-        grid = fourier_grid(sweep["cells"], height, width)
-        files += plot_fourier_heatmap(grid, out_dir / f"heatmap_{sweep['name']}", f"{sweep['name']}: Fourier directions",
-                                      sweep["stride"])
     if len(fourier) > 1:
         files += fourier_panel(fourier, out_dir / "heatmap_panel")
-    for sweep in sweeps:
-        if sweep["basis"] == "nad":
-            files += nad_curve(sweep, out_dir / f"nad_curve_{sweep['name']}")
-        if sweep["basis"] == "pixel":
-            files += pixel_map(sweep, out_dir / f"pixel_map_{sweep['name']}")
 
-    with open(out_dir / "cells.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for sweep in sweeps:
-            writer.writerows({**cell, "sweep": sweep["name"]} for cell in sweep["cells"])
+    write_csv_atomic(out_dir / "cells.csv", CSV_COLUMNS, [{**cell, "sweep": s["name"]} for s in sweeps for cell in s["cells"]])
     lines = ["| sweep | arch | basis | cells | failed | mean test acc | min | max |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for sweep in sweeps:
         accs = [c["test_acc"] for c in sweep["cells"] if c["status"] == "ok"]

@@ -1,13 +1,10 @@
 """A direction sweep inside one job: train the arch on D(v) for every v of a basis, resumably."""
 
-import csv
-import io
 import logging
 import math
 import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -16,13 +13,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
-from nadexp.reports.heatmap import fourier_grid, plot_fourier_heatmap
-from nadexp.reports.sweep_report import load_sweep, nad_curve, pixel_map
-from nadexp.results import machine, package_versions, write_json_atomic, write_text_atomic
+from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
+from nadexp.results import machine, package_versions, write_csv_atomic, write_json_atomic, write_text_atomic
 from nadexp.sweeps.directions import sweep_directions
 from nadexp.sweeps.store import CELL_COLUMNS, CellStore
 from nadexp.training.stacked import fit_stacked
-from nadexp.training.train import build, fit_and_test
+from nadexp.training.train import build, build_data_and_net, fit_and_test
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +75,8 @@ def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     cells = [cell_config(cfg, d) for d in directions]
     nets, data, orders = [], [], []
     for cell in cells:  # seeded exactly as a single run of the cell is
-        pl.seed_everything(cell.seed, workers=True, verbose=False)
-        datamodule = instantiate(cell.dataset)
-        net = instantiate(cell.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
-        nets.append(net.to(device, memory_format=torch.channels_last if cfg.get("channels_last") else torch.preserve_format))
+        datamodule, net = build_data_and_net(cell)
+        nets.append(net.to(device))
         data.append((datamodule.dataset.sample("train", device), datamodule.dataset.sample("test", device)))
         orders.append(datamodule.shuffle_generator())
     stack = lambda split, i: torch.stack([d[split][i] for d in data])
@@ -136,7 +130,7 @@ def _check_same_sweep(cfg: DictConfig, output_dir: Path) -> None:
 def run_sweep(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     at_once = models_at_once(cfg)
-    _shard(cfg)
+    shard, num_shards = _shard(cfg)
     _check_same_sweep(cfg, output_dir)
     write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     shape = tuple(cfg.dataset.shape)
@@ -144,7 +138,6 @@ def run_sweep(cfg: DictConfig) -> dict:
     directions = sweep_directions(cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads,
                                   cfg.sweep.get("max_frequency"))
     store = CellStore(f"{output_dir}/cells")
-    shard, num_shards = _shard(cfg)
     directions = directions[shard::num_shards]  # parallel jobs of one sweep share its directory, not its cells
     keys = [CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed) for d in directions]
     todo = [(d, k) for d, k in zip(directions, keys) if k not in store]
@@ -179,22 +172,9 @@ def run_sweep(cfg: DictConfig) -> dict:
 
 def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
     output_dir = cfg.paths.output_dir
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=CELL_COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(records)
-    write_text_atomic(f"{output_dir}/cells.csv", table.getvalue())
+    write_csv_atomic(f"{output_dir}/cells.csv", CELL_COLUMNS, records)
     files = ["cells.csv"]
-    figures = []
-    if cfg.sweep.basis == "fourier":
-        _, height, width = cfg.dataset.shape
-        grid = fourier_grid(records, height, width)
-        figures = plot_fourier_heatmap(grid, f"{output_dir}/heatmap", f"{cfg.arch_name}: test accuracy on D(v), Fourier v",
-                                       cfg.sweep.stride)
-    elif cfg.sweep.basis == "nad":
-        figures = nad_curve(load_sweep(output_dir), Path(output_dir) / "nad_curve")
-    elif cfg.sweep.basis == "pixel":
-        figures = pixel_map(load_sweep(output_dir), Path(output_dir) / "pixel_map")
+    figures = basis_figure(load_sweep(output_dir, records), Path(output_dir) / FIGURE_NAMES[cfg.sweep.basis])
     files += [p.name for p in figures]
     ok = [r for r in records if r["status"] == "ok"]
     result = {

@@ -1,6 +1,5 @@
 """After a multirun: one table of every job's result.json, printed and saved as summary.csv."""
 
-import csv
 import json
 from pathlib import Path
 
@@ -33,11 +32,10 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
+        from nadexp.results import write_csv_atomic  # here, not at start-up: it imports torch
+
         rows = collect_results(sweep_dir)
-        with open(sweep_dir / "summary.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv_atomic(sweep_dir / "summary.csv", COLUMNS, rows)
         table = Table(title=f"{len(rows)} runs in {sweep_dir}")
         for column in COLUMNS:
             table.add_column(column, justify="right" if column.endswith(("acc", "_s", "seed")) else "left")

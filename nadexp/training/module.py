@@ -18,8 +18,8 @@ class Classifier(pl.LightningModule):
     def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None,
                  channels_last: bool = False):
         super().__init__()
-        self.channels_last = channels_last
-        self.net = net.to(memory_format=torch.channels_last) if channels_last else net
+        self.channels_last = channels_last  # inputs follow the net's memory format (see build_data_and_net)
+        self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         # Epoch sums kept as tensors on the device: logging a scalar per step would sync every step.

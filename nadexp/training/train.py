@@ -4,6 +4,7 @@ import logging
 import time
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -14,11 +15,19 @@ from nadexp.training.module import Classifier
 log = logging.getLogger(__name__)
 
 
-def build(cfg: DictConfig):
-    """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet)."""
+def build_data_and_net(cfg: DictConfig):
+    """The seeded datamodule and freshly initialised network of ``cfg`` (channels-last if it says so)."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
     net = instantiate(cfg.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    if cfg.get("channels_last"):
+        net = net.to(memory_format=torch.channels_last)
+    return datamodule, net
+
+
+def build(cfg: DictConfig):
+    """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet)."""
+    datamodule, net = build_data_and_net(cfg)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     model = Classifier(net, instantiate(cfg.optimizer), scheduler, channels_last=cfg.get("channels_last", False))
     loggers = build_loggers(cfg)
