@@ -22,6 +22,7 @@ test-all: $(VENV)/.installed  ## every test, the slow ones included
 
 bench: $(VENV)/.installed  ## benchmarks: data path, NAD estimators and sweep cells vs reference-style loops
 	$(PY) benchmarks/data_path.py
+	$(PY) benchmarks/data_path.py --dataset cifar10
 	$(PY) benchmarks/nads.py
 	$(PY) benchmarks/sweep.py
 

@@ -17,6 +17,7 @@ register_configs()
 # deprecation inside Lightning that users cannot act on.
 logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(lambda record: "Tip:" not in record.getMessage())
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # resuming: expected
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -15,21 +15,31 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from nadexp.data.cifar10 import CIFAR10Spec
 from nadexp.data.directional import DirectionalDataset
 
-DirectionalDataConfig = make_dataclass(
-    "DirectionalDataConfig",
-    [
-        ("_target_", str, field(default="nadexp.data.datamodule.DirectionalDataModule")),
+
+def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
+    """A dataset's fields plus the data module's own (target, batch sizes) as one typed schema."""
+    return make_dataclass(name, [
+        ("_target_", str, field(default=target)),
         ("batch_size", int, field(default=128)),
         ("eval_batch_size", int, field(default=1024)),
-    ],
-    bases=(DirectionalDataset,),
-)
+        *extra,
+    ], bases=(spec,))
+
+
+SCHEMAS = {
+    "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalDataset,
+                                             "nadexp.data.datamodule.DirectionalDataModule"),
+    "cifar10_schema": data_module_schema("CIFAR10DataConfig", CIFAR10Spec, "nadexp.data.datamodule.CIFAR10DataModule",
+                                         ("seed", int, field(default=0))),
+}
 
 
 def register_configs() -> None:
-    ConfigStore.instance().store(group="dataset", name="directional_schema", node=DirectionalDataConfig)
+    for name, schema in SCHEMAS.items():
+        ConfigStore.instance().store(group="dataset", name=name, node=schema)
 
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"

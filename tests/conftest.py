@@ -28,3 +28,38 @@ def run_cli(*args, cwd=ROOT, timeout=600, env=None):
     full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir(tmp_path_factory):
+    """A few hundred images in CIFAR-10's own on-disk format (pickle batches and meta file)."""
+    import numpy as np
+
+    from nadexp.data.cifar10_files import write_cifar10_files
+
+    root = tmp_path_factory.mktemp("cifar10")
+    rng = np.random.default_rng(0)
+    split = lambda n: (rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), np.arange(n) % 10)  # noqa: E731
+    write_cifar10_files(root, split(250), split(100))
+    return root
+
+
+@pytest.fixture(scope="session")
+def nads_dir(tmp_path_factory):
+    """A stand-in NAD estimate: 64 orthonormal 1 x 32 x 32 directions (fewer than 1024: needs completing)."""
+    import numpy as np
+    import torch
+
+    root = tmp_path_factory.mktemp("nads")
+    rows = torch.linalg.qr(torch.randn(1024, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)).Q.T
+    np.save(root / "nads.npy", rows.reshape(64, 1, 32, 32).float().numpy())
+    np.save(root / "eigenvalues.npy", np.geomspace(1, 1e-3, 64))
+    return root
+
+
+def cifar10_overrides(cifar10_dir, nads_dir, *extra):
+    """`experiment=cifar10` on the fixture: LeNet, one epoch, no logger, on CPU."""
+    return ["experiment=cifar10", "arch=lenet", f"dataset.data_dir={cifar10_dir}", "dataset.check_md5=false",
+            f"dataset.nads={nads_dir}", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false",
+            "~callbacks.progress_bar",
+            "trainer.accelerator=cpu", *extra]

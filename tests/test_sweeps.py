@@ -143,7 +143,7 @@ def test_the_report_command_draws_every_sweep(tmp_path):
     assert len(summary) == 4 and "| s2 | logreg | fourier | 10 | 0 |" in summary[2] and "| s4 | logreg | fourier | 4 | 0 |" in summary[3]
     assert len((out / "cells.csv").read_text().splitlines()) == 1 + 10 + 4
     bad = subprocess.run([sys.executable, "-m", "nadexp.reports", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode == 2 and "not a sweep directory" in bad.stderr
+    assert bad.returncode == 2 and "neither a direction sweep directory" in bad.stderr
 
 
 def test_a_multirun_of_sweeps_over_archs_ends_with_a_panel(tmp_path):

@@ -1,9 +1,15 @@
-"""The LightningDataModule of D(v): tensors drawn once on the training device, served batch by batch."""
+"""Lightning data modules: whole datasets held as tensors on the training device, served batch by batch.
 
+D(v) is drawn there in one go; CIFAR-10 is read from disk and put in its variant's representation there
+once per run. Augmentation (CIFAR-10) runs on whole batches on the device, after the transfer.
+"""
+
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
+from nadexp.data.cifar10 import CLASSES, SHAPE, CIFAR10Spec
 from nadexp.data.directional import DirectionalDataset
 from nadexp.errors import ConfigError
 
@@ -30,34 +36,28 @@ def keep_batch(batch):
     return batch
 
 
-class DirectionalDataModule(pl.LightningDataModule):
-    """Generates D(v) on the training device in ``setup``; every DDP rank draws the same data."""
+class TensorDataModule(pl.LightningDataModule):
+    """Batches of a train and a test split held as tensors; subclasses fill them in ``load_splits``."""
 
-    def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, **dataset):
+    def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError(f"dataset.batch_size and dataset.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.dataset = DirectionalDataset(**dataset)
         self.train_set = self.test_set = None
 
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.dataset.shape)
-
-    @property
-    def num_classes(self) -> int:
-        return self.dataset.num_classes
+    def load_splits(self, device) -> tuple[tuple, tuple]:
+        raise NotImplementedError
 
     def setup(self, stage=None):
         if self.train_set is None:
             device = self.trainer.strategy.root_device if self.trainer is not None else None
-            self.train_set = TensorBatches(*self.dataset.sample("train", device))
-            self.test_set = TensorBatches(*self.dataset.sample("test", device))
+            train, test = self.load_splits(device)
+            self.train_set, self.test_set = TensorBatches(*train), TensorBatches(*test)
 
     def shuffle_generator(self) -> torch.Generator:
         """The training order follows the data seed alone, so K stacked models can reproduce it exactly."""
-        return torch.Generator().manual_seed(self.dataset.seed)
+        return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self):
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch,
@@ -67,3 +67,84 @@ class DirectionalDataModule(pl.LightningDataModule):
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=keep_batch)
 
     test_dataloader = val_dataloader
+
+
+class DirectionalDataModule(TensorDataModule):
+    """D(v), generated on the training device in ``setup``; every DDP rank draws the same data."""
+
+    def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, **dataset):
+        super().__init__(batch_size, eval_batch_size)
+        self.dataset = DirectionalDataset(**dataset)
+        self.seed = self.dataset.seed
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.dataset.shape)
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    def load_splits(self, device):
+        return self.dataset.sample("train", device), self.dataset.sample("test", device)
+
+
+class CIFAR10DataModule(TensorDataModule):
+    """CIFAR-10 in the representation of ``variant`` (see nadexp.data.cifar10), read once per process."""
+
+    input_shape = SHAPE
+    num_classes = len(CLASSES)
+
+    def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, seed: int = 0, **spec):
+        super().__init__(batch_size, eval_batch_size)
+        self.spec = CIFAR10Spec(**spec)
+        self.seed = seed
+
+    def prepare_data(self):
+        self.spec.prepare()
+
+    def load_splits(self, device):
+        return self.spec.load("train", device), self.spec.load("test", device)
+
+    def train_dataloader(self):
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed),
+                          collate_fn=keep_batch)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        if self.spec.augment and self.trainer is not None and self.trainer.training:
+            images, labels = batch
+            return random_crop_and_flip(images), labels
+        return batch
+
+
+class EpochShuffle(Sampler):
+    """A random order that depends on (seed, epoch) alone: a run resumed from a checkpoint sees the batches
+    that an uninterrupted run would have seen. Lightning calls ``set_epoch`` (through its DDP wrapper too)."""
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.size
+
+    def __iter__(self):
+        stream = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
+        return iter(torch.randperm(self.size, generator=torch.Generator().manual_seed(int(stream))).tolist())
+
+
+def random_crop_and_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """The standard CIFAR augmentation on a whole batch: a random crop of the zero-padded image and a
+    horizontal flip with probability 1/2, drawn per image from torch's global generator."""
+    n, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (padding,) * 4)
+    dy, dx = (torch.randint(0, 2 * padding + 1, (n,), device=images.device) for _ in range(2))
+    rows = (dy[:, None] + torch.arange(height, device=images.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(width, device=images.device))[:, None, None, :]
+    flip = torch.rand(n, device=images.device) < 0.5
+    cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]

@@ -1,4 +1,4 @@
-"""python -m nadexp.reports SWEEP_DIR [SWEEP_DIR ...] [--out DIR]: figures and tables of direction sweeps."""
+"""python -m nadexp.reports DIR [DIR ...] [--out DIR]: figures and tables of direction sweeps and CIFAR-10 runs."""
 
 import argparse
 import sys
@@ -10,15 +10,16 @@ from nadexp.reports.sweep_report import make_report
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nadexp.reports", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("sweep_dirs", nargs="+", type=Path, help="run directories of sweep=fourier|pixel|nad runs")
+    parser.add_argument("dirs", nargs="+", type=Path, help="run directories of sweep=fourier|pixel|nad runs, and/or "
+                        "directories holding CIFAR-10 runs (e.g. outputs/cifar10)")
     parser.add_argument("--out", type=Path, default=Path("outputs/reports/latest"), help="where the report goes")
     args = parser.parse_args(argv)
     try:
-        files = make_report(args.sweep_dirs, args.out)
+        files = make_report(args.dirs, args.out)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"report of {len(args.sweep_dirs)} sweep(s): {len(files)} files in {args.out}")
+    print(f"report of {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}: {len(files)} files in {args.out}")
     for path in files:
         print(f"  {path}")
     return 0

@@ -1,5 +1,6 @@
 """The figures and tables of one or more direction sweeps: Fourier heat maps (one each and a panel),
-NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary."""
+NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary; and the
+entry point that also reports CIFAR-10 runs (nadexp.reports.cifar_report)."""
 
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report  # noqa: E402
 from nadexp.results import write_csv_atomic  # noqa: E402
 from nadexp.sweeps.store import CELL_COLUMNS  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
@@ -22,7 +24,7 @@ CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 def load_sweep(sweep_dir: Path, cells: list[dict] | None = None) -> dict:
     """A sweep directory's config and cell records (``cells``: records already read, to skip reading them)."""
     sweep_dir = Path(sweep_dir)
-    if not (sweep_dir / "config.yaml").is_file() or not (sweep_dir / "cells").is_dir():
+    if not is_sweep_dir(sweep_dir):
         raise ConfigError(f"{sweep_dir} is not a sweep directory (it needs config.yaml and cells/)")
     config = OmegaConf.load(sweep_dir / "config.yaml")
     if cells is None:
@@ -94,12 +96,32 @@ def basis_figure(sweep: dict, path: Path) -> list[Path]:
     return {"nad": nad_curve, "pixel": pixel_map}[sweep["basis"]](sweep, path)
 
 
-def make_report(sweep_dirs, out_dir: Path) -> list[Path]:
-    """Writes every figure (PNG and PDF), cells.csv and summary.md for ``sweep_dirs`` into ``out_dir``."""
-    sweeps = [load_sweep(d) for d in sweep_dirs]
-    if not sweeps:
-        raise ConfigError("no sweep directories given")
+def is_sweep_dir(path: Path) -> bool:
+    return (Path(path) / "config.yaml").is_file() and (Path(path) / "cells").is_dir()
+
+
+def make_report(dirs, out_dir: Path) -> list[Path]:
+    """Writes every figure (PNG and PDF) and table into ``out_dir``: for each direction sweep directory
+    in ``dirs``, its maps, cells.csv and summary.md; for CIFAR-10 runs found in the other directories,
+    the flip table and the poisoning curve."""
     out_dir = Path(out_dir)
+    if not dirs:
+        raise ConfigError("no directories given")
+    sweep_dirs, cifar_runs = [], []
+    for directory in dirs:
+        if is_sweep_dir(directory):
+            sweep_dirs.append(directory)
+        elif runs := find_cifar_runs(directory):
+            cifar_runs += runs
+        else:
+            raise ConfigError(f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/) "
+                              "nor a directory of finished CIFAR-10 runs (result.json)")
+    files = make_cifar_report(cifar_runs, out_dir) if cifar_runs else []
+    return files + (make_sweep_report(sweep_dirs, out_dir) if sweep_dirs else [])
+
+
+def make_sweep_report(sweep_dirs, out_dir: Path) -> list[Path]:
+    sweeps = [load_sweep(d) for d in sweep_dirs]
     out_dir.mkdir(parents=True, exist_ok=True)
     files = []
     for sweep in sweeps:

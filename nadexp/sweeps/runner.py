@@ -14,7 +14,8 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
-from nadexp.results import machine, package_versions, write_csv_atomic, write_json_atomic, write_text_atomic
+from nadexp.results import (check_same_config, machine, package_versions, write_csv_atomic, write_json_atomic,
+                            write_text_atomic)
 from nadexp.sweeps.directions import sweep_directions
 from nadexp.sweeps.store import CELL_COLUMNS, CellStore
 from nadexp.training.stacked import fit_stacked
@@ -103,35 +104,11 @@ def _with_status(record: dict) -> dict:
     return record
 
 
-CELL_DEFINING = ("arch", "dataset", "optimizer", "scheduler", "seed")
-TRAINER_COSMETIC = ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "default_root_dir")
-
-
-def _cell_defining(config: dict) -> dict:
-    """The parts of a config that decide a cell's numbers (not its loggers, paths or the set of cells)."""
-    kept = {key: config.get(key) for key in CELL_DEFINING}
-    kept["trainer"] = {k: v for k, v in config.get("trainer", {}).items() if k not in TRAINER_COSMETIC}
-    kept["dataset"] = {k: v for k, v in (kept["dataset"] or {}).items() if k != "direction"}
-    return kept
-
-
-def _check_same_sweep(cfg: DictConfig, output_dir: Path) -> None:
-    """Resuming is only safe into a directory whose cells were trained with the same settings."""
-    saved = output_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    ours = _cell_defining(OmegaConf.to_container(cfg, resolve=True))
-    theirs = _cell_defining(OmegaConf.to_container(OmegaConf.load(saved)))
-    if ours != theirs:
-        raise ConfigError(f"hydra.run.dir={output_dir} holds a sweep with a different config (see its config.yaml); "
-                          "choose another run directory or sweep name")
-
-
 def run_sweep(cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     at_once = models_at_once(cfg)
     shard, num_shards = _shard(cfg)
-    _check_same_sweep(cfg, output_dir)
+    check_same_config(cfg, output_dir, dataset_ignore=("direction",))  # resume only a sweep of the same settings
     write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     shape = tuple(cfg.dataset.shape)
     num_nads = len(load_nads(cfg.dataset.nads, shape)) if cfg.sweep.basis == "nad" else 0

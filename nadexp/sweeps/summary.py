@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-COLUMNS = ("job", "arch", "basis", "direction", "seed", "train_acc", "test_acc", "wall_time_s", "status")
+COLUMNS = ("job", "arch", "basis", "direction", "variant", "nad_index", "seed", "train_acc", "test_acc", "wall_time_s", "status")
 
 
 def collect_results(sweep_dir: Path) -> list[dict]:
@@ -35,13 +35,20 @@ class SweepSummary(Callback):
         from nadexp.results import write_csv_atomic  # here, not at start-up: it imports torch
 
         rows = collect_results(sweep_dir)
-        write_csv_atomic(sweep_dir / "summary.csv", COLUMNS, rows)
+        columns = [c for c in COLUMNS if c in ("job", "status") or any(row.get(c) is not None for row in rows)]
+        write_csv_atomic(sweep_dir / "summary.csv", columns, rows)
         table = Table(title=f"{len(rows)} runs in {sweep_dir}")
-        for column in COLUMNS:
-            table.add_column(column, justify="right" if column.endswith(("acc", "_s", "seed")) else "left")
+        for column in columns:
+            table.add_column(column, justify="right" if column.endswith(("acc", "_s", "seed", "index")) else "left")
         for row in rows:
-            table.add_row(*(_format(column, row.get(column)) for column in COLUMNS))
+            table.add_row(*(_format(column, row.get(column)) for column in columns))
         Console(width=150).print(table)
+        from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
+
+        cifar_runs = find_cifar_runs(sweep_dir)
+        if cifar_runs:  # CIFAR-10 runs: the flip table and/or the poisoning curve
+            files = make_cifar_report(cifar_runs, sweep_dir / "report")
+            Console(width=150, soft_wrap=True).print(f"report of {len(cifar_runs)} CIFAR-10 run(s): {', '.join(map(str, files))}")
         sweeps = [p for p in sweep_dir.iterdir() if (p / "cells").is_dir() and (p / "config.yaml").is_file()]
         if sweeps:  # direction sweeps: their figures side by side
             from nadexp.reports.sweep_report import make_report

@@ -68,6 +68,13 @@ class Classifier(pl.LightningModule):
     test_step = validation_step
     on_test_epoch_end = on_validation_epoch_end
 
+    # The epoch history travels in checkpoints, so a resumed run's result.json covers every epoch.
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint):
+        self.history = checkpoint.get("history", [])
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:

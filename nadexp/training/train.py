@@ -1,7 +1,10 @@
 """One training run: compose -> instantiate -> fit -> test -> result.json (the run-directory contract)."""
 
+import json
 import logging
 import time
+from pathlib import Path
+from typing import Optional
 
 import pytorch_lightning as pl
 import torch
@@ -36,10 +39,22 @@ def build(cfg: DictConfig):
     return datamodule, model, trainer
 
 
+def last_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> Optional[str]:
+    """With ``resume: true``, the last.ckpt that an earlier attempt of this run left in its directory."""
+    callback = trainer.checkpoint_callback
+    if not cfg.get("resume") or callback is None or callback.dirpath is None:
+        return None
+    path = Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    if path.is_file():
+        log.info("resuming %s from %s", cfg.run_name, path)
+        return str(path)
+    return None
+
+
 def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
     """Train, then measure on the test split: the metrics of one (arch, dataset, direction, seed) cell."""
     start = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=last_checkpoint(cfg, trainer))
     final = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     history = model.history
     return {
@@ -47,6 +62,8 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
         "dataset": cfg.dataset_name,
         "basis": cfg.dataset.get("basis"),
         "direction": OmegaConf.to_container(cfg.dataset, resolve=True).get("direction"),
+        "variant": cfg.dataset.get("variant"),
+        "nad_index": cfg.dataset.get("nad_index") if cfg.dataset.get("variant") == "poison" else None,
         "seed": cfg.seed,
         "train_acc": history[-1]["train/acc"] if history else None,
         "train_loss": history[-1]["train/loss"] if history else None,
@@ -62,6 +79,10 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
 def train(cfg: DictConfig) -> dict:
     datamodule, model, trainer = build(cfg)
     result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
+    if result_path.exists():  # resume: true, and this run finished earlier
+        result = json.loads(result_path.read_text())
+        log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, result["test_acc"], result_path)
+        return result
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
@@ -78,9 +99,6 @@ def train(cfg: DictConfig) -> dict:
     }
     if trainer.is_global_zero:
         write_json_atomic(result_path, result)
-        log.info(
-            "%s on %s %s: test acc %.4f (train %.4f) in %.1f s -> %s",
-            result["arch"], result["basis"], result["direction"], result["test_acc"],
-            result["train_acc"] or float("nan"), result["wall_time_s"], result_path,
-        )
+        log.info("%s: test acc %.4f (train %.4f) in %.1f s -> %s", cfg.run_name, result["test_acc"],
+                 result["train_acc"] or float("nan"), result["wall_time_s"], result_path)
     return result

@@ -1,0 +1,84 @@
+"""Changes of representation of an image dataset (protocol section 1.4): flips in an orthonormal basis and
+poisoning along a pair of NADs.
+
+A flip represents each image in an orthonormal basis U (columns ordered: NADs by decreasing eigenvalue,
+or Fourier waves by increasing frequency), reverses the order of the coefficients and maps back:
+x' = U flip(U^T x). It is one fixed orthogonal, symmetric D x D matrix (so it preserves norms and inner
+products, and applying it twice is the identity), computed once and applied to all images in one matmul.
+"""
+
+import math
+
+import torch
+
+from nadexp.errors import ConfigError
+
+
+def complete_basis(vectors: torch.Tensor) -> torch.Tensor:
+    """A D x D orthogonal matrix whose first k columns are the k orthonormal rows of ``vectors`` (k, D).
+
+    The remaining D - k columns span the orthogonal complement; they come from a Householder QR of
+    [vectors^T | I], so they are a deterministic function of ``vectors``. The matrix is orthogonal to
+    float64 precision even when ``vectors`` were stored in float32 (its first columns are then the
+    vectors re-orthonormalised, within float32 rounding of them).
+    """
+    k, dim = vectors.shape
+    v = vectors.double()
+    if k > dim or not torch.allclose(v @ v.T, torch.eye(k, dtype=torch.float64), atol=1e-4):
+        raise ConfigError(f"the {k} basis vectors of length {dim} are not orthonormal: cannot complete them to a basis")
+    if k == dim:
+        return v.T.contiguous()
+    q, r = torch.linalg.qr(torch.cat([v.T, torch.eye(dim, dtype=torch.float64)], dim=1))  # q: D x D
+    q[:, :k] *= torch.sign(torch.diagonal(r)[:k])  # QR returns the given vectors up to sign
+    return q
+
+
+def dct_basis(height: int, width: int) -> torch.Tensor:
+    """The orthonormal 2-D DCT-II basis of H x W images as columns, ordered by increasing frequency
+    (radius sqrt(kx^2 + ky^2), ties by ky then kx): the Fourier-order control for NAD flips."""
+    def dct_1d(n):
+        k, i = torch.arange(n, dtype=torch.float64)[:, None], torch.arange(n, dtype=torch.float64)[None, :]
+        basis = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)
+        basis[0] /= math.sqrt(2)
+        return basis  # rows are the 1-D basis vectors
+
+    rows, cols = dct_1d(height), dct_1d(width)
+    order = sorted(((ky, kx) for ky in range(height) for kx in range(width)), key=lambda f: (f[0] ** 2 + f[1] ** 2, f))
+    return torch.stack([torch.outer(rows[ky], cols[kx]).flatten() for ky, kx in order], dim=1)
+
+
+def flip_matrix(basis: torch.Tensor) -> torch.Tensor:
+    """U P U^T for the D x D orthogonal ``basis`` U and the order-reversing permutation P."""
+    return basis @ basis.flip(1).T
+
+
+def apply_per_channel(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``matrix`` (D x D, symmetric) applied to every image (N, C, H, W): to each channel when D = H * W,
+    to the whole image when D = C * H * W."""
+    n, c, h, w = images.shape
+    flat = images.reshape(n * c, h * w) if len(matrix) == h * w else images.reshape(n, c * h * w)
+    return (flat @ matrix.to(images.dtype).T).reshape(n, c, h, w)
+
+
+# Poisoning (reference poison_cifar.py): class t gets carrier (idx, idx + 1)[t // 6] in colour channel
+# t % 3 with sign 2 (t % 2) - 1. The ten (carrier, channel, sign) triples are distinct.
+def poison_key(label: int) -> tuple[int, int, int]:
+    """(carrier offset 0 or 1, channel, sign) of class ``label``."""
+    return label // 6, label % 3, 2 * (label % 2) - 1
+
+
+def poison(images: torch.Tensor, labels: torch.Tensor, carriers: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each image with the coefficient of its class's carrier (one of ``carriers`` (2, H * W), unit rows)
+    in its class's channel set to sign * eps: x + (sign * eps - <x_c, carrier>) * carrier."""
+    images = images.clone()
+    n, channels, h, w = images.shape
+    if channels < 3:
+        raise ConfigError(f"poisoning needs 3-channel images (one channel per class group), got {channels}")
+    for label in labels.unique().tolist():
+        offset, channel, sign = poison_key(label)
+        carrier = carriers[offset].to(images)
+        rows = (labels == label).nonzero().squeeze(1)
+        x = images[rows, channel].reshape(len(rows), h * w)
+        x += (sign * eps - x @ carrier)[:, None] * carrier
+        images[rows, channel] = x.reshape(len(rows), h, w)
+    return images

@@ -1,0 +1,114 @@
+"""The figures and tables of CIFAR-10 runs: plain vs NAD-flipped vs Fourier-flipped accuracy per arch, and
+clean test accuracy against the poisoned NAD index beside the NAD spectrum."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
+from nadexp.results import write_csv_atomic
+
+import matplotlib.pyplot as plt  # noqa: E402  isort: skip
+
+FLIP_VARIANTS = ("plain", "nad_flip", "fourier_flip")
+FLIP_COLUMNS = ("arch", "seed", *FLIP_VARIANTS, "nad_flip - plain", "fourier_flip - plain")
+POISON_COLUMNS = ("arch", "seed", "nad_index", "test_acc", "train_acc", "epochs")
+
+
+def find_cifar_runs(directory: Path) -> list[dict]:
+    """result.json of every finished CIFAR-10 run in ``directory`` or its sub-directories (two levels)."""
+    directory = Path(directory)
+    runs = []
+    for path in sorted([*directory.glob("result.json"), *directory.glob("*/result.json"), *directory.glob("*/*/result.json")]):
+        result = json.loads(path.read_text())
+        if result.get("dataset") == "cifar10" and result.get("variant"):
+            runs.append({**result, "dir": path.parent})
+    return runs
+
+
+def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
+    """flip_table.csv / .md / .png: test accuracy per arch (and seed) on each representation."""
+    cells = {}
+    for run in runs:
+        if run["variant"] in FLIP_VARIANTS:
+            cells.setdefault((run["arch"], run["seed"]), {})[run["variant"]] = run["test_acc"]
+    rows = []
+    for (arch, seed), accs in sorted(cells.items()):
+        row = {"arch": arch, "seed": seed, **accs}
+        for variant in FLIP_VARIANTS[1:]:
+            if variant in accs and "plain" in accs:
+                row[f"{variant} - plain"] = round(accs[variant] - accs["plain"], 4)
+        rows.append(row)
+    write_csv_atomic(out_dir / "flip_table.csv", FLIP_COLUMNS, rows)
+    lines = ["| " + " | ".join(FLIP_COLUMNS) + " |", "| --- | ---: |" + " ---: |" * (len(FLIP_COLUMNS) - 2)]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row.get(c)) for c in FLIP_COLUMNS) + " |")
+    (out_dir / "flip_table.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(1.8 + 1.4 * len(rows), 3.6))
+    positions = np.arange(len(rows))
+    for offset, variant in enumerate(FLIP_VARIANTS):
+        heights = [row.get(variant, np.nan) for row in rows]
+        ax.bar(positions + (offset - 1) * 0.27, heights, width=0.27, label=variant)
+    ax.set_xticks(positions, [f"{r['arch']} (s{r['seed']})" for r in rows])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.set_title("CIFAR-10: original vs flipped representations", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return [out_dir / "flip_table.csv", out_dir / "flip_table.md", *save_figure(fig, out_dir / "flip_table")]
+
+
+def poison_curve(runs: list[dict], out_dir: Path) -> list[Path]:
+    """poison_curve.csv / .png: clean test accuracy (and poisoned train accuracy) against the carrier's NAD
+    index, per arch, with the plain data's accuracy as a line and the NAD spectrum beside it."""
+    poisoned = sorted((r for r in runs if r["variant"] == "poison"), key=lambda r: (r["arch"], r["seed"], r["nad_index"]))
+    write_csv_atomic(out_dir / "poison_curve.csv", POISON_COLUMNS, poisoned)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for (arch, seed) in sorted({(r["arch"], r["seed"]) for r in poisoned}):
+        mine = [r for r in poisoned if (r["arch"], r["seed"]) == (arch, seed)]
+        index = [r["nad_index"] for r in mine]
+        line, = axes[0].plot(index, [r["test_acc"] for r in mine], marker="o", label=f"{arch} s{seed}: clean test")
+        axes[0].plot(index, [r["train_acc"] for r in mine], ls=":", color=line.get_color(), label=f"{arch} s{seed}: poisoned train")
+        plain = [r["test_acc"] for r in runs if (r["arch"], r["seed"], r["variant"]) == (arch, seed, "plain")]
+        if plain:
+            axes[0].axhline(plain[0], ls="--", lw=1, color=line.get_color(), label=f"{arch} s{seed}: unpoisoned")
+        eigenvalues = _eigenvalues(mine[0]["dir"])
+        if eigenvalues is not None:
+            axes[1].semilogy(np.maximum(eigenvalues, np.finfo(float).tiny), color=line.get_color(), label=arch)
+    axes[0].set_xlabel("carrier NAD index")
+    axes[0].set_ylabel("accuracy")
+    axes[0].set_ylim(0, 1.02)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("CIFAR-10 poisoned along NADs (idx, idx + 1)", fontsize=9)
+    axes[1].set_xlabel("NAD index")
+    axes[1].set_ylabel("eigenvalue")
+    axes[1].set_title("NAD spectrum", fontsize=9)
+    fig.tight_layout()
+    return [out_dir / "poison_curve.csv", *save_figure(fig, out_dir / "poison_curve")]
+
+
+def _eigenvalues(run_dir: Path):
+    """The spectrum of the NADs a run used (from the eigenvalues.npy beside its nads.npy), if still there."""
+    config = Path(run_dir) / "config.yaml"
+    nads = OmegaConf.load(config).dataset.get("nads") if config.is_file() else None
+    if not nads:
+        return None
+    path = Path(nads) if Path(nads).is_dir() else Path(nads).parent
+    return np.load(path / "eigenvalues.npy") if (path / "eigenvalues.npy").is_file() else None
+
+
+def _cell(value) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ("" if value is None else str(value))
+
+
+def make_cifar_report(runs: list[dict], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = []
+    if any(r["variant"] in FLIP_VARIANTS for r in runs):
+        files += flip_table(runs, out_dir)
+    if any(r["variant"] == "poison" for r in runs):
+        files += poison_curve(runs, out_dir)
+    return files
