@@ -20,10 +20,11 @@ test: $(VENV)/.installed  ## the test suite (slow tests excluded)
 test-all: $(VENV)/.installed  ## every test, the slow ones included
 	$(PY) -m pytest -m "" $(ARGS)
 
-bench: $(VENV)/.installed  ## benchmarks: data path, NAD estimators and sweep cells vs reference-style loops
+bench: $(VENV)/.installed  ## benchmarks: data paths, NAD estimators, hyperplane statistics, sweep cells vs reference-style loops
 	$(PY) benchmarks/data_path.py
 	$(PY) benchmarks/data_path.py --dataset cifar10
 	$(PY) benchmarks/nads.py
+	$(PY) benchmarks/hyperplanes.py
 	$(PY) benchmarks/sweep.py
 
 clean:

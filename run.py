@@ -35,7 +35,7 @@ def main(cfg: DictConfig) -> float:
         if cfg.get("sweep"):
             return run_sweep(cfg)["mean_test_acc"]
         if cfg.get("estimator"):
-            return estimate(cfg)["diagnostic"]["split_half_overlap"].get("top10")
+            return estimate(cfg)["objective"]
         return train(cfg)["test_acc"]
     except (ConfigError, InstantiationException) as error:
         cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else error

@@ -57,6 +57,24 @@ def nads_dir(tmp_path_factory):
     return root
 
 
+def write_learnable_cifar10(root, n_train: int, n_test: int, noise: float, seed: int):
+    """CIFAR-10-format files where each class is a fixed random colour pattern plus Gaussian pixel noise:
+    separable, so a model trained on them must reach a high test accuracy."""
+    import numpy as np
+
+    from nadexp.data.cifar10_files import write_cifar10_files
+
+    rng = np.random.default_rng(seed)
+    patterns = rng.integers(40, 216, (10, 3, 32, 32))
+
+    def split(n):
+        labels = rng.permutation(np.arange(n) % 10)
+        return np.clip(patterns[labels] + rng.normal(0, noise, (n, 3, 32, 32)), 0, 255).astype(np.uint8), labels
+
+    write_cifar10_files(root, split(n_train), split(n_test))
+    return root
+
+
 def cifar10_overrides(cifar10_dir, nads_dir, *extra):
     """`experiment=cifar10` on the fixture: LeNet, one epoch, no logger, on CPU."""
     return ["experiment=cifar10", "arch=lenet", f"dataset.data_dir={cifar10_dir}", "dataset.check_md5=false",

@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import ROOT, cifar10_overrides, run_cli
+from conftest import ROOT, cifar10_overrides, run_cli, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.data.cifar10 import MEAN, STD, denormalise
 from nadexp.data.cifar10_files import load_split
@@ -255,18 +255,9 @@ def test_the_slurm_ddp_launcher_asks_for_one_task_per_gpu_on_each_node():
 
 @pytest.mark.parametrize("variant", ["plain", "nad_flip"])
 def test_ten_classes_are_learned_through_the_cifar10_path(tmp_path, compose, nads_dir, variant):
-    # Each class is a fixed random colour pattern plus noise: separable, so the 10-class path must reach a high
-    # accuracy; an orthogonal flip of the inputs must not stop logistic regression from getting there.
-    from nadexp.data.cifar10_files import write_cifar10_files
-
-    rng = np.random.default_rng(1)
-    patterns = rng.integers(40, 216, (10, 3, 32, 32))
-
-    def split(n):
-        labels = rng.permutation(np.arange(n) % 10)
-        return np.clip(patterns[labels] + rng.normal(0, 40, (n, 3, 32, 32)), 0, 255).astype(np.uint8), labels
-
-    write_cifar10_files(tmp_path / "data", split(1000), split(500))
+    # Separable classes: the 10-class path must reach a high accuracy, and an orthogonal flip of the inputs
+    # must not stop logistic regression from getting there.
+    write_learnable_cifar10(tmp_path / "data", 1000, 500, noise=40, seed=1)
     cfg = compose(*cifar10_overrides(tmp_path / "data", nads_dir, "arch=logreg", "trainer.max_epochs=3",
                                      f"dataset.variant={variant}", "optimizer.lr=0.01"))
     assert train(cfg)["test_acc"] > 0.95

@@ -1,67 +1,151 @@
-"""An estimator run: estimate, save the arrays and figures, log them, write result.json."""
+"""An estimator run: estimate, save arrays, tables and figures, log them, write result.json."""
 
+import itertools
 import logging
 import time
+from pathlib import Path
 
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from nadexp.estimators.nads import save_nads
+from nadexp.errors import ConfigError
+from nadexp.estimators.hyperplanes import HyperplaneEstimator, critical_layers, load_weights
+from nadexp.estimators.nads import NADEstimator, save_nads
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
+from nadexp.reports.hyperplane_figures import cos_violins, mass_and_critical
 from nadexp.reports.nad_figures import nad_figures
-from nadexp.results import machine, open_run_dir, package_versions, write_json_atomic
+from nadexp.results import machine, open_run_dir, package_versions, write_csv_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
 def estimate(cfg: DictConfig) -> dict:
+    """Runs ``cfg.estimator``; result.json's ``objective`` is what run.py returns to Hydra sweepers."""
     estimator = instantiate(cfg.estimator)
-    shape = tuple(cfg.dataset.shape)
-    make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
-    make_net()  # a bad arch config fails before the run directory is touched
+    prepare, run = {NADEstimator: (prepare_nads, run_nads),
+                    HyperplaneEstimator: (prepare_hyperplanes, run_hyperplanes)}[type(estimator)]
+    prepared = prepare(estimator, cfg)  # bad inputs fail here, before the run directory is touched
     output_dir = open_run_dir(cfg)
     loggers = build_loggers(cfg)
     start = time.perf_counter()
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        found = estimator.estimate(make_net, shape)
-        save_nads(output_dir, found)
-        figures = nad_figures(found["nads"], found["eigenvalues"], output_dir, label=f"({cfg.arch_name}, {estimator.method})")
-        _log(loggers, found, figures)
+        outcome = run(estimator, cfg, output_dir, loggers, prepared)
     finally:
         finish_wandb(loggers)
-    device = estimator.resolved_device()
-    result = {
-        "task": cfg.task,
-        "arch": cfg.arch_name,
-        "method": estimator.method,
-        "num_networks": estimator.num_networks,
-        "eval_point": estimator.eval_point,
-        "scale": estimator.scale if estimator.method == "finite_difference" else None,
-        "seed": estimator.seed,
-        "shape": list(shape),
-        "dtype": str(estimator.resolved_dtype(device)).removeprefix("torch."),
-        "device": str(device),
-        "num_components": len(found["nads"]),
-        "diagnostic": {"split_half_overlap": found["diagnostic"]},
-        "top_eigenvalues": [round(float(v), 8) for v in found["eigenvalues"][:10]],
-        "gradient_time_s": found["gradient_time_s"],
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        "files": ["nads.npy", "eigenvalues.npy", "singular_values.npy", *figures],
-        "versions": package_versions(),
-        "machine": machine(),
-    }
+    result = {"task": cfg.task, "arch": cfg.arch_name, **outcome, "wall_time_s": round(time.perf_counter() - start, 3),
+              "versions": package_versions(), "machine": machine()}
     write_json_atomic(output_dir / "result.json", result)
-    log.info("%s NADs of %s from %d networks in %.1f s; split-half overlap %s -> %s",
-             estimator.method, cfg.arch_name, estimator.num_networks, result["wall_time_s"],
-             found["diagnostic"], output_dir / "nads.npy")
     return result
 
 
-def _log(loggers, found: dict, figures: dict) -> None:
+def prepare_nads(estimator: NADEstimator, cfg: DictConfig):
+    shape = tuple(cfg.dataset.shape)
+    make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
+    make_net()  # a bad arch config fails here
+    return make_net
+
+
+def run_nads(estimator: NADEstimator, cfg: DictConfig, output_dir: Path, loggers, make_net) -> dict:
+    shape = tuple(cfg.dataset.shape)
+    found = estimator.estimate(make_net, shape)
+    save_nads(output_dir, found)
+    figures = nad_figures(found["nads"], found["eigenvalues"], output_dir, label=f"({cfg.arch_name}, {estimator.method})")
     metrics = {f"nads/overlap_{key}": value for key, value in found["diagnostic"].items()}
     metrics["nads/gradient_time_s"] = found["gradient_time_s"]
     images = {f"nads/{name.removesuffix('.png')}": path for name, path in figures.items()}
     spectrum = (("index", "eigenvalue"), [[index, float(value)] for index, value in enumerate(found["eigenvalues"])])
     log_outcome(loggers, metrics, images, {"nads/spectrum_table": spectrum})
+    device = estimator.resolved_device()
+    log.info("%s NADs of %s from %d networks in %.1f s; split-half overlap %s -> %s", estimator.method, cfg.arch_name,
+             estimator.num_networks, found["total_time_s"], found["diagnostic"], output_dir / "nads.npy")
+    return {
+        "method": estimator.method, "num_networks": estimator.num_networks, "eval_point": estimator.eval_point,
+        "scale": estimator.scale if estimator.method == "finite_difference" else None, "seed": estimator.seed,
+        "shape": list(shape), "dtype": str(estimator.resolved_dtype(device)).removeprefix("torch."), "device": str(device),
+        "num_components": len(found["nads"]), "diagnostic": {"split_half_overlap": found["diagnostic"]},
+        "objective": found["diagnostic"].get("top10"),
+        "top_eigenvalues": [round(float(v), 8) for v in found["eigenvalues"][:10]],
+        "gradient_time_s": found["gradient_time_s"],
+        "files": ["nads.npy", "eigenvalues.npy", "singular_values.npy", *figures],
+    }
+
+
+LAYER_COLUMNS = ("layer", "kind", "filters", "d", "mean", "mass", "p_mass_null", "p_ks_null", "init_mean", "init_mass",
+                 "fresh_mass", "p_ks_init", "p_ks_fresh", "dist_fro", "dist_max")
+
+
+def run_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig, output_dir: Path, loggers, prepared) -> dict:
+    """The trained network (last snapshot of estimator.run_dir) against its init (epoch 0), a fresh random
+    init and the null; without run_dir, a fresh initialisation of cfg.arch against another one."""
+    datamodule, make_net = prepared
+    torch.manual_seed(estimator.seed + 1)
+    fresh = make_net()
+    if estimator.run_dir is None:
+        torch.manual_seed(estimator.seed)
+        net = init = make_net()
+        snapshots = {}
+    else:
+        snapshots = estimator.snapshots
+        net, init = make_net(), make_net()
+        net.load_state_dict(load_weights(snapshots[max(snapshots)]))
+        init.load_state_dict(load_weights(snapshots[0]))
+    found = estimator.weight_statistics(net, init, fresh, ((e, load_weights(p)) for e, p in snapshots.items()))
+    layer_names = list(found["layers"])
+
+    trained_acc, critical = None, []
+    if estimator.critical and snapshots:
+        device = estimator.resolved_device()
+        datamodule.setup()
+        x, y = datamodule.test_set.tensors
+        x, y = x[:estimator.test_samples].to(device), y[:estimator.test_samples].to(device)
+        batches = [(x[i:i + datamodule.eval_batch_size], y[i:i + datamodule.eval_batch_size]) for i in range(0, len(x), datamodule.eval_batch_size)]
+        epochs = sorted(snapshots)
+        chosen = sorted(set(epochs[::estimator.snapshot_stride]) | {epochs[-1]})
+        replacements = itertools.chain(((str(e), load_weights(snapshots[e])) for e in chosen), [("random", fresh.state_dict())])
+        trained_acc, critical = critical_layers(net.to(device), layer_names, replacements, batches)
+
+    rows = [{"layer": name, "kind": s["kind"], **{k: s["trained"][k] for k in ("filters", "d", "mean", "mass", "p_mass_null", "p_ks_null")},
+             "init_mean": s["init"]["mean"], "init_mass": s["init"]["mass"], "fresh_mass": s["fresh"]["mass"],
+             **{k: s[k] for k in ("p_ks_init", "p_ks_fresh", "dist_fro", "dist_max")}} for name, s in found["layers"].items()]
+    epoch_rows = [{"epoch": e, "layer": n, **v} for e, layers in found["epochs"].items() for n, v in layers.items()]
+    write_csv_atomic(output_dir / "layers.csv", LAYER_COLUMNS, rows)
+    write_csv_atomic(output_dir / "epochs.csv", ("epoch", "layer", "mass", "dist_fro", "dist_max"), epoch_rows)
+    write_csv_atomic(output_dir / "critical.csv", ("layer", "snapshot", "acc", "drop"), critical)
+    write_json_atomic(output_dir / "hyperplanes.json", {**found, "trained_acc": trained_acc, "critical": critical})
+    title = f"{cfg.arch_name}: " + (f"trained ({Path(estimator.run_dir).name})" if estimator.run_dir else "fresh initialisation")
+    figures = cos_violins(found["layers"], output_dir / "cos_violins", title)
+    if snapshots:
+        figures += mass_and_critical(found["epochs"], critical, layer_names, output_dir / "mass_critical", title)
+
+    pooled = found["pooled"]
+    metrics = {"hyperplanes/mass": pooled["trained"]["mass"], "hyperplanes/mean_cos": pooled["trained"]["mean"],
+               "hyperplanes/init_mass": pooled["init"]["mass"], "hyperplanes/p_mass_null": pooled["trained"]["p_mass_null"]}
+    tables = {"hyperplanes/layers": (LAYER_COLUMNS, [[r[c] for c in LAYER_COLUMNS] for r in rows])}
+    if critical:
+        metrics["hyperplanes/trained_acc"] = trained_acc
+        tables["hyperplanes/critical"] = (("layer", "snapshot", "acc", "drop"), [list(r.values()) for r in critical])
+    log_outcome(loggers, metrics, {f"hyperplanes/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
+    log.info("hyperplanes of %s: %d layers, pooled mass %.3f (init %.3f, p vs 0.5 = %.2g)%s -> %s", cfg.arch_name,
+             len(rows), pooled["trained"]["mass"], pooled["init"]["mass"], pooled["trained"]["p_mass_null"],
+             f", test acc {trained_acc:.4f}" if trained_acc is not None else "", output_dir / "hyperplanes.json")
+    return {"objective": pooled["trained"]["mass"], "run_dir": estimator.run_dir, "layers": len(rows), "snapshots": sorted(snapshots), "pooled": pooled,
+            "trained_acc": trained_acc, "seed": estimator.seed,
+            "files": ["hyperplanes.json", "layers.csv", "epochs.csv", "critical.csv", *(p.name for p in figures)]}
+
+
+def prepare_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig):
+    """The data module and network factory: the training run's own (run_dir), or cfg's."""
+    source = cfg
+    if estimator.run_dir is not None:
+        saved = Path(estimator.run_dir) / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"estimator.run_dir={estimator.run_dir!r} has no config.yaml: give the directory of a training run")
+        source = OmegaConf.load(saved)
+        if source.get("arch_name") != cfg.arch_name:
+            raise ConfigError(f"estimator.run_dir={estimator.run_dir!r} holds a {source.get('arch_name')} run, but arch={cfg.arch_name}: "
+                              f"add arch={source.get('arch_name')}")
+    datamodule = instantiate(source.dataset)
+    return datamodule, lambda: instantiate(source.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)

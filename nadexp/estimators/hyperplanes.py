@@ -1,0 +1,177 @@
+"""Hyperplane arrangements of conv layers (Gamba et al. 2020; protocol section 2).
+
+A conv filter w in R^d (d = C_in x k x k) cuts every receptive field with a hyperplane whose normal makes
+the angle cos = sum(w) / (||w|| sqrt(d)) with the identity line 1. For an i.i.d. zero-mean symmetric
+initialisation cos ~ N(0, 1/d) and the mass P(cos <= 0) is 0.5 (the null baseline); training moves both.
+This module computes the per-layer statistics, their tests against init and the null, distances from
+init, and the critical-layer analysis (re-initialise one layer, measure the drop in test accuracy).
+"""
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import nn
+
+from nadexp.errors import ConfigError
+from nadexp.training.snapshots import SNAPSHOT_PATTERN
+
+
+def analysed_layers(net: nn.Module, include_linear: bool = False) -> dict[str, nn.Module]:
+    """Every conv layer of ``net`` except 1 x 1 ones (and linear layers if asked), by module name."""
+    layers = {}
+    for name, module in net.named_modules():
+        is_conv = isinstance(module, nn.modules.conv._ConvNd) and math.prod(module.kernel_size) > 1
+        if is_conv or (include_linear and isinstance(module, nn.Linear)):
+            layers[name] = module
+    return layers
+
+
+def filter_cosines(weight: torch.Tensor) -> np.ndarray:
+    """cos between each filter's normal (a row of the flattened (out, d) weight) and the identity line."""
+    w = weight.detach().flatten(1).double().cpu()
+    return (w.sum(1) / (w.norm(dim=1) * math.sqrt(w.shape[1]))).numpy()
+
+
+def cosine_statistics(cos: np.ndarray, d: int) -> dict:
+    """Mean, mass P(cos <= 0), and tests against the null: binomial test of the mass against 0.5 and
+    Kolmogorov-Smirnov test of the distribution against N(0, 1/d)."""
+    below = int((cos <= 0).sum())
+    return {
+        "filters": len(cos), "d": d, "mean": float(cos.mean()), "std": float(cos.std()), "mass": below / len(cos),
+        "p_mass_null": float(stats.binomtest(below, len(cos), 0.5).pvalue),
+        "p_ks_null": float(stats.kstest(cos, stats.norm(0, 1 / math.sqrt(d)).cdf).pvalue),
+    }
+
+
+def distance_from(weight: torch.Tensor, reference: torch.Tensor) -> dict:
+    """||W - W0|| / ||W0|| in the Frobenius and the max norm."""
+    diff, ref = (weight - reference).double(), reference.double()
+    return {"dist_fro": float(diff.norm() / ref.norm()), "dist_max": float(diff.abs().max() / ref.abs().max())}
+
+
+def find_snapshots(run_dir) -> dict[int, Path]:
+    """{completed epochs: checkpoint} of a training run with per-epoch snapshots (callbacks=snapshots)."""
+    run_dir = Path(run_dir)
+    paths = sorted((run_dir / "snapshots").glob(SNAPSHOT_PATTERN))
+    if not run_dir.is_dir() or not paths:
+        raise ConfigError(f"estimator.run_dir={str(run_dir)!r} holds no weight snapshots (snapshots/{SNAPSHOT_PATTERN}): "
+                          "train with per-epoch snapshots first, e.g. `python run.py experiment=cifar10 arch=vgg11 "
+                          "callbacks=snapshots`, or set estimator.run_dir=null to analyse a fresh initialisation")
+    return {int(re.search(r"(\d+)", p.stem).group(1)): p for p in paths}
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The network's state dict from a Lightning checkpoint of the Classifier (keys without ``net.``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except Exception as error:  # a truncated or foreign file: name it
+        raise ConfigError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
+    return {key.removeprefix("net."): value for key, value in state.items()}
+
+
+def layer_parameters(state: dict, layer: str) -> dict[str, torch.Tensor]:
+    """The weight and bias of ``layer`` from a state dict."""
+    return {name: state[f"{layer}.{name}"] for name in ("weight", "bias") if f"{layer}.{name}" in state}
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, batches) -> float:
+    correct = total = 0
+    for x, y in batches:
+        correct += int((net(x).argmax(1) == y).sum())
+        total += len(y)
+    return correct / total
+
+
+@torch.no_grad()
+def critical_layers(net: nn.Module, layers: list[str], replacements, batches) -> tuple[float, list[dict]]:
+    """Test accuracy of ``net`` (eval mode) with one layer at a time set to its weights in each of
+    ``replacements`` ((label, state dict) pairs, read once each, in order) and restored afterwards: one
+    evaluation per (layer, label). Returns the accuracy acc* of ``net`` as given and rows of
+    {layer, snapshot, acc, drop = (acc* - acc) / acc*}."""
+    net.eval()
+    trained_acc = accuracy(net, batches)
+    modules = dict(net.named_modules())
+    rows = []
+    for label, state in replacements:
+        for layer in layers:
+            params = dict(modules[layer].named_parameters(recurse=False))
+            kept = {name: p.detach().clone() for name, p in params.items()}
+            for name, value in layer_parameters(state, layer).items():
+                params[name].copy_(value)
+            acc = accuracy(net, batches)
+            for name, value in kept.items():
+                params[name].copy_(value)
+            rows.append({"layer": layer, "snapshot": label, "acc": acc,
+                         "drop": (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")})
+    return trained_acc, rows
+
+
+@dataclass
+class HyperplaneEstimator:
+    """`estimator=hyperplanes` (options in conf/estimator/hyperplanes.yaml)."""
+
+    name: str = "hyperplanes"
+    run_dir: Optional[str] = None  # a training run with per-epoch snapshots; None: a fresh initialisation only
+    include_linear: bool = False
+    critical: bool = True  # the critical-layer analysis (needs run_dir and the run's test data)
+    snapshot_stride: int = 1  # critical layers at every k-th snapshot (the last one always)
+    test_samples: Optional[int] = None  # evaluate on the first N test samples (None: all)
+    seed: int = 0  # the fresh random initialisation
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.snapshot_stride < 1:
+            raise ConfigError(f"estimator.snapshot_stride must be >= 1, got {self.snapshot_stride}")
+        if self.test_samples is not None and self.test_samples < 1:
+            raise ConfigError(f"estimator.test_samples must be >= 1 or null (all), got {self.test_samples}")
+        self.snapshots = find_snapshots(self.run_dir) if self.run_dir is not None else {}
+        if self.snapshots and 0 not in self.snapshots:
+            raise ConfigError(f"estimator.run_dir={self.run_dir!r} has no snapshots/epoch_000.ckpt (the weights at "
+                              "initialisation): train it again with callbacks=snapshots")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def weight_statistics(self, net: nn.Module, init: nn.Module, fresh: nn.Module, snapshots=()) -> dict:
+        """Per layer: the statistics of ``net``, tests against init and the fresh random init, distances
+        from init, and mass and distance at every snapshot (``snapshots``: (epoch, state dict) pairs).
+        ``init`` and ``fresh`` are networks of the same architecture."""
+        layers = analysed_layers(net, self.include_linear)
+        if not layers:
+            raise ConfigError(f"{type(net).__name__} has no conv layers larger than 1 x 1 to analyse"
+                              + ("" if self.include_linear else " (estimator.include_linear=true adds linear layers)"))
+        init_modules, fresh_modules = dict(init.named_modules()), dict(fresh.named_modules())
+        per_layer, pooled = {}, {"trained": [], "init": [], "fresh": []}
+        for name, module in layers.items():
+            weight, w0 = module.weight, init_modules[name].weight
+            cos, cos_init, cos_fresh = (filter_cosines(w) for w in (weight, w0, fresh_modules[name].weight))
+            d = weight[0].numel()
+            per_layer[name] = {
+                "kind": type(module).__name__, "trained": cosine_statistics(cos, d),
+                "init": cosine_statistics(cos_init, d), "fresh": cosine_statistics(cos_fresh, d),
+                "p_ks_init": float(stats.ks_2samp(cos, cos_init).pvalue) if not np.array_equal(cos, cos_init) else 1.0,
+                "p_ks_fresh": float(stats.ks_2samp(cos, cos_fresh).pvalue),
+                **distance_from(weight.detach().cpu(), w0.detach().cpu()),
+                "cos": {"trained": cos.tolist(), "init": cos_init.tolist(), "fresh": cos_fresh.tolist()},
+            }
+            for key, values in (("trained", cos), ("init", cos_init), ("fresh", cos_fresh)):
+                pooled[key].append(values)
+        summary = {key: {"filters": int(sum(map(len, v))), "mean": float(np.concatenate(v).mean()),
+                         "mass": float((np.concatenate(v) <= 0).mean())} for key, v in pooled.items()}
+        trained = np.concatenate(pooled["trained"])
+        summary["trained"]["p_mass_null"] = float(stats.binomtest(int((trained <= 0).sum()), len(trained), 0.5).pvalue)
+        epochs = {}
+        for epoch, state in snapshots:  # mass and distance per layer along training
+            epochs[epoch] = {name: {"mass": float((filter_cosines(state[f"{name}.weight"]) <= 0).mean()),
+                                    **distance_from(state[f"{name}.weight"], init_modules[name].weight.detach().cpu())}
+                             for name in layers}
+        return {"layers": per_layer, "pooled": summary, "epochs": epochs}
