@@ -23,6 +23,15 @@ def compose(tmp_path):
     return _compose
 
 
+def check_config_header(figure: str) -> None:
+    """An experiment config opens with `# @package _global_` and a comment that gives the command that runs it,
+    the time it takes (on a CPU and on a GPU) and what to expect."""
+    header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
+    assert header.startswith("# @package _global_\n")
+    for words in (f"python run.py experiment={figure}", "Time:", "CPU", "GPU", "Expect:"):
+        assert words in header, (figure, words)
+
+
 def run_cli(*args, cwd=ROOT, timeout=600, env=None):
     """`python run.py ARGS` as a user runs it; returns the CompletedProcess."""
     full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}

@@ -12,7 +12,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import ROOT, cifar10_overrides, run_cli, write_learnable_cifar10
+from conftest import ROOT, check_config_header, cifar10_overrides, run_cli, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.data.cifar10 import MEAN, STD, denormalise
 from nadexp.data.cifar10_files import load_split
@@ -229,10 +229,7 @@ def test_the_figure_configs_run_as_multiruns_and_the_report_draws_table_and_curv
 
 @pytest.mark.parametrize("figure", ["cifar10", "cifar10_flip_table", "cifar10_poison_resnet18"])
 def test_every_cifar10_config_says_how_to_run_it(compose, figure):
-    header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
-    assert header.startswith("# @package _global_\n")
-    for words in (f"python run.py experiment={figure}", "Time:", "GPU", "Expect:"):
-        assert words in header, (figure, words)
+    check_config_header(figure)
     cfg = compose(f"experiment={figure}", "logger=none")
     assert cfg.dataset.variant == ("poison" if "poison" in figure else "plain") and cfg.resume
     assert (cfg.trainer.max_epochs, cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (50, 0.21, 0.9, 5e-4)

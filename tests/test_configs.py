@@ -3,7 +3,7 @@ import pytorch_lightning as pl
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from conftest import ARCHS, DATASETS, ROOT
+from conftest import ARCHS, DATASETS, ROOT, check_config_header
 from nadexp.training import build
 
 
@@ -64,10 +64,7 @@ FIGURES = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml") i
 
 @pytest.mark.parametrize("figure", FIGURES)
 def test_every_figure_config_says_how_to_run_it_and_composes_a_sweep(compose, figure):
-    header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
-    assert header.startswith("# @package _global_\n")
-    for words in (f"python run.py experiment={figure}", "Time:", "CPU", "GPU", "Expect:"):
-        assert words in header, (figure, words)
+    check_config_header(figure)
     cfg = compose(f"experiment={figure}", "logger=none")
     assert cfg.task == "sweep" and cfg.sweep.basis == ("nad" if figure.startswith("nad_curve_") else "fourier")
     arch = figure.split("_", 2)[-1] if figure.startswith("nad_curve_") else figure.removeprefix("fourier_")

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import ARCHS, ROOT, cifar10_overrides, run_cli, write_learnable_cifar10
+from conftest import ARCHS, check_config_header, cifar10_overrides, run_cli, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
 from nadexp.estimators.hyperplanes import (HyperplaneEstimator, accuracy, analysed_layers, critical_layers,
@@ -130,10 +130,7 @@ def test_a_run_directory_without_snapshots_gives_one_clear_message(tmp_path):
 
 @pytest.mark.parametrize("figure", ["hyperplanes_init", "hyperplanes_lenet", "hyperplanes_vgg11", "cifar10_snapshots"])
 def test_every_hyperplane_config_says_how_to_run_it(figure):
-    header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
-    assert header.startswith("# @package _global_\n")
-    for words in (f"python run.py experiment={figure}", "Time:", "CPU", "GPU", "Expect:"):
-        assert words in header, (figure, words)
+    check_config_header(figure)
     cfg = compose_config([f"experiment={figure}", "logger=none"])
     assert cfg.task == ("train" if figure == "cifar10_snapshots" else "hyperplanes")
 

@@ -94,6 +94,7 @@ class CIFAR10DataModule(TensorDataModule):
 
     input_shape = SHAPE
     num_classes = len(CLASSES)
+    class_names = CLASSES
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, seed: int = 0, **spec):
         super().__init__(batch_size, eval_batch_size)

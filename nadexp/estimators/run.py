@@ -5,14 +5,18 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nadexp.errors import ConfigError
+from nadexp.estimators.class_density import ClassDensityEstimator
 from nadexp.estimators.hyperplanes import HyperplaneEstimator, critical_layers, load_weights
 from nadexp.estimators.nads import NADEstimator, save_nads
+from nadexp.estimators.representations import resolve_stages, stage_representations, svd_reduce
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
+from nadexp.reports.class_density_figures import between_class_kl, kl_vs_log_density, sorted_log_density
 from nadexp.reports.hyperplane_figures import cos_violins, mass_and_critical
 from nadexp.reports.nad_figures import nad_figures
 from nadexp.results import machine, open_run_dir, package_versions, write_csv_atomic, write_json_atomic
@@ -24,7 +28,8 @@ def estimate(cfg: DictConfig) -> dict:
     """Runs ``cfg.estimator``; result.json's ``objective`` is what run.py returns to Hydra sweepers."""
     estimator = instantiate(cfg.estimator)
     prepare, run = {NADEstimator: (prepare_nads, run_nads),
-                    HyperplaneEstimator: (prepare_hyperplanes, run_hyperplanes)}[type(estimator)]
+                    HyperplaneEstimator: (prepare_hyperplanes, run_hyperplanes),
+                    ClassDensityEstimator: (prepare_class_density, run_class_density)}[type(estimator)]
     prepared = prepare(estimator, cfg)  # bad inputs fail here, before the run directory is touched
     output_dir = open_run_dir(cfg)
     loggers = build_loggers(cfg)
@@ -136,16 +141,100 @@ def run_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig, output_dir:
             "files": ["hyperplanes.json", "layers.csv", "epochs.csv", "critical.csv", *(p.name for p in figures)]}
 
 
-def prepare_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig):
-    """The data module and network factory: the training run's own (run_dir), or cfg's."""
-    source = cfg
-    if estimator.run_dir is not None:
-        saved = Path(estimator.run_dir) / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"estimator.run_dir={estimator.run_dir!r} has no config.yaml: give the directory of a training run")
-        source = OmegaConf.load(saved)
-        if source.get("arch_name") != cfg.arch_name:
-            raise ConfigError(f"estimator.run_dir={estimator.run_dir!r} holds a {source.get('arch_name')} run, but arch={cfg.arch_name}: "
-                              f"add arch={source.get('arch_name')}")
+def training_run_config(run_dir, cfg: DictConfig) -> DictConfig:
+    """The saved config of the training run in ``run_dir``, checked to be of ``cfg``'s arch."""
+    saved = Path(run_dir) / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"estimator.run_dir={str(run_dir)!r} has no config.yaml: give the directory of a training run")
+    source = OmegaConf.load(saved)
+    if not all(key in source for key in ("arch", "dataset", "arch_name")):
+        raise ConfigError(f"estimator.run_dir={str(run_dir)!r}: its config.yaml is not a training run's (no arch or dataset)")
+    if source.get("arch_name") != cfg.arch_name:
+        raise ConfigError(f"estimator.run_dir={str(run_dir)!r} holds a {source.get('arch_name')} run, but arch={cfg.arch_name}: "
+                          f"add arch={source.get('arch_name')}")
+    return source
+
+
+def data_and_net_factory(source: DictConfig):
     datamodule = instantiate(source.dataset)
     return datamodule, lambda: instantiate(source.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+
+
+def prepare_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig):
+    """The data module and network factory: the training run's own (run_dir), or cfg's."""
+    return data_and_net_factory(cfg if estimator.run_dir is None else training_run_config(estimator.run_dir, cfg))
+
+
+def prepare_class_density(estimator: ClassDensityEstimator, cfg: DictConfig):
+    """The training run's data module, its trained network and the stage names; scores if given."""
+    if estimator.run_dir is None:
+        raise ConfigError("estimator=class_density needs estimator.run_dir: the directory of a trained run "
+                          "(e.g. outputs/cifar10/resnet18-cifar10-plain-s0 from `python run.py experiment=cifar10 arch=resnet18`)")
+    datamodule, make_net = data_and_net_factory(training_run_config(estimator.run_dir, cfg))
+    checkpoint = Path(estimator.checkpoint) if estimator.checkpoint not in ("last", "best") else \
+        Path(estimator.run_dir) / "checkpoints" / f"{estimator.checkpoint}.ckpt"
+    if not checkpoint.is_file():
+        raise ConfigError(f"estimator.checkpoint={estimator.checkpoint!r}: {checkpoint} does not exist (train with "
+                          "callbacks=checkpoints, as experiment=cifar10 does, or give the path of a checkpoint)")
+    net = make_net()
+    net.load_state_dict(load_weights(checkpoint))
+    stages = resolve_stages(net, estimator.stages)
+    scores = None
+    if estimator.scores:
+        try:
+            scores = np.load(estimator.scores, allow_pickle=False).astype(np.float64).ravel()
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"estimator.scores={estimator.scores!r} is not a readable .npy file ({error})") from None
+    return datamodule, net, stages, scores
+
+
+CLASS_COLUMNS = ("stage", "class", "name", "n", "mean", "std", "kl_diagonal", "within_distance", "components", "converged", "group")
+
+
+def run_class_density(estimator: ClassDensityEstimator, cfg: DictConfig, output_dir: Path, loggers, prepared) -> dict:
+    datamodule, net, stages, scores = prepared
+    datamodule.setup()
+    images, labels = datamodule.train_set.tensors
+    images, labels = images[:estimator.max_examples], labels[:estimator.max_examples].cpu().numpy()
+    if scores is not None and len(scores) < len(labels):
+        raise ConfigError(f"estimator.scores has {len(scores)} values for {len(labels)} training examples")
+    scores = scores[:len(labels)] if scores is not None else None
+    start = time.perf_counter()
+    representations = stage_representations(net, stages, images, estimator.batch_size, estimator.resolved_device())
+    extraction_s = time.perf_counter() - start
+    reduced, spectra = {}, {}
+    for index, stage in enumerate(stages):
+        reduced[stage], _, singular_values = svd_reduce(representations[stage], estimator.dim_of(index))
+        reduced[stage] = reduced[stage].numpy()
+        spectra[stage] = singular_values.tolist()
+    start = time.perf_counter()
+    found = estimator.analyse(reduced, labels, scores)
+    fitting_s = time.perf_counter() - start
+
+    names = getattr(datamodule, "class_names", None)
+    np.save(output_dir / "log_density.npy", np.stack([found["log_density"][s] for s in stages]))
+    np.save(output_dir / "labels.npy", labels)
+    report = {"stages": found["stages"], "stage_names": stages, "singular_values": spectra, "density": estimator.density,
+              "density_note": "variational Dirichlet-process Gaussian mixture (scikit-learn), a substitute for the paper's "
+                              "collapsed Gibbs sampler" if estimator.density == "dp_mixture" else "one Gaussian per class",
+              "examples": int(len(labels)), "extraction_s": round(extraction_s, 3), "fitting_s": round(fitting_s, 3)}
+    write_json_atomic(output_dir / "class_density.json", report)
+    rows = [{"stage": stage, "class": c, "name": names[c] if names else c, **values,
+             "group": "high" if c in found["stages"][stage]["split"]["high"] else "low"}
+            for stage in stages for c, values in found["stages"][stage]["classes"].items()]
+    write_csv_atomic(output_dir / "classes.csv", CLASS_COLUMNS, rows)
+    title = f"{cfg.arch_name}: class-conditional densities ({estimator.density})"
+    figures = sorted_log_density(found["stages"], output_dir / "sorted_log_density", title, names)
+    figures += kl_vs_log_density(found["stages"], output_dir / "kl_vs_log_density", title)
+    figures += between_class_kl(found["stages"], output_dir / "between_class_kl", title, names)
+
+    metrics = {f"class_density/{stage}/{key}": found["stages"][stage]["split"][key] for stage in stages for key in ("gap", "gap_z")}
+    tables = {"class_density/classes": (CLASS_COLUMNS, [[r[c] for c in CLASS_COLUMNS] for r in rows])}
+    log_outcome(loggers, metrics, {f"class_density/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
+    splits = {stage: {k: found["stages"][stage]["split"][k] for k in ("gap", "gap_z", "meaningful", "high", "low")} for stage in stages}
+    log.info("class densities of %s over %d examples: extraction %.1f s, fitting %.1f s; splits %s -> %s", cfg.arch_name,
+             len(labels), extraction_s, fitting_s, {s: round(v["gap_z"], 1) for s, v in splits.items()}, output_dir / "class_density.json")
+    return {"objective": splits[stages[-1]]["gap_z"], "run_dir": estimator.run_dir, "stages": stages,
+            "density": estimator.density, "examples": int(len(labels)), "splits": splits,
+            "extraction_s": round(extraction_s, 3), "fitting_s": round(fitting_s, 3),
+            "files": ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)]}

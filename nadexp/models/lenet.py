@@ -16,10 +16,10 @@ class LeNet(nn.Module):
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, pool: bool = True):
         super().__init__()
         channels, height, width = input_shape
-        pooling = [nn.MaxPool2d(2)] if pool else []
+        pooling = (lambda: [nn.MaxPool2d(2)]) if pool else (lambda: [])  # a module per place, so hooks can tell them apart
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 5), *pooling, nn.ReLU(inplace=True),
-            nn.Conv2d(6, 16, 5), *pooling, nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 6, 5), *pooling(), nn.ReLU(inplace=True),
+            nn.Conv2d(6, 16, 5), *pooling(), nn.ReLU(inplace=True),
         )
         for _ in range(2):  # each stage: a valid 5x5 conv, then the optional 2x2 pool
             height, width = height - 4, width - 4

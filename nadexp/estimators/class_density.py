@@ -1,0 +1,185 @@
+"""Class-conditional densities of stage representations (Jamroz & Kurdziel 2023; protocol section 3).
+
+Per (class, stage), a density of the class's reduced representations: by default scikit-learn's variational
+Dirichlet-process Gaussian mixture (BayesianGaussianMixture with a Dirichlet-process weight prior), a
+substitute for the paper's collapsed Gibbs sampler with a Normal-inverse-Wishart base; or one Gaussian
+(``density: gaussian``, fast). Per class: mean and std of the log-density of its own examples; classes sorted
+by the mean and split into two groups at the largest gap; relative entropy to a diagonal Gaussian (Monte
+Carlo); mean within-class distance; KL between chosen classes; correlation with per-example scores.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from joblib import Parallel, delayed
+from scipy import stats
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
+
+from nadexp.errors import ConfigError
+
+DENSITIES = ("dp_mixture", "gaussian")
+
+
+def fit_density(x: np.ndarray, density: str = "dp_mixture", max_components: int = 10, seed: int = 0):
+    """A fitted scikit-learn mixture with ``score_samples`` (log-density) and ``sample``; its
+    ``converged_`` says whether the fit converged (the warning itself is silenced: it is recorded instead).
+
+    With few examples per dimension the variational mixture overfits (full covariances), which biases
+    log-densities up and relative entropies to a diagonal Gaussian away from 0; compare like with like."""
+    x = np.asarray(x, dtype=np.float64)
+    if density == "gaussian":
+        model = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=seed)
+    else:
+        model = BayesianGaussianMixture(n_components=max(1, min(max_components, len(x) // 2)), covariance_type="full",
+                                        weight_concentration_prior_type="dirichlet_process", reg_covar=1e-6,
+                                        max_iter=500, init_params="kmeans", random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x)
+
+
+def relative_entropy_to_diagonal(model, samples: int, seed: int = 0) -> float:
+    """KL(p || N(mean_p, diag var_p)) by Monte Carlo with ``samples`` draws from the fitted density p."""
+    draws, _ = _sample(model, samples, seed)
+    mean, var = draws.mean(0), draws.var(0) + 1e-12
+    log_q = stats.norm(mean, np.sqrt(var)).logpdf(draws).sum(1)
+    return float(np.mean(model.score_samples(draws) - log_q))
+
+
+def kl_between(p, q, samples: int, seed: int = 0) -> float:
+    """KL(p || q) of two fitted densities, by Monte Carlo with draws from p."""
+    draws, _ = _sample(p, samples, seed)
+    return float(np.mean(p.score_samples(draws) - q.score_samples(draws)))
+
+
+def _sample(model, samples: int, seed: int):
+    model.random_state = seed  # scikit-learn draws with the model's own random_state
+    return model.sample(samples)
+
+
+def within_class_distance(x: np.ndarray, max_points: int = 2000, seed: int = 0) -> float:
+    """Mean Euclidean distance between distinct examples of one class (on at most ``max_points``)."""
+    if len(x) > max_points:
+        x = x[np.random.default_rng(seed).choice(len(x), max_points, replace=False)]
+    points = torch.as_tensor(x, dtype=torch.float64)
+    if len(points) < 2:
+        return float("nan")
+    distances = torch.cdist(points, points)
+    return float(distances.sum() / (len(points) * (len(points) - 1)))
+
+
+def split_at_largest_gap(means: dict, stds: dict, counts: dict, threshold: float = 5.0) -> dict:
+    """Classes sorted by mean log-density (descending) and split at the largest gap between neighbours.
+
+    ``gap_z`` is the gap over the standard error of the difference of the two neighbouring means; the split
+    is ``meaningful`` when gap_z exceeds ``threshold`` (identically distributed classes stay well below)."""
+    order = sorted(means, key=lambda c: -means[c])
+    if len(order) < 2:
+        return {"order": order, "high": order, "low": [], "gap": 0.0, "gap_z": 0.0, "meaningful": False}
+    gaps = [means[a] - means[b] for a, b in zip(order, order[1:])]
+    at = int(np.argmax(gaps))
+    a, b = order[at], order[at + 1]
+    se = math.sqrt(stds[a] ** 2 / counts[a] + stds[b] ** 2 / counts[b])
+    gap_z = gaps[at] / se if se > 0 else float("inf")
+    return {"order": order, "high": order[:at + 1], "low": order[at + 1:], "gap": float(gaps[at]),
+            "gap_z": float(gap_z), "meaningful": bool(gap_z > threshold)}
+
+
+def _fit_class(x, density, max_components, seed, kl_samples):
+    model = fit_density(x, density, max_components, seed)
+    log_density = model.score_samples(np.asarray(x, dtype=np.float64))
+    kl = relative_entropy_to_diagonal(model, kl_samples, seed) if kl_samples else float("nan")
+    return model, log_density, kl
+
+
+@dataclass
+class ClassDensityEstimator:
+    """`estimator=class_density` (options in conf/estimator/class_density.yaml)."""
+
+    name: str = "class_density"
+    run_dir: Optional[str] = None  # a training run (its config and checkpoints/last.ckpt)
+    checkpoint: str = "last"  # last | best | a path to a checkpoint
+    stages: object = "auto"  # "auto" or a list of module names
+    dims: list[int] = field(default_factory=lambda: [16, 16, 64, 64])  # per stage; the last value repeats
+    density: str = "dp_mixture"  # dp_mixture (variational DP-GMM) | gaussian
+    max_components: int = 10  # truncation of the Dirichlet process
+    kl_samples: int = 2000  # Monte Carlo draws per relative entropy (0: skip)
+    kl_classes: Optional[list[int]] = None  # classes for between-class KL (None: the first 10)
+    gap_threshold: float = 5.0  # gap_z above which the split is called meaningful
+    scores: Optional[str] = None  # a .npy of one score per training example (e.g. memorisation)
+    score_bins: int = 10
+    max_examples: Optional[int] = None  # use the first N training examples (None: all)
+    batch_size: int = 1024
+    n_jobs: int = -1  # parallel fits over (class, stage); -1: every core
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.density not in DENSITIES:
+            raise ConfigError(f"estimator.density={self.density!r} is unknown: choose one of {', '.join(DENSITIES)}")
+        for option in ("max_components", "batch_size", "score_bins"):
+            if getattr(self, option) < 1:
+                raise ConfigError(f"estimator.{option} must be >= 1, got {getattr(self, option)}")
+        if not self.dims or min(self.dims) < 1:
+            raise ConfigError(f"estimator.dims must be a list of positive integers, got {list(self.dims)}")
+        if self.kl_samples < 0:
+            raise ConfigError(f"estimator.kl_samples must be >= 0, got {self.kl_samples}")
+        if self.stages != "auto" and (isinstance(self.stages, str) or not list(self.stages)):
+            raise ConfigError(f"estimator.stages must be auto or a list of module names, got {self.stages!r}")
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def dim_of(self, index: int) -> int:
+        return self.dims[min(index, len(self.dims) - 1)]
+
+    def analyse(self, reduced: dict[str, np.ndarray], labels: np.ndarray, scores: Optional[np.ndarray] = None) -> dict:
+        """Densities, per-class statistics, splits and KLs for {stage: (n, k) reduced representations}."""
+        classes = sorted(int(c) for c in np.unique(labels))
+        jobs = [(stage, c) for stage in reduced for c in classes]
+        fits = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_class)(reduced[stage][labels == c], self.density, self.max_components, self.seed, self.kl_samples)
+            for stage, c in jobs)
+        models = {job: fit[0] for job, fit in zip(jobs, fits)}
+        out = {"stages": {}, "log_density": {}}
+        kl_classes = [c for c in (self.kl_classes if self.kl_classes is not None else classes[:10]) if c in classes]
+        for stage, x in reduced.items():
+            log_density = np.full(len(labels), np.nan)
+            per_class = {}
+            for (s, c), (_, values, kl) in zip(jobs, fits):
+                if s != stage:
+                    continue
+                log_density[labels == c] = values
+                per_class[c] = {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()),
+                                "kl_diagonal": kl, "within_distance": within_class_distance(x[labels == c], seed=self.seed),
+                                "components": int((models[(s, c)].weights_ > 0.01).sum()),
+                                "converged": bool(models[(s, c)].converged_)}
+            split = split_at_largest_gap({c: v["mean"] for c, v in per_class.items()}, {c: v["std"] for c, v in per_class.items()},
+                                         {c: v["n"] for c, v in per_class.items()}, self.gap_threshold)
+            between = [[0.0 if a == b else kl_between(models[(stage, a)], models[(stage, b)], self.kl_samples or 1000, self.seed)
+                        for b in kl_classes] for a in kl_classes]
+            out["stages"][stage] = {"dim": int(x.shape[1]), "classes": per_class, "split": split,
+                                    "between_kl": {"classes": kl_classes, "kl": between}}
+            if scores is not None:
+                out["stages"][stage]["scores"] = score_correlation(log_density, scores, self.score_bins)
+            out["log_density"][stage] = log_density
+        return out
+
+
+def score_correlation(log_density: np.ndarray, scores: np.ndarray, bins: int) -> dict:
+    """Spearman correlation of log-density with a per-example score, and mean log-density per score bin
+    (quantile bins)."""
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
+    index = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
+    per_bin = [{"low": float(edges[i]), "high": float(edges[i + 1]), "n": int((index == i).sum()),
+                "mean_log_density": float(log_density[index == i].mean()) if (index == i).any() else float("nan")}
+               for i in range(len(edges) - 1)]
+    rho, p = stats.spearmanr(log_density, scores)
+    return {"spearman": float(rho), "p_value": float(p), "bins": per_bin}

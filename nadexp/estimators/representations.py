@@ -1,0 +1,82 @@
+"""Stage representations of a network: spatially average-pooled outputs of its stages, captured with
+forward hooks in one batched pass, and reduced by an uncentred SVD (Jamroz & Kurdziel; protocol section 3).
+
+Stages (``stages: auto``): for a residual network with a ``stages`` container (ResNet-18), the output of
+each residual stage (after the residual sum and ReLU). For other archs, the end of each resolution: the
+output of every pooling layer in the feature extractor, plus the feature extractor's output when
+parametrised layers follow its last pooling layer (DenseNet-121's last dense block). LeNet: its two max-pools;
+VGG-11: its five max-pools; DenseNet-121: its three transition pools and the final block. Any module
+names can be given instead (``stages: [features.4, ...]``).
+"""
+
+import torch
+from torch import nn
+
+from nadexp.errors import ConfigError
+
+POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def auto_stages(net: nn.Module) -> list[str]:
+    if isinstance(getattr(net, "stages", None), nn.Sequential):
+        return [f"stages.{i}" for i in range(len(net.stages))]
+    features = getattr(net, "features", None)
+    if not isinstance(features, nn.Sequential):
+        raise ConfigError(f"{type(net).__name__} has no stages to analyse (no `stages` or `features` container); "
+                          "give module names in estimator.stages")
+    children = list(features.named_children())
+    pools = [i for i, (_, m) in enumerate(children) if isinstance(m, POOLS)]
+    names = [f"features.{children[i][0]}" for i in pools]
+    after_last = children[pools[-1] + 1:] if pools else children
+    if any(any(True for _ in m.parameters()) for _, m in after_last):
+        names.append("features")
+    return names
+
+
+def resolve_stages(net: nn.Module, stages) -> list[str]:
+    """``stages`` ("auto" or module names) as module names of ``net``; ConfigError for unknown names."""
+    names = auto_stages(net) if stages == "auto" else list(stages)
+    modules = dict(net.named_modules())
+    unknown = [name for name in names if name not in modules]
+    if unknown:
+        raise ConfigError(f"estimator.stages: {', '.join(unknown)} is not a module of {type(net).__name__}; "
+                          f"use auto (here: {', '.join(auto_stages(net)) if stages != 'auto' else 'none'}) or module names "
+                          f"such as {', '.join(list(modules)[1:6])}")
+    if not names:
+        raise ConfigError(f"estimator.stages resolves to no stage for {type(net).__name__}")
+    return names
+
+
+@torch.no_grad()
+def stage_representations(net: nn.Module, stages: list[str], images: torch.Tensor, batch_size: int = 1024,
+                          device=None) -> dict[str, torch.Tensor]:
+    """{stage: (N, C) spatial means of its output} for all ``images``, in one pass of batches on ``device``;
+    results are gathered on the CPU in float32."""
+    device = torch.device(device or "cpu")
+    net = net.to(device).eval()
+    modules = dict(net.named_modules())
+    captured: dict[str, list] = {name: [] for name in stages}
+    handles = []
+    for name in stages:
+        def hook(module, inputs, output, name=name):
+            pooled = output.float().mean(dim=tuple(range(2, output.dim()))) if output.dim() > 2 else output.float()
+            captured[name].append(pooled.to("cpu", non_blocking=True))
+        handles.append(modules[name].register_forward_hook(hook))
+    try:
+        for start in range(0, len(images), batch_size):
+            net(images[start:start + batch_size].to(device, non_blocking=True))
+    finally:
+        for handle in handles:
+            handle.remove()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {name: torch.cat(chunks) for name, chunks in captured.items()}
+
+
+def svd_reduce(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The uncentred SVD projection of ``x`` (n, d) on its top ``dim`` right singular vectors: returns the
+    reduced (n, k) matrix (k = min(dim, d)), the (d, k) basis, and all singular values."""
+    x64 = x.double()
+    _, singular_values, vh = torch.linalg.svd(x64, full_matrices=False)
+    basis = vh[:min(dim, x.shape[1])].T
+    return (x64 @ basis).float(), basis.float(), singular_values
