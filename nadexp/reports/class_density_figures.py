@@ -23,7 +23,8 @@ def sorted_log_density(stages: dict, path: Path, title: str, class_names=None) -
         order = split["order"]
         means = [classes[c]["mean"] for c in order]
         colours = ["tab:blue" if c in split["high"] else "tab:red" for c in order]
-        ax.bar(range(len(order)), means, yerr=[classes[c]["std"] for c in order], color=colours, capsize=2)
+        for i, (mean, c, colour) in enumerate(zip(means, order, colours)):  # points, not bars: log-densities have no zero
+            ax.errorbar(i, mean, yerr=classes[c]["std"], fmt="o", color=colour, capsize=2, markersize=4)
         ax.axvline(len(split["high"]) - 0.5, color="black", ls="-" if split["meaningful"] else ":")
         step = max(1, len(order) // 20)
         ax.set_xticks(range(0, len(order), step), [_name(c, class_names) for c in order][::step], rotation=70, fontsize=6)

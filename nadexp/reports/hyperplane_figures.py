@@ -27,6 +27,8 @@ def cos_violins(layers: dict, path: Path, title: str) -> list[Path]:
         for body in parts["bodies"]:
             body.set_facecolor(colour)
             body.set_alpha(0.6)
+        for lines in ("cbars", "cmins", "cmaxes", "cmeans"):
+            parts[lines].set_color(colour)
         ax.plot([], [], color=colour, lw=6, alpha=0.6, label=series)
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(np.arange(len(names)), names, rotation=60, ha="right", fontsize=7)
