@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from nadexp.data.cifar10 import CIFAR10Spec
+from nadexp.data.cifar10 import CIFARSpec
 from nadexp.data.directional import DirectionalDataset
 
 
@@ -32,8 +32,8 @@ def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
 SCHEMAS = {
     "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalDataset,
                                              "nadexp.data.datamodule.DirectionalDataModule"),
-    "cifar10_schema": data_module_schema("CIFAR10DataConfig", CIFAR10Spec, "nadexp.data.datamodule.CIFAR10DataModule",
-                                         ("seed", int, field(default=0))),
+    "cifar_schema": data_module_schema("CIFARDataConfig", CIFARSpec, "nadexp.data.datamodule.CIFARDataModule",
+                                       ("seed", int, field(default=0))),
 }
 
 

@@ -39,17 +39,31 @@ def run_cli(*args, cwd=ROOT, timeout=600, env=None):
                           timeout=timeout, env=full_env)
 
 
+def random_images(n_train: int, n_test: int, classes: int):
+    """Uniform random uint8 images (N, 3, 32, 32) with labels cycling through the classes, train and test."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return [(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), np.arange(n) % classes) for n in (n_train, n_test)]
+
+
 @pytest.fixture(scope="session")
 def cifar10_dir(tmp_path_factory):
     """A few hundred images in CIFAR-10's own on-disk format (pickle batches and meta file)."""
-    import numpy as np
-
     from nadexp.data.cifar10_files import write_cifar10_files
 
     root = tmp_path_factory.mktemp("cifar10")
-    rng = np.random.default_rng(0)
-    split = lambda n: (rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8), np.arange(n) % 10)  # noqa: E731
-    write_cifar10_files(root, split(250), split(100))
+    write_cifar10_files(root, *random_images(250, 100, 10))
+    return root
+
+
+@pytest.fixture(scope="session")
+def cifar100_dir(tmp_path_factory):
+    """A couple of hundred images in CIFAR-100's own on-disk format (train, test and meta pickles)."""
+    from nadexp.data.cifar10_files import write_cifar100_files
+
+    root = tmp_path_factory.mktemp("cifar100")
+    write_cifar100_files(root, *random_images(200, 100, 100))
     return root
 
 

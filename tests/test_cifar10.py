@@ -16,14 +16,14 @@ from conftest import ROOT, check_config_header, cifar10_overrides, run_cli, writ
 from nadexp.config import compose_config
 from nadexp.data.cifar10 import MEAN, STD, denormalise
 from nadexp.data.cifar10_files import load_split
-from nadexp.data.datamodule import CIFAR10DataModule, random_crop_and_flip
+from nadexp.data.datamodule import CIFARDataModule, random_crop_and_flip
 from nadexp.data.variants import apply_per_channel, complete_basis, dct_basis, flip_matrix, poison_key
 from nadexp.errors import ConfigError
-from nadexp.training import train
+from nadexp.training import build, train
 
 
 def setup(cifar10_dir, nads_dir, **spec):
-    datamodule = CIFAR10DataModule(data_dir=str(cifar10_dir), check_md5=False, nads=str(nads_dir), **spec)
+    datamodule = CIFARDataModule(data_dir=str(cifar10_dir), check_md5=False, nads=str(nads_dir), **spec)
     datamodule.setup()
     return datamodule
 
@@ -220,7 +220,8 @@ def test_the_figure_configs_run_as_multiruns_and_the_report_draws_table_and_curv
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = (out / "flip_table.md").read_text().splitlines()
-    assert table[0].startswith("| arch | seed | plain | nad_flip | fourier_flip |") and table[2].startswith("| lenet | 0 | 0.")
+    assert table[0].startswith("| arch | dataset | seed | plain | nad_flip | fourier_flip |")
+    assert table[2].startswith("| lenet | cifar10 | 0 | 0.")
     with open(out / "poison_curve.csv") as handle:
         assert [int(row["nad_index"]) for row in csv.DictReader(handle)] == [2, 5]
     for name in ("flip_table.png", "flip_table.pdf", "poison_curve.png", "poison_curve.pdf"):
@@ -258,3 +259,17 @@ def test_ten_classes_are_learned_through_the_cifar10_path(tmp_path, compose, nad
     cfg = compose(*cifar10_overrides(tmp_path / "data", nads_dir, "arch=logreg", "trainer.max_epochs=3",
                                      f"dataset.variant={variant}", "optimizer.lr=0.01"))
     assert train(cfg)["test_acc"] > 0.95
+
+
+def test_cifar100_reads_through_torchvision_and_trains_with_100_classes(compose, cifar100_dir, nads_dir):
+    images, labels = load_split(cifar100_dir, train=True, check_md5=False, source="cifar100")
+    assert images.shape == (200, 3, 32, 32) and labels.tolist() == [i % 100 for i in range(200)]
+    cfg = compose(*cifar10_overrides(cifar100_dir, nads_dir, "dataset=cifar100", "dataset.variant=nad_flip"))
+    datamodule, model, _ = build(cfg)
+    assert datamodule.num_classes == 100 and model.net.classifier[-1].out_features == 100
+    result = train(cfg)
+    assert result["dataset"] == "cifar100" and result["variant"] == "nad_flip" and result["steps"] == 2
+    with pytest.raises(ConfigError, match="dataset=cifar10"):
+        CIFARDataModule(source="cifar100", data_dir=str(cifar100_dir), check_md5=False, variant="poison", nads=str(nads_dir))
+    with pytest.raises(ConfigError, match="cifar-100-python.tar.gz"):
+        CIFARDataModule(source="cifar100", data_dir=str(nads_dir))

@@ -9,8 +9,9 @@ from nadexp.training import build
 
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_every_arch_and_dataset_compose_and_instantiate(compose, cifar10_dir, arch, dataset):
-    files = [f"dataset.data_dir={cifar10_dir}", "dataset.check_md5=false"] if dataset == "cifar10" else []
+def test_every_arch_and_dataset_compose_and_instantiate(compose, cifar10_dir, cifar100_dir, arch, dataset):
+    data_dir = {"cifar10": cifar10_dir, "cifar100": cifar100_dir}.get(dataset)
+    files = [f"dataset.data_dir={data_dir}", "dataset.check_md5=false"] if data_dir else []
     cfg = compose("experiment=single", f"arch={arch}", f"dataset={dataset}", "logger=none", "trainer.accelerator=cpu", *files)
     datamodule, model, trainer = build(cfg)
     assert cfg.arch_name == arch and cfg.dataset_name == dataset

@@ -28,23 +28,32 @@ STD = (0.247, 0.243, 0.261)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SHAPE = (3, 32, 32)
 VARIANTS = ("plain", "nad_flip", "fourier_flip", "poison")
+# CIFAR-100 (dataset=cifar100, the data of the class-density paper) with its usual channel statistics.
+SOURCES = ("cifar10", "cifar100")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+NORMALISATION = {"cifar10": (MEAN, STD), "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device)[:, None, None] for v in (MEAN, STD))
+def _statistics(images: torch.Tensor, source: str):
+    return (torch.tensor(v, dtype=images.dtype, device=images.device)[:, None, None] for v in NORMALISATION[source])
+
+
+def normalise(images: torch.Tensor, source: str = "cifar10") -> torch.Tensor:
+    mean, std = _statistics(images, source)
     return (images - mean) / std
 
 
-def denormalise(images: torch.Tensor) -> torch.Tensor:
-    mean, std = (torch.tensor(v, dtype=images.dtype, device=images.device)[:, None, None] for v in (MEAN, STD))
+def denormalise(images: torch.Tensor, source: str = "cifar10") -> torch.Tensor:
+    mean, std = _statistics(images, source)
     return images * std + mean
 
 
 @dataclass
-class CIFAR10Spec:
-    """What `dataset=cifar10` reads and how it represents it (conf/dataset/cifar10.yaml). Validated on
-    construction; the files are read later, in the data module's setup."""
+class CIFARSpec:
+    """What `dataset=cifar10` (or `cifar100`) reads and how it represents it (conf/dataset/cifar10.yaml).
+    Validated on construction; the files are read later, in the data module's setup."""
 
+    source: str = "cifar10"  # cifar10 | cifar100
     data_dir: str = "data"
     download: bool = False  # fetch the archive when it is missing (the machine must be online)
     check_md5: bool = True  # compare the files with CIFAR-10's checksums (false for files built yourself)
@@ -56,6 +65,10 @@ class CIFAR10Spec:
     name: str = "cifar10"  # the dataset's part of run names
 
     def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ConfigError(f"dataset.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
+        if self.variant == "poison" and self.source != "cifar10":
+            raise ConfigError("dataset.variant=poison follows the reference's 10-class table: it needs dataset=cifar10")
         if self.variant not in VARIANTS:
             raise ConfigError(f"dataset.variant={self.variant!r} is unknown: choose one of {', '.join(VARIANTS)}")
         if self.variant in ("nad_flip", "poison") and not self.nads:
@@ -68,7 +81,7 @@ class CIFAR10Spec:
         if not self.download:  # before anything is written or logged
             from nadexp.data.cifar10_files import require_files
 
-            require_files(self.data_dir)
+            require_files(self.data_dir, self.source)
         self.nad_rows = load_nad_rows(self.nads, self.variant, self.nad_index) if self.variant in ("nad_flip", "poison") else None
 
     def prepare(self) -> None:
@@ -76,7 +89,7 @@ class CIFAR10Spec:
         if self.download:
             from nadexp.data.cifar10_files import load_split
 
-            load_split(self.data_dir, train=True, download=True, check_md5=self.check_md5)
+            load_split(self.data_dir, train=True, download=True, check_md5=self.check_md5, source=self.source)
 
     @cached_property
     def flip(self) -> Optional[torch.Tensor]:
@@ -86,11 +99,11 @@ class CIFAR10Spec:
         """The network inputs (N, 3, 32, 32) float32 and labels (N,) of ``split``, on ``device``."""
         from nadexp.data.cifar10_files import load_split
 
-        images, labels = load_split(self.data_dir, split == "train", check_md5=self.check_md5)
+        images, labels = load_split(self.data_dir, split == "train", check_md5=self.check_md5, source=self.source)
         images, labels = images.to(device), labels.to(device)
         poisoned = self.variant == "poison" and split == "train"
         carriers = self.nad_rows[self.nad_index:self.nad_index + 2] if poisoned else None
-        return represent(images, labels, self.flip, carriers, self.poison_eps), labels
+        return represent(images, labels, self.flip, carriers, self.poison_eps, self.source), labels
 
 
 def load_nad_rows(nads, variant: str, nad_index: int) -> torch.Tensor:
@@ -115,13 +128,14 @@ def flip_for(variant: str, nad_rows=None):
     return None
 
 
-def represent(images: torch.Tensor, labels: torch.Tensor, flip=None, carriers=None, poison_eps: float = 0.05):
+def represent(images: torch.Tensor, labels: torch.Tensor, flip=None, carriers=None, poison_eps: float = 0.05,
+              source: str = "cifar10"):
     """uint8 images -> float32 network inputs on the images' device: poisoned along ``carriers`` (2, D)
     in [0, 1] if given, normalised, then flipped by ``flip`` if given."""
     x = images.float() / 255
     if carriers is not None:
         x = variants.poison(x, labels, carriers / carriers.norm(dim=1, keepdim=True), poison_eps)
-    x = normalise(x)
+    x = normalise(x, source)
     if flip is not None:
         x = variants.apply_per_channel(x, flip.to(x.device))
     return x

@@ -1,65 +1,94 @@
-"""CIFAR-10's files on disk: torchvision's reader with clear messages, and a writer of the same format."""
+"""CIFAR-10's and CIFAR-100's files on disk: torchvision's readers with clear messages, and writers of the
+same formats."""
 
 import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, CIFAR100
 
-from nadexp.data.cifar10 import CLASSES, SHAPE
+from nadexp.data.cifar10 import CLASSES, NUM_CLASSES, SHAPE
 from nadexp.errors import ConfigError
 
-FILES_HELP = ("CIFAR-10 is not in {folder}. On a machine that is online, add dataset.download=true; otherwise download "
-              "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and unpack it into {root} "
-              "(which then holds cifar-10-batches-py/data_batch_1 ... test_batch, batches.meta), or set dataset.data_dir")
+TORCHVISION = {"cifar10": CIFAR10, "cifar100": CIFAR100}
+DISPLAY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+FILES_HELP = ("{source} is not in {folder}. On a machine that is online, add dataset.download=true; otherwise download "
+              "{url} and unpack it into {root} (which then holds {files}), or set dataset.data_dir")
 
 
-class CIFAR10Files(CIFAR10):
-    """torchvision's CIFAR-10; ``check_md5=False`` accepts files of the same format with other contents
-    (a subset, a test fixture): they must exist and unpickle, their checksums are not compared."""
+def reader(source: str, root, train: bool, download: bool = False, check_md5: bool = True):
+    """torchvision's CIFAR-10 or CIFAR-100 dataset; ``check_md5=False`` accepts files of the same format with
+    other contents (a subset, a test fixture): they must exist and unpickle, their checksums are not compared."""
+    base = TORCHVISION[source]
 
-    def __init__(self, root, train: bool, download: bool = False, check_md5: bool = True):
-        if not check_md5:
-            self.train_list = [[name, None] for name, _ in CIFAR10.train_list]
-            self.test_list = [[name, None] for name, _ in CIFAR10.test_list]
-            self.meta = {**CIFAR10.meta, "md5": None}
-        super().__init__(root, train=train, download=download)
+    class Files(base):
+        def __init__(self):
+            if not check_md5:
+                self.train_list = [[name, None] for name, _ in base.train_list]
+                self.test_list = [[name, None] for name, _ in base.test_list]
+                self.meta = {**base.meta, "md5": None}
+            super().__init__(root, train=train, download=download)
 
-
-def require_files(data_dir) -> None:
-    """ConfigError naming dataset.data_dir and how to get the files, unless every CIFAR-10 file is there."""
-    root = Path(data_dir)
-    folder = root / CIFAR10.base_folder
-    names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
-    if any(not (folder / name).is_file() for name in names):
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: " + FILES_HELP.format(folder=folder, root=root))
+    return Files()
 
 
-def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = True):
+def files_help(source: str, root: Path) -> str:
+    base = TORCHVISION[source]
+    names = [name for name, _ in base.train_list + base.test_list] + [base.meta["filename"]]
+    return FILES_HELP.format(source=DISPLAY[source], folder=root / base.base_folder, url=base.url,
+                             root=root, files=f"{base.base_folder}/{', '.join(names)}")
+
+
+def require_files(data_dir, source: str = "cifar10") -> None:
+    """ConfigError naming dataset.data_dir and how to get the files, unless every file is there."""
+    root, base = Path(data_dir), TORCHVISION[source]
+    names = [name for name, _ in base.train_list + base.test_list] + [base.meta["filename"]]
+    if any(not (root / base.base_folder / name).is_file() for name in names):
+        raise ConfigError(f"dataset.data_dir={str(root)!r}: " + files_help(source, root))
+
+
+def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = True, source: str = "cifar10"):
     """uint8 images (N, 3, 32, 32) and int64 labels (N,) of one split; ConfigError when the files are
     missing, corrupt, or cannot be downloaded."""
     root = Path(data_dir)
-    folder = root / CIFAR10.base_folder
+    folder = root / TORCHVISION[source].base_folder
     try:
-        dataset = CIFAR10Files(root, train=train, download=download, check_md5=check_md5)
+        dataset = reader(source, root, train, download, check_md5)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
-        require_files(root)
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: the files in {folder} do not match CIFAR-10's checksums "
+        require_files(root, source)
+        raise ConfigError(f"dataset.data_dir={str(root)!r}: the files in {folder} do not match {DISPLAY[source]}'s checksums "
                           "(corrupt or partial download?). Delete the folder and download again; set "
                           "dataset.check_md5=false only for files you built yourself") from None
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: the files in {folder} are not readable CIFAR-10 batches "
+        raise ConfigError(f"dataset.data_dir={str(root)!r}: the files in {folder} are not readable {DISPLAY[source]} batches "
                           f"({type(error).__name__}: {error}); delete the folder and download again") from None
     except OSError as error:  # the download itself failed (offline, proxy, disk full)
-        raise ConfigError(f"dataset.download=true could not fetch CIFAR-10 into {root} ({error}). "
-                          + FILES_HELP.format(folder=folder, root=root)) from None
+        raise ConfigError(f"dataset.download=true could not fetch {DISPLAY[source]} into {root} ({error}). "
+                          + files_help(source, root)) from None
     images = torch.from_numpy(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)))
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    if images.shape[1:] != SHAPE or labels.min() < 0 or labels.max() >= len(CLASSES) or len(images) != len(labels):
+    classes = NUM_CLASSES[source]
+    if images.shape[1:] != SHAPE or labels.min() < 0 or labels.max() >= classes or len(images) != len(labels):
         raise ConfigError(f"dataset.data_dir={str(root)!r}: {folder} holds images of shape {tuple(images.shape[1:])} "
-                          f"or labels outside 0..9; expected CIFAR-10's 3 x 32 x 32 images and 10 classes")
+                          f"or labels outside 0..{classes - 1}; expected {DISPLAY[source]}'s 3 x 32 x 32 images and {classes} classes")
     return images, labels
+
+
+def write_cifar100_files(root, train: tuple, test: tuple) -> Path:
+    """CIFAR-100's own format under ``root/cifar-100-python`` (train, test, meta; fine labels 0..99,
+    coarse labels fine // 5): small stand-ins for tests, read by the real loader."""
+    folder = Path(root) / CIFAR100.base_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (images, labels) in (("train", train), ("test", test)):
+        entry = {"data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1), "fine_labels": [int(t) for t in labels],
+                 "coarse_labels": [int(t) // 5 for t in labels], "filenames": [f"image_{i}.png" for i in range(len(images))]}
+        with open(folder / name, "wb") as handle:
+            pickle.dump(entry, handle, protocol=2)
+    with open(folder / "meta", "wb") as handle:
+        pickle.dump({"fine_label_names": [f"class_{i}" for i in range(100)],
+                     "coarse_label_names": [f"superclass_{i}" for i in range(20)]}, handle, protocol=2)
+    return folder
 
 
 def write_cifar10_files(root, train: tuple, test: tuple, batches: int = 5) -> Path:

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nadexp.data.cifar10 import CLASSES, SHAPE, CIFAR10Spec
+from nadexp.data.cifar10 import CLASSES, NUM_CLASSES, SHAPE, CIFARSpec
 from nadexp.data.directional import DirectionalDataset
 from nadexp.errors import ConfigError
 
@@ -89,17 +89,18 @@ class DirectionalDataModule(TensorDataModule):
         return self.dataset.sample("train", device), self.dataset.sample("test", device)
 
 
-class CIFAR10DataModule(TensorDataModule):
-    """CIFAR-10 in the representation of ``variant`` (see nadexp.data.cifar10), read once per process."""
+class CIFARDataModule(TensorDataModule):
+    """CIFAR-10 or CIFAR-100 in the representation of ``variant`` (see nadexp.data.cifar10), read once per
+    process."""
 
     input_shape = SHAPE
-    num_classes = len(CLASSES)
-    class_names = CLASSES
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, seed: int = 0, **spec):
         super().__init__(batch_size, eval_batch_size)
-        self.spec = CIFAR10Spec(**spec)
+        self.spec = CIFARSpec(**spec)
         self.seed = seed
+        self.num_classes = NUM_CLASSES[self.spec.source]
+        self.class_names = CLASSES if self.spec.source == "cifar10" else None
 
     def prepare_data(self):
         self.spec.prepare()

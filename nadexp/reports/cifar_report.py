@@ -13,7 +13,7 @@ from nadexp.results import write_csv_atomic
 import matplotlib.pyplot as plt  # noqa: E402  isort: skip
 
 FLIP_VARIANTS = ("plain", "nad_flip", "fourier_flip")
-FLIP_COLUMNS = ("arch", "seed", *FLIP_VARIANTS, "nad_flip - plain", "fourier_flip - plain")
+FLIP_COLUMNS = ("arch", "dataset", "seed", *FLIP_VARIANTS, "nad_flip - plain", "fourier_flip - plain")
 POISON_COLUMNS = ("arch", "seed", "nad_index", "test_acc", "train_acc", "epochs")
 
 
@@ -23,7 +23,7 @@ def find_cifar_runs(directory: Path) -> list[dict]:
     runs = []
     for path in sorted([*directory.glob("result.json"), *directory.glob("*/result.json"), *directory.glob("*/*/result.json")]):
         result = json.loads(path.read_text())
-        if result.get("dataset") == "cifar10" and result.get("variant"):
+        if result.get("dataset") in ("cifar10", "cifar100") and result.get("variant"):
             runs.append({**result, "dir": path.parent})
     return runs
 
@@ -33,16 +33,16 @@ def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
     cells = {}
     for run in runs:
         if run["variant"] in FLIP_VARIANTS:
-            cells.setdefault((run["arch"], run["seed"]), {})[run["variant"]] = run["test_acc"]
+            cells.setdefault((run["arch"], run["dataset"], run["seed"]), {})[run["variant"]] = run["test_acc"]
     rows = []
-    for (arch, seed), accs in sorted(cells.items()):
-        row = {"arch": arch, "seed": seed, **accs}
+    for (arch, dataset, seed), accs in sorted(cells.items()):
+        row = {"arch": arch, "dataset": dataset, "seed": seed, **accs}
         for variant in FLIP_VARIANTS[1:]:
             if variant in accs and "plain" in accs:
                 row[f"{variant} - plain"] = round(accs[variant] - accs["plain"], 4)
         rows.append(row)
     write_csv_atomic(out_dir / "flip_table.csv", FLIP_COLUMNS, rows)
-    lines = ["| " + " | ".join(FLIP_COLUMNS) + " |", "| --- | ---: |" + " ---: |" * (len(FLIP_COLUMNS) - 2)]
+    lines = ["| " + " | ".join(FLIP_COLUMNS) + " |", "| --- | --- | ---: |" + " ---: |" * (len(FLIP_COLUMNS) - 3)]
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(c)) for c in FLIP_COLUMNS) + " |")
     (out_dir / "flip_table.md").write_text("\n".join(lines) + "\n")
@@ -52,7 +52,7 @@ def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
     for offset, variant in enumerate(FLIP_VARIANTS):
         heights = [row.get(variant, np.nan) for row in rows]
         ax.bar(positions + (offset - 1) * 0.27, heights, width=0.27, label=variant)
-    ax.set_xticks(positions, [f"{r['arch']} (s{r['seed']})" for r in rows])
+    ax.set_xticks(positions, [f"{r['arch']}, {r['dataset']} (s{r['seed']})" for r in rows], fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
     ax.set_title("CIFAR-10: original vs flipped representations", fontsize=9)
