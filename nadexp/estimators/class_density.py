@@ -21,6 +21,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
 from nadexp.errors import ConfigError
+from nadexp.estimators.devices import OnDevice
 
 DENSITIES = ("dp_mixture", "gaussian")
 
@@ -98,7 +99,7 @@ def _fit_class(x, density, max_components, seed, kl_samples):
 
 
 @dataclass
-class ClassDensityEstimator:
+class ClassDensityEstimator(OnDevice):
     """`estimator=class_density` (options in conf/estimator/class_density.yaml)."""
 
     name: str = "class_density"
@@ -131,11 +132,6 @@ class ClassDensityEstimator:
             raise ConfigError(f"estimator.kl_samples must be >= 0, got {self.kl_samples}")
         if self.stages != "auto" and (isinstance(self.stages, str) or not list(self.stages)):
             raise ConfigError(f"estimator.stages must be auto or a list of module names, got {self.stages!r}")
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
     def dim_of(self, index: int) -> int:
         return self.dims[min(index, len(self.dims) - 1)]

@@ -19,6 +19,7 @@ from scipy import stats
 from torch import nn
 
 from nadexp.errors import ConfigError
+from nadexp.estimators.devices import OnDevice
 from nadexp.training.snapshots import SNAPSHOT_PATTERN
 
 
@@ -114,7 +115,7 @@ def critical_layers(net: nn.Module, layers: list[str], replacements, batches) ->
 
 
 @dataclass
-class HyperplaneEstimator:
+class HyperplaneEstimator(OnDevice):
     """`estimator=hyperplanes` (options in conf/estimator/hyperplanes.yaml)."""
 
     name: str = "hyperplanes"
@@ -135,11 +136,6 @@ class HyperplaneEstimator:
         if self.snapshots and 0 not in self.snapshots:
             raise ConfigError(f"estimator.run_dir={self.run_dir!r} has no snapshots/epoch_000.ckpt (the weights at "
                               "initialisation): train it again with callbacks=snapshots")
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.device)
 
     def weight_statistics(self, net: nn.Module, init: nn.Module, fresh: nn.Module, snapshots=()) -> dict:
         """Per layer: the statistics of ``net``, tests against init and the fresh random init, distances

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from nadexp.errors import ConfigError
+from nadexp.estimators.devices import OnDevice
 from nadexp.estimators.gradients import autograd_gradients, eval_points, finite_difference_gradients
 
 METHODS = ("finite_difference", "autograd")
@@ -58,7 +59,7 @@ def convergence(gradients: torch.Tensor, ks=OVERLAP_KS) -> dict[str, float]:
 
 
 @dataclass
-class NADEstimator:
+class NADEstimator(OnDevice):
     """`estimator=nads`: estimate the NADs of the configured architecture (options in conf/estimator/nads.yaml)."""
 
     name: str = "nads"
@@ -87,14 +88,6 @@ class NADEstimator:
                 raise ConfigError(f"estimator.{option} must be >= 1, got {getattr(self, option)}")
         if self.num_components is not None and self.num_components < 1:
             raise ConfigError(f"estimator.num_components must be >= 1 or null (all), got {self.num_components}")
-
-    def resolved_device(self) -> torch.device:
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            return torch.device(self.device)
-        except RuntimeError as error:
-            raise ConfigError(f"estimator.device={self.device!r} is not a device: use auto, cpu, cuda or cuda:N") from error
 
     def resolved_dtype(self, device: torch.device) -> torch.dtype:
         """auto: bfloat16 where it is fast (CUDA, CPUs with AMX) for finite differences, else float32."""
