@@ -37,7 +37,7 @@ def keep_batch(batch):
 
 
 class TensorDataModule(pl.LightningDataModule):
-    """Batches of a train and a test split held as tensors; subclasses fill them in ``load_splits``."""
+    """Batches of a train and a test split held as tensors; subclasses say how a split is made in ``load``."""
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024):
         super().__init__()
@@ -46,14 +46,15 @@ class TensorDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.train_set = self.test_set = None
 
-    def load_splits(self, device) -> tuple[tuple, tuple]:
+    def load(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and labels of ``split`` ("train" or "test") on ``device``; analyses that need one split
+        call this directly."""
         raise NotImplementedError
 
     def setup(self, stage=None):
         if self.train_set is None:
             device = self.trainer.strategy.root_device if self.trainer is not None else None
-            train, test = self.load_splits(device)
-            self.train_set, self.test_set = TensorBatches(*train), TensorBatches(*test)
+            self.train_set, self.test_set = (TensorBatches(*self.load(split, device)) for split in ("train", "test"))
 
     def shuffle_generator(self) -> torch.Generator:
         """The training order follows the data seed alone, so K stacked models can reproduce it exactly."""
@@ -85,8 +86,8 @@ class DirectionalDataModule(TensorDataModule):
     def num_classes(self) -> int:
         return self.dataset.num_classes
 
-    def load_splits(self, device):
-        return self.dataset.sample("train", device), self.dataset.sample("test", device)
+    def load(self, split: str, device=None):
+        return self.dataset.sample(split, device)
 
 
 class CIFARDataModule(TensorDataModule):
@@ -105,8 +106,8 @@ class CIFARDataModule(TensorDataModule):
     def prepare_data(self):
         self.spec.prepare()
 
-    def load_splits(self, device):
-        return self.spec.load("train", device), self.spec.load("test", device)
+    def load(self, split: str, device=None):
+        return self.spec.load(split, device)
 
     def train_dataloader(self):
         return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed),

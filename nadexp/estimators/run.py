@@ -103,9 +103,8 @@ def run_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig, output_dir:
     trained_acc, critical = None, []
     if estimator.critical and snapshots:
         device = estimator.resolved_device()
-        datamodule.setup()
-        x, y = datamodule.test_set.tensors
-        x, y = x[:estimator.test_samples].to(device), y[:estimator.test_samples].to(device)
+        x, y = datamodule.load("test", device)  # the test split only
+        x, y = x[:estimator.test_samples], y[:estimator.test_samples]
         batches = [(x[i:i + datamodule.eval_batch_size], y[i:i + datamodule.eval_batch_size]) for i in range(0, len(x), datamodule.eval_batch_size)]
         epochs = sorted(snapshots)
         chosen = sorted(set(epochs[::estimator.snapshot_stride]) | {epochs[-1]})
@@ -193,8 +192,7 @@ CLASS_COLUMNS = ("stage", "class", "name", "n", "mean", "std", "kl_diagonal", "w
 
 def run_class_density(estimator: ClassDensityEstimator, cfg: DictConfig, output_dir: Path, loggers, prepared) -> dict:
     datamodule, net, stages, scores = prepared
-    datamodule.setup()
-    images, labels = datamodule.train_set.tensors
+    images, labels = datamodule.load("train")  # the training examples only; batches go to the device one by one
     images, labels = images[:estimator.max_examples], labels[:estimator.max_examples].cpu().numpy()
     if scores is not None and len(scores) < len(labels):
         raise ConfigError(f"estimator.scores has {len(scores)} values for {len(labels)} training examples")

@@ -78,7 +78,7 @@ def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     for cell in cells:  # seeded exactly as a single run of the cell is
         datamodule, net = build_data_and_net(cell)
         nets.append(net.to(device))
-        data.append((datamodule.dataset.sample("train", device), datamodule.dataset.sample("test", device)))
+        data.append((datamodule.load("train", device), datamodule.load("test", device)))
         orders.append(datamodule.shuffle_generator())
     stack = lambda split, i: torch.stack([d[split][i] for d in data])
     trainer = cfg.trainer
