@@ -91,27 +91,31 @@ def accuracy(net: nn.Module, batches) -> float:
 
 
 @torch.no_grad()
-def critical_layers(net: nn.Module, layers: list[str], replacements, batches) -> tuple[float, list[dict]]:
-    """Test accuracy of ``net`` (eval mode) with one layer at a time set to its weights in each of
-    ``replacements`` ((label, state dict) pairs, read once each, in order) and restored afterwards: one
-    evaluation per (layer, label). Returns the accuracy acc* of ``net`` as given and rows of
-    {layer, snapshot, acc, drop = (acc* - acc) / acc*}."""
-    net.eval()
-    trained_acc = accuracy(net, batches)
+def reset_layers(net: nn.Module, layers: list[str], label: str, state: dict, batches, trained_acc: float) -> list[dict]:
+    """Test accuracy of ``net`` (eval mode) with each of ``layers`` in turn set to its weights in ``state``
+    and restored afterwards: one evaluation per layer. Rows of {layer, snapshot: label, acc,
+    drop = (acc* - acc) / acc*}, acc* = ``trained_acc``."""
     modules = dict(net.named_modules())
     rows = []
-    for label, state in replacements:
-        for layer in layers:
-            params = dict(modules[layer].named_parameters(recurse=False))
-            kept = {name: p.detach().clone() for name, p in params.items()}
-            for name, value in layer_parameters(state, layer).items():
-                params[name].copy_(value)
-            acc = accuracy(net, batches)
-            for name, value in kept.items():
-                params[name].copy_(value)
-            rows.append({"layer": layer, "snapshot": label, "acc": acc,
-                         "drop": (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")})
-    return trained_acc, rows
+    for layer in layers:
+        params = dict(modules[layer].named_parameters(recurse=False))
+        kept = {name: p.detach().clone() for name, p in params.items()}
+        for name, value in layer_parameters(state, layer).items():
+            params[name].copy_(value)
+        acc = accuracy(net, batches)
+        for name, value in kept.items():
+            params[name].copy_(value)
+        rows.append({"layer": layer, "snapshot": label, "acc": acc,
+                     "drop": (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")})
+    return rows
+
+
+def critical_layers(net: nn.Module, layers: list[str], replacements, batches) -> tuple[float, list[dict]]:
+    """The critical-layer table of ``net`` for each of ``replacements`` ((label, state dict) pairs, in order):
+    the accuracy acc* of ``net`` as given, then ``reset_layers`` per replacement."""
+    net.eval()
+    trained_acc = accuracy(net, batches)
+    return trained_acc, [row for label, state in replacements for row in reset_layers(net, layers, label, state, batches, trained_acc)]
 
 
 @dataclass
@@ -137,10 +141,9 @@ class HyperplaneEstimator(OnDevice):
             raise ConfigError(f"estimator.run_dir={self.run_dir!r} has no snapshots/epoch_000.ckpt (the weights at "
                               "initialisation): train it again with callbacks=snapshots")
 
-    def weight_statistics(self, net: nn.Module, init: nn.Module, fresh: nn.Module, snapshots=()) -> dict:
-        """Per layer: the statistics of ``net``, tests against init and the fresh random init, distances
-        from init, and mass and distance at every snapshot (``snapshots``: (epoch, state dict) pairs).
-        ``init`` and ``fresh`` are networks of the same architecture."""
+    def weight_statistics(self, net: nn.Module, init: nn.Module, fresh: nn.Module) -> dict:
+        """Per layer: the statistics of ``net``, tests against init and the fresh random init, and distances
+        from init; pooled over the layers. ``init`` and ``fresh`` are networks of the same architecture."""
         layers = analysed_layers(net, self.include_linear)
         if not layers:
             raise ConfigError(f"{type(net).__name__} has no conv layers larger than 1 x 1 to analyse"
@@ -165,9 +168,12 @@ class HyperplaneEstimator(OnDevice):
                          "mass": float((np.concatenate(v) <= 0).mean())} for key, v in pooled.items()}
         trained = np.concatenate(pooled["trained"])
         summary["trained"]["p_mass_null"] = float(stats.binomtest(int((trained <= 0).sum()), len(trained), 0.5).pvalue)
-        epochs = {}
-        for epoch, state in snapshots:  # mass and distance per layer along training
-            epochs[epoch] = {name: {"mass": float((filter_cosines(state[f"{name}.weight"]) <= 0).mean()),
-                                    **distance_from(state[f"{name}.weight"], init_modules[name].weight.detach().cpu())}
-                             for name in layers}
-        return {"layers": per_layer, "pooled": summary, "epochs": epochs}
+        return {"layers": per_layer, "pooled": summary}
+
+
+def snapshot_statistics(state: dict, init: nn.Module, layers: list[str]) -> dict:
+    """Mass and distance from init of each of ``layers`` in one snapshot's state dict."""
+    init_modules = dict(init.named_modules())
+    return {name: {"mass": float((filter_cosines(state[f"{name}.weight"]) <= 0).mean()),
+                   **distance_from(state[f"{name}.weight"], init_modules[name].weight.detach().cpu())}
+            for name in layers}

@@ -1,6 +1,5 @@
 """An estimator run: estimate, save arrays, tables and figures, log them, write result.json."""
 
-import itertools
 import logging
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nadexp.errors import ConfigError
 from nadexp.estimators.class_density import ClassDensityEstimator
-from nadexp.estimators.hyperplanes import HyperplaneEstimator, critical_layers, load_weights
+from nadexp.estimators.hyperplanes import HyperplaneEstimator, accuracy, load_weights, reset_layers, snapshot_statistics
 from nadexp.estimators.nads import NADEstimator, save_nads
 from nadexp.estimators.representations import resolve_stages, stage_representations, svd_reduce
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
@@ -95,21 +94,28 @@ def run_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig, output_dir:
     else:
         snapshots = estimator.snapshots
         net, init = make_net(), make_net()
-        net.load_state_dict(load_weights(snapshots[max(snapshots)]))
-        init.load_state_dict(load_weights(snapshots[0]))
-    found = estimator.weight_statistics(net, init, fresh, ((e, load_weights(p)) for e, p in snapshots.items()))
+        loaded = {0: load_weights(snapshots[0]), max(snapshots): load_weights(snapshots[max(snapshots)])}
+        net.load_state_dict(loaded[max(snapshots)])
+        init.load_state_dict(loaded[0])
+    found = estimator.weight_statistics(net, init, fresh)
     layer_names = list(found["layers"])
 
     trained_acc, critical = None, []
-    if estimator.critical and snapshots:
+    if estimator.critical and snapshots:  # acc* of the trained network; the resets follow, snapshot by snapshot
         device = estimator.resolved_device()
         x, y = datamodule.load("test", device)  # the test split only
         x, y = x[:estimator.test_samples], y[:estimator.test_samples]
         batches = [(x[i:i + datamodule.eval_batch_size], y[i:i + datamodule.eval_batch_size]) for i in range(0, len(x), datamodule.eval_batch_size)]
-        epochs = sorted(snapshots)
-        chosen = sorted(set(epochs[::estimator.snapshot_stride]) | {epochs[-1]})
-        replacements = itertools.chain(((str(e), load_weights(snapshots[e])) for e in chosen), [("random", fresh.state_dict())])
-        trained_acc, critical = critical_layers(net.to(device), layer_names, replacements, batches)
+        trained_acc = accuracy(net.to(device).eval(), batches)
+        chosen = set(sorted(snapshots)[::estimator.snapshot_stride]) | {max(snapshots)}
+    found["epochs"] = {}
+    for epoch, path in sorted(snapshots.items()):  # each snapshot file is read once, for both analyses
+        state = loaded[epoch] if epoch in loaded else load_weights(path)
+        found["epochs"][epoch] = snapshot_statistics(state, init, layer_names)
+        if trained_acc is not None and epoch in chosen:
+            critical += reset_layers(net, layer_names, str(epoch), state, batches, trained_acc)
+    if trained_acc is not None:
+        critical += reset_layers(net, layer_names, "random", fresh.state_dict(), batches, trained_acc)
 
     rows = [{"layer": name, "kind": s["kind"], **{k: s["trained"][k] for k in ("filters", "d", "mean", "mass", "p_mass_null", "p_ks_null")},
              "init_mean": s["init"]["mean"], "init_mass": s["init"]["mass"], "fresh_mass": s["fresh"]["mass"],
