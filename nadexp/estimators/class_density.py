@@ -139,27 +139,26 @@ class ClassDensityEstimator(OnDevice):
     def analyse(self, reduced: dict[str, np.ndarray], labels: np.ndarray, scores: Optional[np.ndarray] = None) -> dict:
         """Densities, per-class statistics, splits and KLs for {stage: (n, k) reduced representations}."""
         classes = sorted(int(c) for c in np.unique(labels))
+        members = {c: labels == c for c in classes}
         jobs = [(stage, c) for stage in reduced for c in classes]
         fits = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_class)(reduced[stage][labels == c], self.density, self.max_components, self.seed, self.kl_samples)
+            delayed(_fit_class)(reduced[stage][members[c]], self.density, self.max_components, self.seed, self.kl_samples)
             for stage, c in jobs)
-        models = {job: fit[0] for job, fit in zip(jobs, fits)}
+        fitted = dict(zip(jobs, fits))  # (stage, class) -> (model, log-densities of its examples, relative entropy)
         out = {"stages": {}, "log_density": {}}
         kl_classes = [c for c in (self.kl_classes if self.kl_classes is not None else classes[:10]) if c in classes]
         for stage, x in reduced.items():
             log_density = np.full(len(labels), np.nan)
             per_class = {}
-            for (s, c), (_, values, kl) in zip(jobs, fits):
-                if s != stage:
-                    continue
-                log_density[labels == c] = values
+            for c in classes:
+                model, values, kl = fitted[(stage, c)]
+                log_density[members[c]] = values
                 per_class[c] = {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()),
-                                "kl_diagonal": kl, "within_distance": within_class_distance(x[labels == c], seed=self.seed),
-                                "components": int((models[(s, c)].weights_ > 0.01).sum()),
-                                "converged": bool(models[(s, c)].converged_)}
+                                "kl_diagonal": kl, "within_distance": within_class_distance(x[members[c]], seed=self.seed),
+                                "components": int((model.weights_ > 0.01).sum()), "converged": bool(model.converged_)}
             split = split_at_largest_gap({c: v["mean"] for c, v in per_class.items()}, {c: v["std"] for c, v in per_class.items()},
                                          {c: v["n"] for c, v in per_class.items()}, self.gap_threshold)
-            between = [[0.0 if a == b else kl_between(models[(stage, a)], models[(stage, b)], self.kl_samples or 1000, self.seed)
+            between = [[0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], self.kl_samples or 1000, self.seed)
                         for b in kl_classes] for a in kl_classes]
             out["stages"][stage] = {"dim": int(x.shape[1]), "classes": per_class, "split": split,
                                     "between_kl": {"classes": kl_classes, "kl": between}}
