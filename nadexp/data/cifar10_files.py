@@ -33,19 +33,27 @@ def reader(source: str, root, train: bool, download: bool = False, check_md5: bo
     return Files()
 
 
+def file_names(source: str) -> list[str]:
+    """The files torchvision reads, inside the data set's folder."""
+    base = TORCHVISION[source]
+    return [name for name, _ in base.train_list + base.test_list] + [base.meta["filename"]]
+
+
+def files_present(data_dir, source: str = "cifar10") -> bool:
+    folder = Path(data_dir) / TORCHVISION[source].base_folder
+    return all((folder / name).is_file() for name in file_names(source))
+
+
 def files_help(source: str, root: Path) -> str:
     base = TORCHVISION[source]
-    names = [name for name, _ in base.train_list + base.test_list] + [base.meta["filename"]]
     return FILES_HELP.format(source=DISPLAY[source], folder=root / base.base_folder, url=base.url,
-                             root=root, files=f"{base.base_folder}/{', '.join(names)}")
+                             root=root, files=f"{base.base_folder}/{', '.join(file_names(source))}")
 
 
 def require_files(data_dir, source: str = "cifar10") -> None:
     """ConfigError naming dataset.data_dir and how to get the files, unless every file is there."""
-    root, base = Path(data_dir), TORCHVISION[source]
-    names = [name for name, _ in base.train_list + base.test_list] + [base.meta["filename"]]
-    if any(not (root / base.base_folder / name).is_file() for name in names):
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: " + files_help(source, root))
+    if not files_present(data_dir, source):
+        raise ConfigError(f"dataset.data_dir={str(data_dir)!r}: " + files_help(source, Path(data_dir)))
 
 
 def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = True, source: str = "cifar10"):
