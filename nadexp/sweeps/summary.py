@@ -32,7 +32,10 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        from nadexp.results import write_csv_atomic  # here, not at start-up: it imports torch
+        # Imported here, not at start-up: they import torch.
+        from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
+        from nadexp.reports.sweep_report import is_sweep_dir, make_report
+        from nadexp.results import write_csv_atomic
 
         rows = collect_results(sweep_dir)
         columns = [c for c in COLUMNS if c in ("job", "status") or any(row.get(c) is not None for row in rows)]
@@ -43,16 +46,12 @@ class SweepSummary(Callback):
         for row in rows:
             table.add_row(*(_format(column, row.get(column)) for column in columns))
         Console(width=150).print(table)
-        from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
-
         cifar_runs = find_cifar_runs(sweep_dir)
         if cifar_runs:  # CIFAR-10 runs: the flip table and/or the poisoning curve
             files = make_cifar_report(cifar_runs, sweep_dir / "report")
             Console(width=150, soft_wrap=True).print(f"report of {len(cifar_runs)} CIFAR-10 run(s): {', '.join(map(str, files))}")
-        sweeps = [p for p in sweep_dir.iterdir() if (p / "cells").is_dir() and (p / "config.yaml").is_file()]
+        sweeps = [p for p in sweep_dir.iterdir() if is_sweep_dir(p)]
         if sweeps:  # direction sweeps: their figures side by side
-            from nadexp.reports.sweep_report import make_report
-
             files = make_report(sorted(sweeps), sweep_dir / "report")
             figure = next((f for f in files if f.name == "heatmap_panel.png"), files[0])
             Console(width=150, soft_wrap=True).print(f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; figure: {figure}")
