@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $@
 
-run: $(VENV)/.installed  ## the default job: LeNet on an easy and a hard Fourier direction
+run: $(VENV)/.installed  ## the default job: a small Fourier sweep of LeNet and logistic regression, with a heat-map panel
 	$(PY) run.py $(ARGS)
 
 test: $(VENV)/.installed  ## the test suite (slow tests excluded)

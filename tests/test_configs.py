@@ -76,5 +76,5 @@ def test_every_figure_config_says_how_to_run_it_and_composes_a_sweep(compose, fi
 
 
 def test_the_figure_configs_cover_every_paper_architecture():
-    for arch in ("logreg", "lenet", "lenet_nopool", "vgg11", "resnet18", "densenet121"):
+    for arch in ("logreg", "lenet", "lenet_nopool", "vgg11", "resnet18", "resnet18_nopool", "densenet121"):
         assert {f"fourier_{arch}", f"nad_curve_{arch}"} <= set(FIGURES)

@@ -28,7 +28,7 @@ def reference_count(arch, channels, classes):
         widths = [channels, 64, 128, 256, 256, 512, 512, 512, 512]
         convs = sum(conv(a, b, 3) + (bn(b) if arch == "vgg11_bn" else 0) for a, b in zip(widths, widths[1:]))
         return convs + linear(512, 512) + linear(512, 512) + linear(512, classes)
-    if arch == "resnet18":
+    if arch in ("resnet18", "resnet18_nopool"):
         total, planes_in = conv(channels, 64, 3, bias=False) + bn(64), 64
         for planes, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
             for block in range(2):
@@ -36,7 +36,7 @@ def reference_count(arch, channels, classes):
                 if block == 0 and (stride != 1 or planes_in != planes):
                     total += conv(planes_in, planes, 1, False) + bn(planes)
                 planes_in = planes
-        return total + linear(512, classes)
+        return total + linear(512 * (16 if arch == "resnet18_nopool" else 1), classes)
     if arch == "densenet121":
         growth, planes = 32, 64
         total = conv(channels, planes, 3, bias=False)
@@ -75,3 +75,12 @@ def test_vgg_initialisation_follows_the_reference(compose):
     expected_std = (2.0 / (3 * 3 * 512)) ** 0.5
     assert last_conv.weight.std().item() == pytest.approx(expected_std, rel=0.02)
     assert torch.all(last_conv.bias == 0)
+
+
+@pytest.mark.parametrize("arch", ["lenet_nopool", "resnet18_nopool"])
+def test_the_no_pooling_variants_have_no_pooling_layer(compose, arch):
+    pooling = (torch.nn.MaxPool2d, torch.nn.AvgPool2d, torch.nn.AdaptiveAvgPool2d, torch.nn.AdaptiveMaxPool2d)
+    with_pools = instantiate(compose(f"arch={arch.removesuffix('_nopool')}").arch, input_shape=(1, 32, 32), num_classes=2)
+    without = instantiate(compose(f"arch={arch}").arch, input_shape=(1, 32, 32), num_classes=2)
+    assert any(isinstance(m, pooling) for m in with_pools.modules())
+    assert not any(isinstance(m, pooling) for m in without.modules())

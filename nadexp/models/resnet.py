@@ -1,4 +1,5 @@
-"""CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, basic blocks [2, 2, 2, 2]."""
+"""CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, basic blocks [2, 2, 2, 2], optionally without its
+final average pool."""
 
 from torch import nn
 
@@ -23,10 +24,11 @@ class ResNet18(nn.Module):
     """Stages are exposed as ``stages[0..3]``: representation analyses read their pooled outputs.
 
     The reference pools the final 4 x 4 map with a 4 x 4 average pool; the adaptive pool used here
-    is the same on 32 x 32 inputs and keeps other image sizes working.
+    is the same on 32 x 32 inputs and keeps other image sizes working. With ``pool=False`` the network has
+    no pooling layer at all: the final map (512 x 4 x 4 on 32 x 32 images) is flattened into the linear layer.
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2)):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2), pool: bool = True):
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
@@ -40,7 +42,13 @@ class ResNet18(nn.Module):
                 in_planes = planes
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+        if pool:
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+        else:
+            height, width = input_shape[1:]
+            for _ in range(3):  # stages 2-4 each start with a stride-2 3x3 convolution (padding 1)
+                height, width = (height + 1) // 2, (width + 1) // 2
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * height * width, num_classes))
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x)))
