@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_cli
+from nadexp.config import compose_config
 from nadexp.errors import ConfigError
 from nadexp.reports.heatmap import fourier_grid
 from nadexp.sweeps.directions import conjugate, fourier_cells, index_list, sweep_directions
+from nadexp.sweeps.runner import models_at_once
 
 SMALL_SWEEP = ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "dataset.n_train=2000",
                "dataset.n_test=500", "logger=none", "trainer.accelerator=cpu"]
@@ -62,6 +64,16 @@ def test_two_shard_jobs_of_one_sweep_share_its_directory_and_train_every_cell_on
     directions = sorted(json.loads(p.read_text())["direction"] for p in (sweep_dir / "cells").glob("*.json"))
     assert directions == sorted(list(d) for d in fourier_cells(8, 8, stride=2))
     assert json.loads((sweep_dir / "result.json").read_text())["cells"] == len(directions)  # the last shard reports all
+
+
+def test_auto_stacks_models_on_a_cpu_only_for_nets_too_small_to_keep_it_busy():
+    def pick(*overrides):
+        return models_at_once(compose_config(["experiment=single", "sweep=fourier", "logger=none", "trainer.accelerator=cpu",
+                                              *overrides]))
+    assert pick("arch=logreg") == 16 and pick("arch=lenet", "dataset.shape=[1,16,16]") == 16
+    assert pick("arch=lenet") == 1 and pick("arch=resnet18", "dataset.shape=[1,16,16]") == 1
+    assert pick("arch=lenet", "dataset.shape=[1,16,16]", "trainer.precision=bf16-mixed") == 1  # stacking is float32 only
+    assert pick("arch=lenet", "sweep.models_at_once=3") == 3
 
 
 def test_an_impossible_number_of_stacked_models_is_refused(tmp_path):
