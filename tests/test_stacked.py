@@ -41,8 +41,9 @@ ADAM = partial(torch.optim.Adam, lr=1e-3)
 @pytest.mark.parametrize("make_net, shape, optimizer, tolerance", [
     (LeNet, (1, 16, 16), SGD_MOMENTUM, 1e-4),
     (LeNet, (1, 16, 16), ADAM, 1e-4),
+    (lambda shape, classes: LeNet(shape, classes).to(memory_format=torch.channels_last), (1, 16, 16), SGD_MOMENTUM, 1e-4),
     (ResNet18, (1, 8, 8), SGD_MOMENTUM, 1e-2),
-], ids=["lenet-sgd-momentum", "lenet-adam", "resnet18-batchnorm-sgd-momentum"])
+], ids=["lenet-sgd-momentum", "lenet-adam", "lenet-channels-last-sgd-momentum", "resnet18-batchnorm-sgd-momentum"])
 def test_stacked_training_equals_one_by_one_training(make_net, shape, tolerance, optimizer):
     torch.manual_seed(0)
     nets = [make_net(shape, 2) for _ in range(K)]
@@ -52,6 +53,7 @@ def test_stacked_training_equals_one_by_one_training(make_net, shape, tolerance,
     x += 2 * (y[..., None, None, None] - 0.5)  # learnable, so that the models move apart
     orders = lambda: [torch.Generator().manual_seed(seed) for seed in range(K)]
     stacked, metrics = fit_stacked(nets, (x, y), (x, y), orders(), optimizer, epochs=2, batch_size=32, clip_norm=0.5)
+    assert stacked.channels_last == any(p.dim() == 4 and not p.is_contiguous() for p in singles[0].parameters())
     for k, (net, order) in enumerate(zip(singles, orders())):
         one_by_one(net, x[k], y[k], order, optimizer, epochs=2, batch_size=32, clip=0.5)
         state = stacked.unstack(k)

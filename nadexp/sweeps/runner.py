@@ -51,7 +51,7 @@ def _device(cfg: DictConfig) -> torch.device:
 
 
 # On a CPU, stacking pays only for nets whose step is too small to keep the cores busy, where the per-step
-# overhead dominates (benchmarks/sweep.py on 2 cores: LeNet on 16 x 16 images, 87 kFLOP per image, 2.2x faster
+# overhead dominates (benchmarks/sweep.py on 2 cores: LeNet on 16 x 16 images, 87 kFLOP per image, 2.3x faster
 # with 16 stacked models; logistic regression about 5x per step; LeNet on 32 x 32 images, 0.83 MFLOP, 0.5x).
 CPU_STACKING_MAX_FLOPS = 250_000
 

@@ -32,6 +32,15 @@ class StackedModels:
         self.template = nets[0]
         self.params, self.buffers = stack_module_state(list(nets))
         self.size = len(nets)
+        # Channels-last nets stay channels-last when stacked: vmap runs K convolutions as one grouped
+        # convolution over inputs (B, K*C, H, W) and weights (K*O, C, kh, kw). Both are channels-last views,
+        # with no copy, when the stacked inputs (K, B, C, H, W) are laid out (B, H, W, K, C) and the stacked
+        # weights (K, O, C, kh, kw) as (K, O, kh, kw, C); the channels-last kernels are the faster ones.
+        self.channels_last = any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
+                                 and not p.is_contiguous() for p in self.template.parameters())
+        if self.channels_last:
+            self.params = {name: p.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_()
+                           if p.dim() == 5 else p for name, p in self.params.items()}
 
         def call(params, buffers, x):
             return functional_call(self.template, (params, buffers), (x,))
@@ -40,6 +49,8 @@ class StackedModels:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (K, B, ...) -> logits (K, B, classes)."""
+        if self.channels_last and x.dim() == 5:
+            x = x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)  # laid out (B, H, W, K, C)
         return self._call(self.params, self.buffers, x)
 
     def train(self, mode: bool = True):
