@@ -88,7 +88,7 @@ def main():
     parser.add_argument("--models-at-once", type=int, nargs="+", default=[4], help="one stacked row per value")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch"):
+    for name in ("pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)  # no Lightning banner per cell
     shape, stride = [1, args.image_size, args.image_size], args.image_size // GRID
     cells = fourier_cells(shape[1], shape[2], stride)

@@ -66,6 +66,11 @@ def forward_flops(cfg: DictConfig) -> int:
     return counter.get_total_flops()
 
 
+def _float32(cfg: DictConfig) -> bool:
+    """Whether the trainer trains in float32, the only precision stacked models train in."""
+    return str(cfg.trainer.get("precision", "32-true")) in ("32", "32-true")
+
+
 def models_at_once(cfg: DictConfig) -> int:
     """How many cells one vectorised step trains: ``sweep.models_at_once``; auto is 16 on a GPU, and on a CPU
     16 for nets under CPU_STACKING_MAX_FLOPS per image (float32 only), 1 otherwise."""
@@ -73,8 +78,7 @@ def models_at_once(cfg: DictConfig) -> int:
     if setting == "auto":
         if _device(cfg).type == "cuda":
             return 16
-        float32 = str(cfg.trainer.get("precision", "32-true")) in ("32", "32-true")
-        return 16 if float32 and forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
+        return 16 if _float32(cfg) and forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
     if not isinstance(setting, int) or setting < 1:
         raise ConfigError(f"sweep.models_at_once must be auto or an integer >= 1, got {setting!r}")
     return setting
@@ -90,7 +94,7 @@ def _shard(cfg: DictConfig) -> tuple[int, int]:
 
 def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     """Train one cell per direction as K stacked models in one vectorised loop; records as train_cell's."""
-    if str(cfg.trainer.get("precision", "32-true")) not in ("32", "32-true"):
+    if not _float32(cfg):
         raise ConfigError(f"sweep.models_at_once > 1 trains in float32; trainer.precision={cfg.trainer.precision} "
                           "needs sweep.models_at_once=1")
     device = _device(cfg)
