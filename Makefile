@@ -11,8 +11,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -e ".[dev]"
 	touch $@
 
-run: $(VENV)/.installed  ## the default job: a small Fourier sweep of LeNet and logistic regression, with a heat-map panel
-	$(PY) run.py $(ARGS)
+run: $(VENV)/.installed  ## the demo: a small Fourier sweep of LeNet and logistic regression, with a heat-map panel
+	$(PY) run.py experiment=fourier_demo $(ARGS)
 
 test: $(VENV)/.installed  ## the test suite (slow tests excluded)
 	$(PY) -m pytest $(ARGS)

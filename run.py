@@ -1,11 +1,16 @@
-"""nadexp entry point: `python run.py [group=option ...] [key=value ...]` (Hydra; add -m to sweep)."""
+"""nadexp entry point: `python run.py [group=option ...] [key=value ...]` (Hydra; add -m to sweep).
+
+With no options it trains LeNet once on D(v); `sweep=fourier|pixel|nad` sweeps directions, `estimator=nads|
+hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experiment (`make run` is
+`experiment=fourier_demo`). nadexp.tasks decides the task and checks the command line against it.
+"""
 
 import logging
 import sys
 import warnings
 
 import hydra
-from hydra.errors import InstantiationException
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nadexp.config import register_configs
@@ -25,24 +30,19 @@ def main(cfg: DictConfig) -> float:
     # Imported after Hydra has parsed the command line, so that `--help` and config errors stay fast.
     import torch
 
-    from nadexp.estimators.run import estimate
-    from nadexp.sweeps.runner import run_sweep
-    from nadexp.training import train
+    from nadexp.results import remove_if_unused
+    from nadexp.tasks import TASKS, execute
 
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    hydra_cfg = HydraConfig.get()
     try:
-        if cfg.get("sweep"):
-            return run_sweep(cfg)["mean_test_acc"]
-        if cfg.get("estimator"):
-            return estimate(cfg)["objective"]
-        return train(cfg)["test_acc"]
-    except (ConfigError, InstantiationException) as error:
-        cause = error.__cause__ if isinstance(error.__cause__, ConfigError) else error
-        if not isinstance(cause, ConfigError):
-            raise
-        print(f"error: {cause}", file=sys.stderr)
+        result = execute(cfg, hydra_cfg.overrides.task)
+    except ConfigError as error:
+        remove_if_unused(hydra_cfg.runtime.output_dir)  # Hydra made it before the checks ran: no run, no folder
+        print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    return result.get(TASKS[result["task"]].objective)
 
 
 if __name__ == "__main__":

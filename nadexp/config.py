@@ -17,6 +17,7 @@ from omegaconf import DictConfig, open_dict
 
 from nadexp.data.cifar10 import CIFARSpec
 from nadexp.data.directional import DirectionalDataset
+from nadexp.identity import register_resolvers
 
 
 def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
@@ -38,6 +39,8 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
+    """The typed dataset schemas and the resolvers that name run directories (nadexp.identity)."""
+    register_resolvers()
     for name, schema in SCHEMAS.items():
         ConfigStore.instance().store(group="dataset", name=name, node=schema)
 

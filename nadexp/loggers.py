@@ -12,13 +12,14 @@ from nadexp.errors import ConfigError
 
 
 def build_loggers(cfg: DictConfig) -> list:
-    if cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True):
-        _require_wandb_credentials()
+    check_credentials(cfg)
     return [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
 
 
-def _require_wandb_credentials() -> None:
+def check_credentials(cfg: DictConfig) -> None:
     """Online W&B without credentials would prompt in a terminal; refuse up front instead."""
+    if not (cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True)):
+        return
     if os.environ.get("WANDB_API_KEY"):
         return
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +14,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nadexp.errors import ConfigError
+from nadexp.identity import check_same_config
+from nadexp.tasks import decide_task
 
 PACKAGES = ("nadexp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "numpy")
 
@@ -62,59 +65,33 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
-RESULT_DEFINING = ("arch", "dataset", "optimizer", "scheduler", "seed", "trainer")
-# Settings that do not change the numbers: display, paths, download permission, evaluation batch size.
-NOT_RESULT_DEFINING = {
-    "trainer": ("enable_progress_bar", "enable_model_summary", "log_every_n_steps", "default_root_dir"),
-    "dataset": ("data_dir", "download", "eval_batch_size"),
-}
-
-
-def result_defining(config: dict, dataset_ignore=()) -> dict:
-    """The parts of a resolved config that decide a run's numbers (not its loggers or paths)."""
-    kept = {key: config.get(key) for key in RESULT_DEFINING}
-    for group, ignored in NOT_RESULT_DEFINING.items():
-        ignored = (*ignored, *dataset_ignore) if group == "dataset" else ignored
-        kept[group] = {k: v for k, v in (kept[group] or {}).items() if k not in ignored}
-    return kept
-
-
-def _dotted(config: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_same_config(cfg: DictConfig, output_dir: Path, dataset_ignore=()) -> None:
-    """Resuming into ``output_dir`` is only safe when its config.yaml describes the same results."""
-    saved = Path(output_dir) / "config.yaml"
-    if not saved.is_file():
-        return
-    ours = result_defining(OmegaConf.to_container(cfg, resolve=True), dataset_ignore)
-    theirs = result_defining(OmegaConf.to_container(OmegaConf.load(saved)), dataset_ignore)
-    if ours != theirs:
-        ours, theirs = _dotted(ours), _dotted(theirs)
-        changed = sorted(key for key in set(ours) | set(theirs) if ours.get(key, "?") != theirs.get(key, "?"))
-        raise ConfigError(f"hydra.run.dir={output_dir} holds results of a different config (settings that "
-                          f"differ: {', '.join(changed)}; see its config.yaml): choose another run directory")
-
-
 def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
-    """The run directory of ``cfg``, with its resolved config.yaml.
+    """The run directory of ``cfg``, with its resolved config.yaml; called once every check has passed.
 
-    A directory that holds a finished run's result.json is refused, unless ``resume: true``, where the
-    caller finds the result there and reports it; with ``resume``, a directory of another config is refused.
+    A sweep always resumes its directory (its cells); another task resumes only with ``resume: true``, where
+    the caller reports the result it finds there; otherwise a directory with a finished run's result.json is
+    refused. A directory of another config is never resumed into.
     """
     output_dir = Path(cfg.paths.output_dir)
     finished = (output_dir / "result.json").exists()
-    if cfg.get("resume") and (finished or (output_dir / "checkpoints").is_dir()):  # something to resume
+    sweep = decide_task(cfg) == "sweep"
+    if sweep or cfg.get("resume"):
         check_same_config(cfg, output_dir)
     elif finished:
         raise ConfigError(f"hydra.run.dir={output_dir} already holds a finished run's result.json; choose another run directory")
-    if write_config and not finished:
+    if write_config and (sweep or not finished):
         write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return output_dir
+
+
+def remove_if_unused(output_dir) -> bool:
+    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log):
+    after a config error it is no run, and later commands should not find it. True if it was removed."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return False
+    entries = list(output_dir.iterdir())
+    if any(not (entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file())) for entry in entries):
+        return False
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return True

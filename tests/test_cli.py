@@ -6,7 +6,10 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, ROOT, run_cli
+from nadexp.config import compose_config
+from nadexp.errors import ConfigError
+from nadexp.tasks import execute
 
 RESULT_KEYS = {"arch", "dataset", "basis", "direction", "seed", "train_acc", "test_acc", "wall_time_s", "versions", "history"}
 
@@ -44,13 +47,12 @@ def test_a_two_value_multirun_writes_two_results_and_a_summary(tmp_path):
     assert [row["status"] for row in rows] == ["ok", "ok"] and "test_acc" in done.stdout
 
 
-def test_the_default_job_is_a_small_fourier_sweep_of_lenet_and_logistic_regression():
-    done = run_cli("--cfg", "hydra", "-p", "hydra.sweeper.params")
-    assert done.returncode == 0, done.stderr
-    assert OmegaConf.create(done.stdout).arch == "logreg,lenet"
-    assert "MULTIRUN" in run_cli("--cfg", "hydra", "-p", "hydra.mode").stdout
+def test_python_run_py_trains_once_and_make_run_is_the_demo_sweep():
     job = OmegaConf.create(run_cli("--cfg", "job").stdout)
-    assert job.task == "sweep" and job.sweep.basis == "fourier" and job.sweep.max_frequency == 2
+    assert job.task == "train" and not job.sweep and job.arch._target_.endswith("LeNet")
+    demo = OmegaConf.load(ROOT / "conf" / "experiment" / "fourier_demo.yaml")
+    assert demo.hydra.mode == "MULTIRUN" and demo.hydra.sweeper.params.arch == "logreg,lenet" and demo.sweep.max_frequency == 2
+    assert "run.py experiment=fourier_demo" in (ROOT / "Makefile").read_text()
 
 
 def test_easy_vs_hard_trains_lenet_on_two_directions():
@@ -76,11 +78,11 @@ def test_wandb_offline_writes_a_run_folder_without_network(tmp_path):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
-def test_a_failing_run_writes_no_result(tmp_path):
+def test_an_impossible_optimizer_setting_stops_the_run_before_anything_is_written(tmp_path):
     run_dir = tmp_path / "fails"
     done = run_cli(*QUICK, "arch=logreg", "optimizer.lr=-1", f"hydra.run.dir={run_dir}")
-    assert done.returncode != 0
-    assert (run_dir / "config.yaml").exists() and not (run_dir / "result.json").exists()
+    assert done.returncode == 2 and done.stderr.startswith("error: optimizer") and "learning rate" in done.stderr
+    assert not run_dir.exists()  # not even Hydra's own files: the directory was never a run
 
 
 def test_an_earlier_result_is_never_overwritten(tmp_path):
@@ -93,13 +95,9 @@ def test_an_earlier_result_is_never_overwritten(tmp_path):
 
 
 @pytest.mark.parametrize("override, words", [
-    ("arch=transformer", ["arch/transformer", "lenet"]),
-    ("dataset.sigma=-1", ["dataset.sigma", ">= 0"]),
-    ("dataset.eps=0", ["dataset.eps", "> 0"]),
-    ("dataset.direction=[40,0]", ["dataset.direction", "kx < 32"]),
-    ("dataset.n_train=1", ["dataset.n_train", ">= 2"]),
-    ("dataset.sigmaa=3", ["dataset.sigmaa"]),
-    ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random, nad"]),
+    ("arch=transformer", ["arch/transformer", "lenet"]),   # Hydra's own composition error
+    ("dataset.sigma=-1", ["dataset.sigma", ">= 0"]),       # a value the dataset refuses
+    ("dataset.sigmaa=3", ["dataset.sigmaa"]),              # a misspelt key of the typed dataset
 ])
 def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path, override, words):
     run_dir = tmp_path / "bad"
@@ -110,6 +108,20 @@ def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path,
     assert words[0] in first_line, done.stderr
     assert "Traceback" not in done.stderr
     assert not (run_dir / "result.json").exists()
+
+
+@pytest.mark.parametrize("override, words", [
+    ("dataset.eps=0", ["dataset.eps", "> 0"]),
+    ("dataset.direction=[40,0]", ["dataset.direction", "kx < 32"]),
+    ("dataset.n_train=1", ["dataset.n_train", ">= 2"]),
+    ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random, nad"]),
+    ("dataset.batch_size=0", ["dataset.batch_size", ">= 1"]),
+])
+def test_impossible_values_are_refused_with_a_message_that_names_them(tmp_path, override, words):
+    with pytest.raises(ConfigError) as error:
+        execute(compose_config([*QUICK, override], output_dir=tmp_path / "bad"), [override])
+    assert str(error.value).startswith(words[0]) and all(word in str(error.value) for word in words)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_online_wandb_without_credentials_is_refused_instead_of_prompting(tmp_path):

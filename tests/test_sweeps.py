@@ -14,6 +14,7 @@ from nadexp.errors import ConfigError
 from nadexp.reports.heatmap import fourier_grid
 from nadexp.sweeps.directions import conjugate, fourier_cells, index_list, sweep_directions
 from nadexp.sweeps.runner import models_at_once
+from nadexp.tasks import execute
 
 SMALL_SWEEP = ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "dataset.n_train=2000",
                "dataset.n_test=500", "logger=none", "trainer.accelerator=cpu"]
@@ -117,11 +118,11 @@ def test_a_diverged_cell_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
 
 
 def test_a_sweep_directory_of_other_settings_is_not_overwritten(tmp_path):
-    run_dir = tmp_path / "guard"
-    assert run_cli(*SMALL_SWEEP, "sweep.stride=4", "trainer.max_epochs=1", f"hydra.run.dir={run_dir}").returncode == 0
+    run_dir, common = tmp_path / "guard", [*SMALL_SWEEP, "sweep.stride=4"]
+    execute(compose_config([*common, "trainer.max_epochs=1"], output_dir=run_dir))
     before = {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")}
-    done = run_cli(*SMALL_SWEEP, "sweep.stride=4", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}")
-    assert done.returncode == 2 and "different config" in done.stderr
+    with pytest.raises(ConfigError, match="different config .*trainer.max_epochs"):
+        execute(compose_config([*common, "trainer.max_epochs=2"], output_dir=run_dir))
     assert {p.name: p.read_text() for p in (run_dir / "cells").glob("*.json")} == before
 
 
@@ -163,5 +164,6 @@ def test_a_multirun_of_sweeps_over_archs_ends_with_a_panel(tmp_path):
                    "sweep.stride=8", "dataset.n_train=1000", "dataset.n_test=200", "trainer.max_epochs=2", "logger=none",
                    f"hydra.sweep.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir() if (p / "cells").is_dir()) == ["lenet-fourier-stride8-s0", "logreg-fourier-stride8-s0"]
+    names = sorted(p.name for p in tmp_path.iterdir() if (p / "cells").is_dir())  # the label, then the digest of
+    assert [name.rsplit("-", 1)[0] for name in names] == ["lenet-fourier-stride8-s0", "logreg-fourier-stride8-s0"]  # the overrides
     assert (tmp_path / "report" / "heatmap_panel.png").is_file() and "report of 2 sweep(s)" in done.stdout

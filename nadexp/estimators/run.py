@@ -23,20 +23,25 @@ from nadexp.results import machine, open_run_dir, package_versions, write_csv_at
 log = logging.getLogger(__name__)
 
 
-def estimate(cfg: DictConfig) -> dict:
-    """Runs ``cfg.estimator``; result.json's ``objective`` is what run.py returns to Hydra sweepers."""
+def prepare_estimate(cfg: DictConfig):
+    """Every check an estimate can fail on its config (options, run directories, checkpoints, files), before
+    anything is written: the estimator and what its run step needs."""
     estimator = instantiate(cfg.estimator)
-    prepare, run = {NADEstimator: (prepare_nads, run_nads),
-                    HyperplaneEstimator: (prepare_hyperplanes, run_hyperplanes),
-                    ClassDensityEstimator: (prepare_class_density, run_class_density)}[type(estimator)]
-    prepared = prepare(estimator, cfg)  # bad inputs fail here, before the run directory is touched
+    prepare, _ = STEPS[type(estimator)]
+    return estimator, prepare(estimator, cfg)
+
+
+def estimate(cfg: DictConfig, prepared=None) -> dict:
+    """Runs ``cfg.estimator``; result.json's ``objective`` is what run.py returns to Hydra sweepers."""
+    estimator, inputs = prepared or prepare_estimate(cfg)
+    _, run = STEPS[type(estimator)]
     output_dir = open_run_dir(cfg)
     loggers = build_loggers(cfg)
     start = time.perf_counter()
     try:
         for logger in loggers:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        outcome = run(estimator, cfg, output_dir, loggers, prepared)
+        outcome = run(estimator, cfg, output_dir, loggers, inputs)
     finally:
         finish_wandb(loggers)
     result = {"task": cfg.task, "arch": cfg.arch_name, **outcome, "wall_time_s": round(time.perf_counter() - start, 3),
@@ -242,3 +247,8 @@ def run_class_density(estimator: ClassDensityEstimator, cfg: DictConfig, output_
             "density": estimator.density, "examples": int(len(labels)), "splits": splits,
             "extraction_s": round(extraction_s, 3), "fitting_s": round(fitting_s, 3),
             "files": ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)]}
+
+
+# Each estimator's two steps: prepare (checks, writes nothing) and run (estimates, writes its files).
+STEPS = {NADEstimator: (prepare_nads, run_nads), HyperplaneEstimator: (prepare_hyperplanes, run_hyperplanes),
+         ClassDensityEstimator: (prepare_class_density, run_class_density)}

@@ -1,8 +1,10 @@
 """A direction sweep inside one job: train the arch on D(v) for every v of a basis, resumably."""
 
+import hashlib
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,12 +17,11 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
-from nadexp.results import (check_same_config, machine, package_versions, write_csv_atomic, write_json_atomic,
-                            write_text_atomic)
+from nadexp.results import machine, open_run_dir, package_versions, write_csv_atomic, write_json_atomic
 from nadexp.sweeps.directions import sweep_directions
 from nadexp.sweeps.store import CELL_COLUMNS, CellStore
-from nadexp.training.stacked import fit_stacked
-from nadexp.training.train import build, build_data_and_net, fit_and_test
+from nadexp.training.stacked import fit_stacked, trainer_options, unsupported_trainer_settings
+from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ def cell_config(cfg: DictConfig, direction) -> DictConfig:
 
 
 def train_cell(cfg: DictConfig) -> dict:
+    """One cell trained by Lightning, as a single run of the same config is."""
     datamodule, model, trainer = build(cfg)
-    return _with_status(fit_and_test(cfg, datamodule, model, trainer))
+    return _with_status({**fit_and_test(cfg, datamodule, model, trainer), "engine": "lightning", "models_at_once": 1})
 
 
 def _device(cfg: DictConfig) -> torch.device:
@@ -66,22 +68,36 @@ def forward_flops(cfg: DictConfig) -> int:
     return counter.get_total_flops()
 
 
-def _float32(cfg: DictConfig) -> bool:
-    """Whether the trainer trains in float32, the only precision stacked models train in."""
-    return str(cfg.trainer.get("precision", "32-true")) in ("32", "32-true")
-
-
 def models_at_once(cfg: DictConfig) -> int:
-    """How many cells one vectorised step trains: ``sweep.models_at_once``; auto is 16 on a GPU, and on a CPU
-    16 for nets under CPU_STACKING_MAX_FLOPS per image (float32 only), 1 otherwise."""
+    """How many cells one vectorised step trains (``sweep.models_at_once``); 1 trains each cell with Lightning.
+
+    auto: 16 on a GPU, and on a CPU 16 for nets under CPU_STACKING_MAX_FLOPS per image, else 1; and 1 whenever
+    the trainer config asks for something the stacked engine does not implement (said in the log). An
+    explicit K > 1 with such a setting is refused."""
     setting = cfg.sweep.get("models_at_once", "auto")
+    unsupported = unsupported_trainer_settings(cfg.trainer)
     if setting == "auto":
-        if _device(cfg).type == "cuda":
-            return 16
-        return 16 if _float32(cfg) and forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
-    if not isinstance(setting, int) or setting < 1:
+        wanted = 16 if _device(cfg).type == "cuda" or forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
+        if wanted > 1 and unsupported:
+            log.info("sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine "
+                     "does not implement %s", ", ".join(unsupported))
+            return 1
+        return wanted
+    if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
         raise ConfigError(f"sweep.models_at_once must be auto or an integer >= 1, got {setting!r}")
+    if setting > 1 and unsupported:
+        raise ConfigError(f"sweep.models_at_once={setting} trains with the stacked engine, which does not implement "
+                          f"{unsupported[0]}: set sweep.models_at_once=1 (Lightning) or remove that setting")
     return setting
+
+
+def _one_process(cfg: DictConfig) -> None:
+    trainer = cfg.trainer
+    strategy, devices, nodes = str(trainer.get("strategy", "auto")), str(trainer.get("devices", 1)), trainer.get("num_nodes", 1)
+    if "ddp" in strategy or devices != "1" or nodes != 1:
+        raise ConfigError(f"a sweep trains its cells in one process on one device, but trainer.strategy={strategy}, "
+                          f"trainer.devices={devices}, trainer.num_nodes={nodes}: spread a sweep over devices or nodes "
+                          "with a multirun of shards instead (-m sweep.num_shards=N sweep.shard=0,1,...,N-1)")
 
 
 def _shard(cfg: DictConfig) -> tuple[int, int]:
@@ -94,9 +110,6 @@ def _shard(cfg: DictConfig) -> tuple[int, int]:
 
 def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     """Train one cell per direction as K stacked models in one vectorised loop; records as train_cell's."""
-    if not _float32(cfg):
-        raise ConfigError(f"sweep.models_at_once > 1 trains in float32; trainer.precision={cfg.trainer.precision} "
-                          "needs sweep.models_at_once=1")
     device = _device(cfg)
     cells = [cell_config(cfg, d) for d in directions]
     nets, data, orders = [], [], []
@@ -105,18 +118,18 @@ def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
         nets.append(net.to(device))
         data.append((datamodule.load("train", device), datamodule.load("test", device)))
         orders.append(datamodule.shuffle_generator())
-    stack = lambda split, i: torch.stack([d[split][i] for d in data])
-    trainer = cfg.trainer
+    stack = lambda split, i: torch.stack([d[split][i] for d in data])  # noqa: E731
+    # Random layers draw from a stream of the group's own: the same cells stacked together give the same masks.
+    seed = int(hashlib.sha256(repr([(c.seed, list(c.dataset.direction)) for c in cells]).encode()).hexdigest()[:15], 16)
     _, metrics = fit_stacked(
-        nets, (stack(0, 0), stack(0, 1)), (stack(1, 0), stack(1, 1)), orders,
-        instantiate(cfg.optimizer), instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-        epochs=trainer.max_epochs, batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size,
-        clip_norm=trainer.get("gradient_clip_val") if trainer.get("gradient_clip_algorithm", "norm") == "norm" else None,
-        test_every=trainer.get("check_val_every_n_epoch") or 0)
+        nets, (stack(0, 0), stack(0, 1)), (stack(1, 0), stack(1, 1)), orders, *optimization(cfg),
+        batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size, seed=seed,
+        **trainer_options(cfg.trainer))
     records = []
     for cell, metric in zip(cells, metrics):
         record = {"arch": cell.arch_name, "dataset": cell.dataset_name, "basis": cell.dataset.basis,
-                  "direction": list(cell.dataset.direction), "seed": cell.seed, **metric, "models_at_once": len(cells)}
+                  "direction": list(cell.dataset.direction), "seed": cell.seed, **metric,
+                  "engine": "stacked", "models_at_once": len(cells)}
         records.append(_with_status(record))
     return records
 
@@ -129,23 +142,50 @@ def _with_status(record: dict) -> dict:
     return record
 
 
-def run_sweep(cfg: DictConfig) -> dict:
-    output_dir = Path(cfg.paths.output_dir)
-    at_once = models_at_once(cfg)
+@dataclass
+class SweepPlan:
+    """The cells of one sweep job (direction, cell key), in the groups that are trained together."""
+
+    groups: list[list[tuple[list[int], str]]]
+    models_at_once: int
+
+
+def plan(cfg: DictConfig) -> SweepPlan:
+    """Every check a sweep can fail on its config (sweep options, dataset values, NAD file, arch, optimizer,
+    trainer keys), before anything is written: which cells it trains, and how many at once."""
+    _one_process(cfg)
     shard, num_shards = _shard(cfg)
-    check_same_config(cfg, output_dir, dataset_ignore=("direction",))  # resume only a sweep of the same settings
-    write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     shape = tuple(cfg.dataset.shape)
     num_nads = len(load_nads(cfg.dataset.nads, shape)) if cfg.sweep.basis == "nad" else 0
     directions = sweep_directions(cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads,
                                   cfg.sweep.get("max_frequency"))
-    store = CellStore(f"{output_dir}/cells")
     directions = directions[shard::num_shards]  # parallel jobs of one sweep share its directory, not its cells
-    keys = [CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed) for d in directions]
-    todo = [(d, k) for d, k in zip(directions, keys) if k not in store]
-    log.info("%s sweep of %s%s: %d directions, %d already done, %d to train -> %s", cfg.sweep.basis, cfg.arch_name,
-             f" (shard {shard} of {num_shards})" if num_shards > 1 else "", len(directions), len(directions) - len(todo),
-             len(todo), output_dir)
+    at_once = models_at_once(cfg)
+    if directions:  # one cell built as it will be trained: its dataset, network, optimizer (and Lightning trainer)
+        first = cell_config(cfg, directions[0])
+        if at_once == 1:
+            build(first)
+        else:
+            build_data_and_net(first)
+            optimization(first)
+    cells = [(d, CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed)) for d in directions]
+    # Groups are fixed by the sweep, not by what is left to do, so a resumed sweep stacks the cells as an
+    # uninterrupted one does (and random layers draw the same masks).
+    return SweepPlan([cells[i:i + at_once] for i in range(0, len(cells), at_once)], at_once)
+
+
+def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
+    sweep = prepared or plan(cfg)
+    output_dir = open_run_dir(cfg)  # resumes only a sweep of the same settings
+    store = CellStore(f"{output_dir}/cells")
+    cells = [cell for group in sweep.groups for cell in group]
+    done = sum(key in store for _, key in cells)
+    todo = [group for group in sweep.groups if any(key not in store for _, key in group)]
+    shard, num_shards = _shard(cfg)
+    engine = "Lightning" if sweep.models_at_once == 1 else f"{sweep.models_at_once} stacked models per step"
+    log.info("%s sweep of %s%s: %d directions, %d already done, %d to train (%s) -> %s", cfg.sweep.basis, cfg.arch_name,
+             f" (shard {shard} of {num_shards})" if num_shards > 1 else "", len(cells), done, len(cells) - done,
+             engine, output_dir)
 
     start = time.perf_counter()
     quiet = logging.getLogger("pytorch_lightning")
@@ -155,16 +195,16 @@ def run_sweep(cfg: DictConfig) -> dict:
                TextColumn("ETA"), TimeRemainingColumn())
     try:
         with Progress(*columns) as progress:
-            task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=len(todo))
-            for group in range(0, len(todo), at_once):
-                chunk = todo[group:group + at_once]
-                if at_once == 1:
-                    records = [train_cell(cell_config(cfg, chunk[0][0]))]
+            task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=sum(len(group) for group in todo))
+            for group in todo:
+                if sweep.models_at_once == 1:
+                    records = [train_cell(cell_config(cfg, group[0][0]))]
                 else:
-                    records = train_cells_stacked(cfg, [d for d, _ in chunk])
-                for (_, key), record in zip(chunk, records):
-                    store.write(key, record)
-                progress.advance(task, len(chunk))
+                    records = train_cells_stacked(cfg, [d for d, _ in group])
+                for (_, key), record in zip(group, records):
+                    if key not in store:  # a group cut short by a kill: its finished cells are kept as they were
+                        store.write(key, record)
+                progress.advance(task, len(group))
     finally:
         quiet.setLevel(level)
 

@@ -10,13 +10,45 @@ gives (one 64-bit draw for the iterator's seed, then ``randperm``), which is wha
 seed uses, so K stacked models reproduce K single runs within float tolerance.
 """
 
+import inspect
 import time
 from typing import Callable, Optional, Sequence
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+
+# trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
+NO_EFFECT = ("_target_", "default_root_dir", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
+             "log_every_n_steps", "num_sanity_val_steps")
+SUPPORTED_VALUES = {"precision": ("32", "32-true"), "accelerator": ("auto", "cpu", "gpu", "cuda"), "devices": ("1",),
+                    "gradient_clip_algorithm": ("None", "norm", "value"), "deterministic": ("None", "False")}
+IMPLEMENTED = ("max_epochs", "gradient_clip_val", "check_val_every_n_epoch", *SUPPORTED_VALUES)
+
+
+def unsupported_trainer_settings(trainer) -> list[str]:
+    """``trainer.key=value`` for every setting of the trainer config that the stacked engine does not implement."""
+    defaults = {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()}
+    found = []
+    for key, value in trainer.items():
+        if key in NO_EFFECT:
+            continue
+        if key in SUPPORTED_VALUES:
+            supported = str(value) in SUPPORTED_VALUES[key]
+        else:
+            supported = key in IMPLEMENTED or (key in defaults and value == defaults[key])
+        if not supported:
+            found.append(f"trainer.{key}={value}")
+    return found
+
+
+def trainer_options(trainer) -> dict:
+    """The keyword arguments of ``fit_stacked`` that the trainer config sets (see unsupported_trainer_settings)."""
+    clip, algorithm = trainer.get("gradient_clip_val"), trainer.get("gradient_clip_algorithm") or "norm"
+    return {"epochs": trainer.max_epochs, "clip_norm": clip if algorithm == "norm" else None,
+            "clip_value": clip if algorithm == "value" else None, "test_every": trainer.get("check_val_every_n_epoch") or 0}
 
 
 def epoch_order(generator: torch.Generator, size: int) -> torch.Tensor:
@@ -45,7 +77,7 @@ class StackedModels:
         def call(params, buffers, x):
             return functional_call(self.template, (params, buffers), (x,))
 
-        self._call = vmap(call)
+        self._call = vmap(call, randomness="different")  # dropout: each model its own mask
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (K, B, ...) -> logits (K, B, classes)."""
@@ -100,15 +132,26 @@ def fit_stacked(
     batch_size: int = 128,
     eval_batch_size: int = 1024,
     clip_norm: Optional[float] = None,
+    clip_value: Optional[float] = None,
     test_every: int = 0,
+    seed: int = 0,
 ) -> tuple[StackedModels, list[dict]]:
     """Train K nets at once; ``train``/``test`` are stacked (K, N, ...) images and (K, N) labels on one device.
 
     ``optimizer`` and ``scheduler`` are the partials of the config groups (the scheduler steps every step
     and receives the total number of steps). Returns the trained models and one metrics dict per model,
-    shaped like a single run's: final train/test loss and accuracy, and the per-epoch history.
+    shaped like a single run's: final train/test loss and accuracy, and the per-epoch history. ``seed`` seeds
+    the random layers' masks (dropout), on a generator of its own: torch's global one is left as it was.
     """
-    models = StackedModels(nets)
+    devices = [train[0].device] if train[0].device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _fit(StackedModels(nets), train, test, orders, optimizer, scheduler, epochs, batch_size,
+                    eval_batch_size, clip_norm, clip_value, test_every)
+
+
+def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, eval_batch_size, clip_norm,
+         clip_value, test_every):
     x_train, y_train = train
     size, started = x_train.shape[1], time.perf_counter()
     steps_per_epoch = -(-size // batch_size)
@@ -128,6 +171,10 @@ def fit_stacked(
             losses.sum().backward()  # slice k of every gradient is model k's own gradient
             if clip_norm is not None:
                 models.clip_grad_norm_(clip_norm)
+            if clip_value is not None:
+                for p in models.params.values():
+                    if p.grad is not None:
+                        p.grad.clamp_(-clip_value, clip_value)  # as torch.nn.utils.clip_grad_value_
             opt.step()
             opt.zero_grad(set_to_none=True)
             if sched is not None:

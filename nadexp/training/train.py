@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from nadexp.errors import ConfigError
 from nadexp.loggers import build_loggers, finish_wandb
 from nadexp.results import machine, open_run_dir, package_versions, write_json_atomic
 from nadexp.training.module import Classifier
@@ -28,11 +29,33 @@ def build_data_and_net(cfg: DictConfig):
     return datamodule, net
 
 
+def optimization(cfg: DictConfig):
+    """The optimizer and scheduler partials of ``cfg``, tried once on a dummy parameter so that an impossible value
+    (a negative learning rate, ...) stops the run before it starts, naming the group."""
+    optimizer = instantiate(cfg.optimizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    try:
+        trial = optimizer(params=[torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as error:
+        raise _impossible(cfg, "optimizer", error) from None
+    if scheduler is not None:
+        try:
+            scheduler(optimizer=trial, total_iters=1)
+        except (ValueError, TypeError) as error:
+            raise _impossible(cfg, "scheduler", error) from None
+    return optimizer, scheduler
+
+
+def _impossible(cfg: DictConfig, group: str, error: Exception) -> ConfigError:
+    name = str(cfg[group]["_target_"]).rsplit(".", 1)[-1]
+    return ConfigError(f"{group}: {name} refuses these settings ({error}); see {group}.* in the config")
+
+
 def build(cfg: DictConfig):
     """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet)."""
     datamodule, net = build_data_and_net(cfg)
-    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    model = Classifier(net, instantiate(cfg.optimizer), scheduler, channels_last=cfg.get("channels_last", False))
+    optimizer, scheduler = optimization(cfg)
+    model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False))
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -76,8 +99,14 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
     }
 
 
-def train(cfg: DictConfig) -> dict:
-    datamodule, model, trainer = build(cfg)
+def prepare(cfg: DictConfig):
+    """Every check a training run can fail on its config (dataset values and files, arch, optimizer, trainer
+    keys, logger credentials), before anything is written; what ``train`` then runs."""
+    return build(cfg)
+
+
+def train(cfg: DictConfig, prepared=None) -> dict:
+    datamodule, model, trainer = prepared or prepare(cfg)
     result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
     if result_path.exists():  # resume: true, and this run finished earlier
         result = json.loads(result_path.read_text())

@@ -1,0 +1,153 @@
+"""A run's identity: the settings that decide its numbers, and the name of the directory that keeps them.
+
+Runs that are meant to be resumed have a fixed directory: direction sweeps (outputs/sweeps/), NAD estimates
+(outputs/nads/), CIFAR-10 runs (outputs/cifar10/) and the analyses of a trained run. The name is the
+experiment's label (arch, basis or method, seed) and, when a setting that decides the numbers differs from
+what the experiment itself sets for that arch, seed, sweep and estimator, a dash and eight hex digits of a
+digest of the settings that differ: experiment=fourier_lenet sweep.stride=4 writes into
+``lenet-fourier-stride4-s0-5bea8449``. So every multirun over dataset.*, optimizer.*, trainer.*, ... gives
+each job its own directory, the same command finds it again, and the experiment's default run keeps the plain
+name that other experiments look it up by. config.yaml in the directory lists every setting; a directory
+holding another config is never resumed into.
+
+Every other run gets a fresh time-stamped directory, claimed atomically (``claim_new_dir``), so two runs
+started in the same second never share one.
+"""
+
+import atexit
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from nadexp.errors import ConfigError
+from nadexp.tasks import TASKS, decide_task
+
+# Settings that do not change a run's numbers: where and how fast it runs, what it shows, how it is split up.
+EXECUTION = (
+    "trainer._target_", "trainer.accelerator", "trainer.default_root_dir", "trainer.enable_progress_bar",
+    "trainer.enable_model_summary", "trainer.enable_checkpointing", "trainer.log_every_n_steps",
+    "trainer.num_sanity_val_steps",
+    "dataset.data_dir", "dataset.download", "dataset.check_md5", "dataset.eval_batch_size",
+    "estimator.device", "estimator.chunk_size", "estimator.networks_per_batch", "estimator.batch_size",
+    "estimator.n_jobs",
+    "sweep.label", "sweep.models_at_once", "sweep.num_shards", "sweep.shard",
+)
+# The overrides that every fixed directory's label names, so the reference config shares them; so does what an
+# experiment sweeps itself (hydra.sweeper.params), which its label names (variant, poison index, arch).
+NAMED = ("experiment", "arch", "seed", "sweep", "estimator")
+
+
+def _leaves(tree, prefix: str):
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            yield from _leaves(value, f"{prefix}.{key}")
+    else:
+        yield prefix
+
+
+def result_settings(cfg: DictConfig, task: str | None = None) -> dict:
+    """{dotted key: resolved value} of every setting that decides the numbers of ``cfg``'s task."""
+    spec = TASKS[task or decide_task(cfg)]
+    settings = {}
+    for part in spec.reads:
+        node = OmegaConf.select(cfg, part, default=None, throw_on_resolution_failure=False)
+        raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else None
+        for key in _leaves(raw, part) if raw is not None else [part]:
+            if key in EXECUTION or key in spec.sets:
+                continue
+            value = OmegaConf.select(cfg, key)
+            settings[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+    return settings
+
+
+def differing(ours: dict, theirs: dict) -> dict:
+    """The settings of ``ours`` that ``theirs`` does not share (a key only ``theirs`` has counts, as None)."""
+    diff = {key: value for key, value in ours.items() if key not in theirs or theirs[key] != value}
+    diff.update({key: None for key in theirs if key not in ours})
+    return diff
+
+
+def digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def settings_suffix(cfg: DictConfig, overrides) -> str:
+    """``-<digest>`` of the settings of ``cfg`` that differ from its experiment's, or "" when none do.
+
+    The experiment's settings are those of the same command with only the overrides that the directory's
+    label names: experiment, arch, seed, sweep, estimator and the keys the experiment sweeps itself."""
+    from hydra import compose
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    task = decide_task(cfg)
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    swept = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    named = [o.input_line for o in parsed if o.key_or_group in (*NAMED, *swept)]
+    reference = compose("config", overrides=named)
+    diff = differing(result_settings(cfg, task), result_settings(reference, task))
+    return f"-{digest(diff)}" if diff else ""
+
+
+def _settings_suffix_resolver(*, _root_: DictConfig) -> str:
+    """``${nadexp.settings_suffix:}`` in a fixed run directory's name (conf/sweep, conf/experiment)."""
+    try:
+        return settings_suffix(_root_, _root_.hydra.overrides.task)
+    except ConfigError:
+        return ""  # run.py reports the same error before it writes anything
+
+
+def check_same_config(cfg: DictConfig, output_dir: Path) -> None:
+    """Resuming into ``output_dir`` is only safe when its config.yaml describes the same results."""
+    saved = Path(output_dir) / "config.yaml"
+    if not saved.is_file():
+        return
+    task = decide_task(cfg)
+    changed = differing(result_settings(cfg, task), result_settings(OmegaConf.load(saved), task))
+    if changed:
+        raise ConfigError(f"hydra.run.dir={output_dir} holds results of a different config (settings that "
+                          f"differ: {', '.join(sorted(changed))}; see its config.yaml): choose another run directory")
+
+
+_claimed: dict[str, str] = {}  # this process's claims: asking again (as Lightning's DDP launcher does) gives the same
+
+
+def claim_new_dir(path: str) -> str:
+    """``path``, else ``path_2``, ``path_3``, ...: the first one this call creates. os.mkdir either creates a
+    directory or fails, atomically, so concurrent runs (a job array started in one second) each get their own.
+
+    OmegaConf also resolves values while it merges configs, including defaults that a later config overrides
+    (a sweep's fixed directory replaces the time-stamped one), so a claim may go unused: those that are still
+    empty when the process ends are removed."""
+    if path in _claimed:
+        return _claimed[path]
+    if not _claimed:
+        atexit.register(_remove_unused_claims)
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while True:
+        candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            number += 1
+            continue
+        _claimed[path] = str(candidate)
+        return str(candidate)
+
+
+def _remove_unused_claims() -> None:
+    for claimed in map(Path, _claimed.values()):
+        for folder in (claimed, claimed.parent):  # the date folder too, if nothing else is in it
+            try:
+                folder.rmdir()  # only succeeds on an empty folder
+            except OSError:
+                break
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("nadexp.settings_suffix", _settings_suffix_resolver, replace=True)
+    OmegaConf.register_new_resolver("nadexp.new_dir", claim_new_dir, use_cache=True, replace=True)

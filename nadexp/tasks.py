@@ -1,0 +1,119 @@
+"""What a run does, decided in one place from the chosen config groups, and what each task reads.
+
+``sweep=<basis>`` makes a run a direction sweep, ``estimator=<name>`` an estimate, and with neither it trains
+once. Choosing both is refused: each one decides what the run does, and no run does both (estimate NADs with
+``experiment=nads``, then sweep them with ``sweep=nad dataset.nads=<that run>``).
+
+Each task names the parts of the config that decide its numbers (``reads``: they make up the identity of its
+run directory, see nadexp.identity) and the parts it honours otherwise (``uses``). An override on the
+command line outside both would be ignored, so it stops the run with a message instead.
+"""
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from nadexp.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    what: str                      # for messages: "a direction sweep"
+    reads: tuple[str, ...]         # config parts (a group or a dotted key) that decide the numbers
+    uses: tuple[str, ...] = ()     # further parts it honours: where and how it runs, what it writes
+    sets: tuple[str, ...] = ()     # keys inside ``reads`` that the task sets itself, per cell
+    objective: str = "objective"   # the result.json key that run.py returns to Hydra's sweepers
+
+
+TRAINING = ("arch", "dataset", "optimizer", "scheduler", "trainer", "seed")
+ESTIMATORS = ("nads", "hyperplanes", "class_density")
+TASKS = {
+    "train": Task("one training run", TRAINING, uses=("callbacks", "channels_last", "resume"), objective="test_acc"),
+    "sweep": Task("a direction sweep", (*TRAINING, "sweep"), uses=("channels_last",),
+                  sets=("dataset.basis", "dataset.direction"), objective="mean_test_acc"),
+    "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed"), uses=("resume",)),
+    "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed"), uses=("resume",)),
+    "class_density": Task("estimator=class_density", ("arch", "estimator", "seed"), uses=("resume",)),
+}
+# Honoured by every task: which experiment, where outputs go, what is logged, how many CPU threads.
+EVERY_TASK = ("experiment", "hydra", "logger", "paths", "threads", "tags")
+
+
+def decide_task(cfg: DictConfig) -> str:
+    """train, sweep or an estimator's name, from the ``sweep`` and ``estimator`` groups."""
+    sweep, estimator = cfg.get("sweep") or {}, cfg.get("estimator") or {}
+    if sweep and estimator:
+        raise ConfigError(f"sweep={sweep.get('basis')} and estimator={estimator.get('name')} both decide what the run does "
+                          "(a sweep trains on every direction of a basis; an estimator analyses an architecture): "
+                          "choose one, with sweep=none or estimator=none")
+    task = "sweep" if sweep else estimator.get("name", "train") if estimator else "train"
+    if task not in TASKS:
+        raise ConfigError(f"estimator.name={task!r} is unknown: choose one of {', '.join(ESTIMATORS)}")
+    return task
+
+
+def _covers(part: str, key: str) -> bool:
+    return key == part or key.startswith(part + ".")
+
+
+def check_overrides(overrides, task: str) -> None:
+    """Every command-line override takes effect in ``task``, or the run stops naming the one that would not."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    spec = TASKS[task]
+    for override in OverridesParser.create().parse_overrides(list(overrides)):
+        key = override.key_or_group.replace("/", ".")
+        if key in ("sweep", "estimator") or any(_covers(part, key) for part in EVERY_TASK):
+            continue  # choosing the task's groups is checked by decide_task
+        line = override.input_line
+        if key == "task":
+            raise ConfigError(f"{line}: the task follows from the chosen groups (sweep=..., estimator=...); remove {line}")
+        if any(_covers(part, key) for part in spec.sets):
+            raise ConfigError(f"{line} has no effect in {spec.what}: the sweep sets each cell's {key.split('.')[-1]} "
+                              "(choose the cells with sweep.stride, sweep.max_frequency or sweep.indices); remove it")
+        if not any(_covers(part, key) or _covers(key, part) for part in (*spec.reads, *spec.uses)):
+            raise ConfigError(f"{line} has no effect on {spec.what}, whose settings are "
+                              f"{', '.join(spec.reads + spec.uses)}: remove it{_hint(key, task)}")
+
+
+def _hint(key: str, task: str) -> str:
+    if key.split(".")[0] == "trainer" and task in ESTIMATORS:
+        return " (estimators choose their device with estimator.device: auto takes a GPU when one is visible)"
+    if key.split(".")[0] == "sweep":
+        return " (a direction sweep needs sweep=fourier, pixel or nad)"
+    if key.split(".")[0] == "estimator":
+        return " (choose an estimator with estimator=nads, hyperplanes or class_density)"
+    return ""
+
+
+def steps(task: str):
+    """(prepare, run) of ``task``: prepare makes every check that can fail on the config and writes nothing;
+    run writes the run directory and does the work."""
+    if task == "train":
+        from nadexp.training.train import prepare, train
+        return prepare, train
+    if task == "sweep":
+        from nadexp.sweeps.runner import plan, run_sweep
+        return plan, run_sweep
+    from nadexp.estimators.run import estimate, prepare_estimate
+    return prepare_estimate, estimate
+
+
+def execute(cfg: DictConfig, overrides=()) -> dict:
+    """What ``python run.py <overrides>`` does with its composed ``cfg``; returns the run's result.json.
+    Every check that can fail on the config raises ConfigError before the run writes anything."""
+    from hydra.errors import InstantiationException
+
+    from nadexp.loggers import check_credentials
+
+    task = decide_task(cfg)
+    check_overrides(overrides, task)
+    check_credentials(cfg)
+    prepare, run = steps(task)
+    try:
+        prepared = prepare(cfg)
+    except InstantiationException as error:  # Hydra wraps what a config's constructor raises
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+    return run(cfg, prepared)
