@@ -93,6 +93,10 @@ def settings_suffix(cfg: DictConfig, overrides) -> str:
 
 def _settings_suffix_resolver(*, _root_: DictConfig) -> str:
     """``${nadexp.settings_suffix:}`` in a fixed run directory's name (conf/sweep, conf/experiment)."""
+    if not OmegaConf.select(_root_, "hydra.runtime.choices"):
+        # Still being composed: OmegaConf also resolves a value that a later config merges over (cifar10_snapshots
+        # over cifar10's directory), and that value is replaced. Composing a reference for it is wasted work.
+        return ""
     try:
         return settings_suffix(_root_, _root_.hydra.overrides.task)
     except ConfigError:
