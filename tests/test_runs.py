@@ -209,7 +209,7 @@ def test_an_unsupported_trainer_setting_trains_with_lightning_under_auto_and_is_
         models_at_once(compose_config([*SWEEP, "+trainer.accumulate_grad_batches=2", "sweep.models_at_once=4"]))
 
 
-def test_clipping_by_value_is_the_clipping_of_torch(tmp_path):
+def test_clipping_by_value_is_the_clipping_of_torch():
     torch.manual_seed(0)
     nets = [LeNet((1, 16, 16), 2) for _ in range(2)]
     singles = [LeNet((1, 16, 16), 2) for _ in range(2)]

@@ -171,10 +171,8 @@ def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, 
             losses.sum().backward()  # slice k of every gradient is model k's own gradient
             if clip_norm is not None:
                 models.clip_grad_norm_(clip_norm)
-            if clip_value is not None:
-                for p in models.params.values():
-                    if p.grad is not None:
-                        p.grad.clamp_(-clip_value, clip_value)  # as torch.nn.utils.clip_grad_value_
+            if clip_value is not None:  # element-wise, so clipping the stacked gradients clips each model's own
+                torch.nn.utils.clip_grad_value_(list(models.params.values()), clip_value)
             opt.step()
             opt.zero_grad(set_to_none=True)
             if sched is not None:
