@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from nadexp.data import direction_vector, fourier_direction
+from nadexp.data.directional import DirectionalDataset
 from nadexp.errors import ConfigError
 
 SHAPE = (1, 8, 8)
@@ -18,18 +19,20 @@ def canonical_frequencies(height, width):
     return sorted(seen)
 
 
-def test_fourier_vectors_are_real_unit_and_nonzero_everywhere():
+@pytest.mark.parametrize("phase", ["sine", "cosine"])
+def test_fourier_vectors_are_real_unit_and_nonzero_everywhere(phase):
     for kx, ky in itertools.product(range(8), range(8)):
-        v = fourier_direction(kx, ky, SHAPE)
+        v = fourier_direction(kx, ky, SHAPE, phase=phase)
         assert v.dtype == torch.float32 and not v.is_complex()
         assert v.norm().item() == pytest.approx(1.0, abs=1e-6)
         assert v.abs().max() > 0.05
 
 
-def test_fourier_basis_is_orthonormal_across_non_conjugate_frequencies():
+@pytest.mark.parametrize("phase", ["sine", "cosine"])
+def test_fourier_basis_is_orthonormal_across_non_conjugate_frequencies(phase):
     freqs = canonical_frequencies(8, 8)
     assert len(freqs) == 8 * 8 // 2 + 2  # half the grid plus the four self-conjugate cells
-    basis = torch.stack([fourier_direction(kx, ky, SHAPE, dtype=torch.float64).flatten() for kx, ky in freqs])
+    basis = torch.stack([fourier_direction(kx, ky, SHAPE, dtype=torch.float64, phase=phase).flatten() for kx, ky in freqs])
     gram = basis @ basis.T
     assert torch.allclose(gram, torch.eye(len(freqs), dtype=torch.float64), atol=1e-10)
 
@@ -49,6 +52,16 @@ def test_fourier_convention_kx_is_horizontal_and_dc_is_constant():
     assert torch.allclose(dc, torch.full(SHAPE, 1 / 8.0))
     nyquist = fourier_direction(4, 4, SHAPE)[0]  # checkerboard
     assert torch.allclose(nyquist, -torch.roll(nyquist, 1, dims=1))
+
+
+def test_the_two_phases_are_a_quarter_period_apart_and_agree_where_the_sine_vanishes():
+    sine, cosine = fourier_direction(2, 0, SHAPE, phase="sine")[0], fourier_direction(2, 0, SHAPE, phase="cosine")[0]
+    assert torch.allclose(cosine, torch.roll(sine, -1, dims=1), atol=1e-6)  # period 4 columns: one column apart
+    assert abs(torch.dot(sine.flatten(), cosine.flatten()).item()) < 1e-6
+    for kx, ky in [(0, 0), (4, 0), (0, 4), (4, 4)]:
+        assert torch.equal(fourier_direction(kx, ky, SHAPE, phase="sine"), fourier_direction(kx, ky, SHAPE, phase="cosine"))
+    with pytest.raises(ConfigError, match="dataset.fourier_phase='square' is unknown: choose one of sine, cosine"):
+        DirectionalDataset(fourier_phase="square", shape=[1, 8, 8])
 
 
 def test_fourier_is_replicated_over_channels_with_unit_norm():

@@ -51,7 +51,7 @@ def test_python_run_py_trains_once_and_make_run_is_the_demo_sweep():
     job = OmegaConf.create(run_cli("--cfg", "job").stdout)
     assert job.task == "train" and not job.sweep and job.arch._target_.endswith("LeNet")
     demo = OmegaConf.load(ROOT / "conf" / "experiment" / "fourier_demo.yaml")
-    assert demo.hydra.mode == "MULTIRUN" and demo.hydra.sweeper.params.arch == "logreg,lenet" and demo.sweep.max_frequency == 2
+    assert demo.hydra.mode == "MULTIRUN" and demo.hydra.sweeper.params.arch == "logreg,lenet" and (demo.sweep.stride, demo.sweep.max_frequency) == (4, 8)
     assert "run.py experiment=fourier_demo" in (ROOT / "Makefile").read_text()
 
 

@@ -19,9 +19,12 @@ def test_every_arch_and_dataset_compose_and_instantiate(compose, cifar10_dir, ci
     assert trainer.max_epochs == 20 and trainer.gradient_clip_val == 0.5
 
 
-def test_defaults_are_the_reference_protocol(compose):
+def test_defaults_are_the_protocol_of_the_published_figures_and_the_code_defaults_stay_available(compose):
     cfg = compose()
-    assert (cfg.dataset.eps, cfg.dataset.sigma, cfg.dataset.n_train, cfg.dataset.n_test) == (1.0, 3.0, 10_000, 10_000)
+    assert (cfg.dataset.eps, cfg.dataset.sigma, cfg.dataset.n_train, cfg.dataset.n_test) == (2.0, 3.0, 10_000, 10_000)
+    assert cfg.dataset.fourier_phase == "cosine"
+    code = compose("dataset=directional_reference_code")
+    assert (code.dataset.eps, code.dataset.fourier_phase, code.dataset.sigma) == (1.0, "sine", 3.0)
     assert list(cfg.dataset.shape) == [1, 32, 32] and cfg.dataset.batch_size == 128
     assert cfg.optimizer.lr == 0.5 and cfg.optimizer.momentum == 0 and cfg.optimizer.weight_decay == 0
     assert cfg.scheduler.end_factor == 0.0 and cfg.trainer.max_epochs == 20
@@ -71,6 +74,8 @@ def test_every_figure_config_says_how_to_run_it_and_composes_a_sweep(compose, fi
     arch = figure.split("_", 2)[-1] if figure.startswith("nad_curve_") else figure.removeprefix("fourier_")
     if arch not in ("demo", "panel"):
         assert cfg.arch_name == arch
+        header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
+        assert "# Published comparison: " in header, figure  # whether its figure was compared with a published one
     if cfg.sweep.basis == "nad":
         assert cfg.dataset.nads.endswith(f"nads/{arch}-finite_difference-s0")
 

@@ -1,4 +1,4 @@
-"""Accuracy bars with the reference protocol (eps 1, sigma 3, 10,000 samples, 20 epochs, SGD lr 0.5 -> 0)."""
+"""Accuracy bars with the default protocol (eps 2, sigma 3, 10,000 samples, 20 epochs, SGD lr 0.5 -> 0)."""
 
 import pytest
 

@@ -125,7 +125,7 @@ def test_the_nad_basis_dataset_is_d_of_u_i(tmp_path):
     x, y = dataset.sample("train")
     u = torch.from_numpy(found["nads"][3]).double().flatten()
     x = x.flatten(1).double()
-    assert torch.allclose(x @ u, (2.0 * y.double() - 1) * 0.5, atol=1e-4)
+    assert torch.allclose(x @ u, (2.0 * y.double() - 1) * dataset.eps / 2, atol=1e-4)
     noise = x - (x @ u)[:, None] * u
     assert noise.var(0).sum().item() == pytest.approx(9 * 1023, rel=0.02)
 

@@ -53,9 +53,9 @@ def test_settings_that_do_not_change_the_numbers_keep_the_name():
 
 
 def test_every_result_defining_setting_gives_its_own_directory_name():
-    changes = ["dataset.sigma=1", "dataset.sigma=2", "dataset.eps=2", "dataset.n_train=5000", "optimizer=adam",
-               "optimizer.lr=0.1", "scheduler=constant", "trainer.max_epochs=5", "trainer.gradient_clip_val=1",
-               "sweep.stride=2", "dataset.seed=5"]
+    changes = ["dataset.sigma=1", "dataset.sigma=2", "dataset.eps=1", "dataset=directional_reference_code",
+               "dataset.n_train=5000", "optimizer=adam", "optimizer.lr=0.1", "scheduler=constant", "trainer.max_epochs=5", "trainer.gradient_clip_val=1",
+               "sweep.stride=4", "dataset.fourier_phase=sine", "dataset.seed=5"]
     names = {change: suffix("experiment=fourier_lenet", change) for change in changes}
     assert all(len(name) == 9 and name.startswith("-") for name in names.values()), names
     assert len(set(names.values())) == len(changes), names

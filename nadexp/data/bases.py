@@ -1,12 +1,13 @@
 """Unit directions v in R^(C x H x W), addressed by basis name and a list of integers.
 
 Fourier convention (documented in the README): ``direction = [kx, ky]`` with 0 <= kx < W (horizontal
-frequency, along columns) and 0 <= ky < H (vertical frequency, along rows). The direction is the sine
-wave sin(2 pi (ky * row / H + kx * col / W)), identical in every channel, scaled to unit norm. The sine
-is identically zero at the four self-conjugate cells where 2 kx = 0 mod W and 2 ky = 0 mod H (DC and the
-Nyquist frequencies); there the cosine wave is used instead. (kx, ky) and (W - kx, H - ky) (mod W, H)
-are conjugate and give the same direction up to sign. Sine waves of distinct non-conjugate frequencies
-and the cosine waves of the self-conjugate cells are mutually orthonormal.
+frequency, along columns) and 0 <= ky < H (vertical frequency, along rows). With ``phase="sine"`` the
+direction is the sine wave sin(2 pi (ky * row / H + kx * col / W)), identical in every channel, scaled to
+unit norm. The sine is identically zero at the four self-conjugate cells where 2 kx = 0 mod W and
+2 ky = 0 mod H (DC and the Nyquist frequencies); there the cosine wave is used instead. With
+``phase="cosine"`` it is the cosine wave at every cell. (kx, ky) and (W - kx, H - ky) (mod W, H) are
+conjugate and give the same direction up to sign. In either phase the waves of distinct non-conjugate
+frequencies are mutually orthonormal.
 
 NAD basis: ``direction = [i]`` is the i-th NAD of an estimate (``estimator=nads``), read from its nads.npy.
 """
@@ -18,13 +19,16 @@ import torch
 from nadexp.errors import ConfigError
 
 
-def fourier_direction(kx: int, ky: int, shape, dtype=torch.float32, device=None) -> torch.Tensor:
+FOURIER_PHASES = ("sine", "cosine")
+
+
+def fourier_direction(kx: int, ky: int, shape, dtype=torch.float32, device=None, phase: str = "sine") -> torch.Tensor:
     channels, height, width = shape
     rows = torch.arange(height, dtype=torch.float64)[:, None]
     cols = torch.arange(width, dtype=torch.float64)[None, :]
-    phase = 2 * math.pi * (ky * rows / height + kx * cols / width)
+    angle = 2 * math.pi * (ky * rows / height + kx * cols / width)
     self_conjugate = (2 * kx) % width == 0 and (2 * ky) % height == 0
-    wave = torch.cos(phase) if self_conjugate else torch.sin(phase)
+    wave = torch.cos(angle) if self_conjugate or phase == "cosine" else torch.sin(angle)
     v = wave.expand(channels, height, width)
     return (v / v.norm()).to(dtype=dtype, device=device)
 
@@ -79,11 +83,11 @@ def validate_direction(basis: str, direction, shape, nads=None) -> None:
 
 
 def direction_vector(basis: str, direction, shape, basis_seed: int = 0, nads=None, dtype=torch.float32,
-                     device=None) -> torch.Tensor:
+                     device=None, fourier_phase: str = "sine") -> torch.Tensor:
     """The unit vector of shape ``shape`` that ``direction`` addresses in ``basis``."""
     validate_direction(basis, direction, shape, nads)
     if basis == "fourier":
-        return fourier_direction(*direction, shape, dtype, device)
+        return fourier_direction(*direction, shape, dtype, device, fourier_phase)
     if basis == "pixel":
         return pixel_direction(*direction, shape, dtype, device)
     if basis == "nad":

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from nadexp.data.bases import direction_vector, validate_direction
+from nadexp.data.bases import FOURIER_PHASES, direction_vector, validate_direction
 from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
 
@@ -21,13 +21,14 @@ class DirectionalDataset:
 
     basis: str = "fourier"  # fourier | pixel | random | nad
     direction: list[int] = field(default_factory=lambda: [1, 0])
-    eps: float = 1.0
+    eps: float = 2.0  # the published figures; the authors' code used 1
     sigma: float = 3.0
     n_train: int = 10_000
     n_test: int = 10_000
     shape: list[int] = field(default_factory=lambda: [1, 32, 32])
     seed: int = 0
     basis_seed: int = 0
+    fourier_phase: str = "cosine"  # basis=fourier: cosine | sine (the authors' code; cosine where the sine vanishes)
     nads: Optional[str] = None  # basis=nad: a nads.npy, or the run directory of an estimator=nads run
 
     num_classes = 2
@@ -43,6 +44,8 @@ class DirectionalDataset:
         for name in ("n_train", "n_test"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"dataset.{name} must be >= 2 so that both classes appear, got {getattr(self, name)}")
+        if self.fourier_phase not in FOURIER_PHASES:
+            raise ConfigError(f"dataset.fourier_phase={self.fourier_phase!r} is unknown: choose one of {', '.join(FOURIER_PHASES)}")
         self._nad_array = None
         if self.basis == "nad":
             if not self.nads:
@@ -51,7 +54,8 @@ class DirectionalDataset:
         validate_direction(self.basis, self.direction, self.shape, self._nad_array)
 
     def vector(self, device=None) -> torch.Tensor:
-        return direction_vector(self.basis, self.direction, self.shape, self.basis_seed, self._nad_array, device=device)
+        return direction_vector(self.basis, self.direction, self.shape, self.basis_seed, self._nad_array, device=device,
+                                fourier_phase=self.fourier_phase)
 
     def sample(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``n_train`` or ``n_test`` samples of a split at once: images (N, C, H, W) and labels (N,)."""

@@ -1,4 +1,4 @@
-"""python -m nadexp.reports DIR [DIR ...] [--out DIR]: figures and tables of direction sweeps and CIFAR-10 runs."""
+"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published]: figures and tables of direction sweeps and CIFAR-10 runs."""
 
 import argparse
 import sys
@@ -13,9 +13,11 @@ def main(argv=None) -> int:
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories of sweep=fourier|pixel|nad runs, and/or "
                         "directories holding CIFAR-10 runs (e.g. outputs/cifar10)")
     parser.add_argument("--out", type=Path, default=Path("outputs/reports/latest"), help="where the report goes")
+    parser.add_argument("--published", action="store_true", help="also draw each Fourier sweep of lenet or logreg "
+                        "beside the published heat map and their difference, with a per-cell table and summary")
     args = parser.parse_args(argv)
     try:
-        files = make_report(args.dirs, args.out)
+        files = make_report(args.dirs, args.out, published=args.published)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

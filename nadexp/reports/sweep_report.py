@@ -14,6 +14,8 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from nadexp.errors import ConfigError  # noqa: E402
 from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report  # noqa: E402
+from nadexp.reports.comparison import comparable, write_comparison  # noqa: E402
+from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS, PUBLISHED_SHAPE  # noqa: E402
 from nadexp.results import write_csv_atomic  # noqa: E402
 from nadexp.sweeps.store import CELL_COLUMNS  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
@@ -100,10 +102,11 @@ def is_sweep_dir(path: Path) -> bool:
     return (Path(path) / "config.yaml").is_file() and (Path(path) / "cells").is_dir()
 
 
-def make_report(dirs, out_dir: Path) -> list[Path]:
+def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
     """Writes every figure (PNG and PDF) and table into ``out_dir``: for each direction sweep directory
     in ``dirs``, its maps, cells.csv and summary.md; for CIFAR-10 runs found in the other directories,
-    the flip table and the poisoning curve."""
+    the flip table and the poisoning curve. ``published``: also compare each Fourier sweep of an arch with a
+    published map (nadexp.reports.published) with that map, and print the summary."""
     out_dir = Path(out_dir)
     if not dirs:
         raise ConfigError("no directories given")
@@ -117,13 +120,26 @@ def make_report(dirs, out_dir: Path) -> list[Path]:
             raise ConfigError(f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/) "
                               "nor a directory of finished CIFAR-10 runs (result.json)")
     files = make_cifar_report(cifar_runs, out_dir) if cifar_runs else []
-    return files + (make_sweep_report(sweep_dirs, out_dir) if sweep_dirs else [])
+    return files + (make_sweep_report(sweep_dirs, out_dir, published) if sweep_dirs else [])
 
 
-def make_sweep_report(sweep_dirs, out_dir: Path) -> list[Path]:
+def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:
+    chosen = [sweep for sweep in sweeps if comparable(sweep)]
+    if not chosen:
+        raise ConfigError(f"--published: none of the sweeps is a Fourier sweep of an arch with a published map "
+                          f"({', '.join(PUBLISHED_COLUMNS)} on images of shape {list(PUBLISHED_SHAPE)})")
+    files = []
+    for sweep in chosen:
+        compared, _, text = write_comparison(sweep, out_dir / f"published_comparison_{sweep['name']}")
+        print(text)
+        files += compared
+    return files
+
+
+def make_sweep_report(sweep_dirs, out_dir: Path, published: bool = False) -> list[Path]:
     sweeps = [load_sweep(d) for d in sweep_dirs]
     out_dir.mkdir(parents=True, exist_ok=True)
-    files = []
+    files = compare_with_published(sweeps, out_dir) if published else []
     for sweep in sweeps:
         files += basis_figure(sweep, out_dir / f"{FIGURE_NAMES[sweep['basis']]}_{sweep['name']}")
     fourier = [s for s in sweeps if s["basis"] == "fourier"]

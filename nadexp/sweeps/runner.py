@@ -16,6 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from nadexp.errors import ConfigError
 from nadexp.estimators.nads import load_nads
 from nadexp.loggers import build_loggers, finish_wandb, log_outcome
+from nadexp.reports.comparison import comparable, write_comparison
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
 from nadexp.results import machine, open_run_dir, package_versions, write_csv_atomic, write_json_atomic
 from nadexp.sweeps.directions import sweep_directions
@@ -216,8 +217,15 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
     output_dir = cfg.paths.output_dir
     write_csv_atomic(f"{output_dir}/cells.csv", CELL_COLUMNS, records)
     files = ["cells.csv"]
-    figures = basis_figure(load_sweep(output_dir, records), Path(output_dir) / FIGURE_NAMES[cfg.sweep.basis])
+    sweep = load_sweep(output_dir, records)
+    figures = basis_figure(sweep, Path(output_dir) / FIGURE_NAMES[cfg.sweep.basis])
     files += [p.name for p in figures]
+    agreement = None
+    if comparable(sweep):
+        compared, agreement, text = write_comparison(sweep, Path(output_dir) / "published_comparison")
+        files += [p.name for p in compared]
+        figures += [p for p in compared if p.suffix == ".png"]  # logged beside the heat map
+        log.info("against the published %s map (%s):\n%s", sweep["arch"], compared[0], text)
     ok = [r for r in records if r["status"] == "ok"]
     result = {
         "task": "sweep",
@@ -231,6 +239,7 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
         "wall_time_s": round(seconds, 3),  # this invocation; a resumed sweep only counts the cells it trained
         "cells_wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in records), 3),
         "files": files,
+        "published_comparison": agreement,  # per window; null without a published map
         "versions": package_versions(),
         "machine": machine(),
     }
