@@ -94,7 +94,7 @@ def test_the_report_command_writes_the_comparison_of_any_subset_of_cells(tmp_pat
     assert [(r["kx"], r["ky"]) for r in table] == [("0", "0"), ("2", "0")]
     assert float(table[0]["difference"]) == 0
     printed = capsys.readouterr().out
-    assert "| all | 2 |" in printed and "published_comparison_mine.png" in printed
+    assert "| all | 2 |" in printed and "| 2 | 0 | 0 | 2 | 70.0 |" in printed and "published_comparison_mine.png" in printed
 
     write_sweep(tmp_path / "other", "vgg11", [1, 32, 32], [record(0, 0, 0.6)])
     assert report_main([str(tmp_path / "other"), "--published", "--out", str(tmp_path / "out2")]) == 2

@@ -130,8 +130,8 @@ def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:
                           f"({', '.join(PUBLISHED_COLUMNS)} on images of shape {list(PUBLISHED_SHAPE)})")
     files = []
     for sweep in chosen:
-        compared, _, text = write_comparison(sweep, out_dir / f"published_comparison_{sweep['name']}")
-        print(text)
+        compared, _, _ = write_comparison(sweep, out_dir / f"published_comparison_{sweep['name']}")
+        print(next(path for path in compared if path.suffix == ".md").read_text())  # the summary and the per-cell table
         files += compared
     return files
 
