@@ -41,8 +41,7 @@ def test_cells_are_matched_by_signed_frequency_and_compared_with_both_published_
 
 def test_a_direction_fills_its_cell_and_the_mirrored_conjugate_on_the_published_grid():
     published = coded_map()
-    rows = match_directions([record(2, 30, 0.9), record(16, 0, 0.55)], published)
-    reproduced, grid = comparison_grids(rows, published)
+    reproduced, grid = comparison_grids([record(2, 30, 0.9), record(16, 0, 0.55)], published)
     index = {f: i for i, f in enumerate(range(-16, 16, 2))}
     assert reproduced[index[-2], index[2]] == reproduced[index[2], index[-2]] == pytest.approx(0.9)
     assert reproduced[index[0], index[-16]] == pytest.approx(0.55)  # Nyquist: its own conjugate

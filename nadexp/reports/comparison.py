@@ -16,10 +16,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nadexp.reports.heatmap import save_figure  # noqa: E402
+from nadexp.reports.heatmap import fourier_grid, save_figure  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE, has_published_map, published_map  # noqa: E402
 from nadexp.results import write_csv_atomic  # noqa: E402
-from nadexp.sweeps.directions import signed  # noqa: E402
+from nadexp.sweeps.directions import conjugate, signed  # noqa: E402
 
 # Windows of the summary: every matched direction; the low frequencies, where LeNet learns; the high-frequency
 # corner (both frequencies at least 10 in size), where the published LeNet map is at chance.
@@ -47,7 +47,8 @@ def match_directions(records: list[dict], published: dict[tuple[int, int], float
             continue
         kx, ky = record["direction"]
         cell = signed(ky, height), signed(kx, width)
-        mirror = signed(-ky, height), signed(-kx, width)
+        conjugate_kx, conjugate_ky = conjugate(kx, ky, height, width)
+        mirror = signed(conjugate_ky, height), signed(conjugate_kx, width)
         if cell not in published:  # an odd frequency: not on the published grid
             continue
         reproduced, mean_published = 100 * record["test_acc"], 50 * (published[cell] + published[mirror])
@@ -94,21 +95,22 @@ def summary_markdown(summary: dict[str, dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_grids(rows: list[dict], published_cells: dict[tuple[int, int], float]):
-    """(reproduced, published) maps on the published 16 x 16 grid, in [f_rows, f_cols] order from -16."""
+def comparison_grids(records: list[dict], published_cells: dict[tuple[int, int], float]):
+    """(reproduced, published) maps on the published 16 x 16 grid, in [f_rows, f_cols] order from -16; the
+    reproduced one is the sweep's heat map (conjugates mirrored) at the even frequencies."""
     _, height, width = PUBLISHED_SHAPE
-    index = {f: i for i, f in enumerate(range(-height // 2, height // 2, 2))}
-    reproduced, published = np.full((2, len(index), len(index)), np.nan)
+    frequencies = np.arange(-height // 2, height // 2, 2)
+    reproduced = fourier_grid(records, height, width)[np.ix_(frequencies % height, frequencies % width)]
+    index = {f: i for i, f in enumerate(frequencies)}
+    published = np.full_like(reproduced, np.nan)
     for (f_rows, f_cols), accuracy in published_cells.items():
         published[index[f_rows], index[f_cols]] = accuracy
-    for row in rows:
-        for f_rows, f_cols in ((row["f_rows"], row["f_cols"]), (signed(-row["ky"], height), signed(-row["kx"], width))):
-            reproduced[index[f_rows], index[f_cols]] = row["reproduced"] / 100
     return reproduced, published
 
 
-def comparison_figure(rows: list[dict], published_cells: dict, arch: str, name: str, overall: dict, path: Path) -> list[Path]:
-    reproduced, published = comparison_grids(rows, published_cells)
+def comparison_figure(records: list[dict], published_cells: dict, arch: str, name: str, overall: dict,
+                      path: Path) -> list[Path]:
+    reproduced, published = comparison_grids(records, published_cells)
     extent = (-17, 15, 15, -17)  # cells of width 2 centred on the even frequencies -16 .. 14, DC in the middle
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), layout="constrained")
     panels = ((reproduced, f"{name} (reproduced)"), (published, f"published {arch}"))
@@ -138,7 +140,7 @@ def write_comparison(sweep: dict, path: Path) -> tuple[list[Path], dict, str]:
     protocol = f"eps {dataset.get('eps')}, {dataset.get('fourier_phase', 'sine')} phase"
     text = summary_markdown(summary, f"{sweep['name']} ({protocol}) against the published {sweep['arch']} heat map "
                                      "(accuracies in %, differences in points)")
-    files = comparison_figure(rows, published, sweep["arch"], sweep["name"], summary["all"], path) if rows else []
+    files = comparison_figure(sweep["cells"], published, sweep["arch"], sweep["name"], summary["all"], path) if rows else []
     write_csv_atomic(path.with_suffix(".csv"), TABLE_COLUMNS, rows)
     table = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " ---: |" * len(TABLE_COLUMNS)]
     table += ["| " + " | ".join(str(row[c]) for c in TABLE_COLUMNS) + " |" for row in rows]
