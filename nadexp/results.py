@@ -51,12 +51,17 @@ def write_csv_atomic(path: Path, columns, rows) -> None:
     write_text_atomic(path, table.getvalue())
 
 
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Readers (and parallel jobs of one sweep) see the old file or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it (mkstemp makes it private to its owner)
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)

@@ -32,9 +32,23 @@ def check_config_header(figure: str) -> None:
         assert words in header, (figure, words)
 
 
+def refusal(overrides, run_dir) -> str:
+    """The message `python run.py OVERRIDES` stops with, run in-process: the ConfigError that run.py prints as its
+    one `error:` line before exiting with code 2 (tests/test_cli.py checks that path). Nothing may be written."""
+    from nadexp.errors import ConfigError
+    from nadexp.tasks import execute
+
+    with pytest.raises(ConfigError) as caught:
+        execute(compose_config(list(overrides), output_dir=run_dir), list(overrides))
+    assert not (Path(run_dir) / "result.json").exists()
+    message = str(caught.value)
+    assert "\n" not in message  # one line
+    return message
+
+
 def run_cli(*args, cwd=ROOT, timeout=600, env=None):
     """`python run.py ARGS` as a user runs it; returns the CompletedProcess."""
-    full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
+    full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
 

@@ -76,6 +76,10 @@ def test_wandb_offline_writes_a_run_folder_without_network(tmp_path):
     assert done.returncode == 0, done.stderr
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+    output = (done.stdout + done.stderr).splitlines()
+    assert not [line for line in output if line.startswith("wandb:")]  # not W&B's own block of lines
+    assert [line.split(" - ", 1)[1] for line in output if "wandb sync" in line] == \
+        [f"W&B offline run {runs[0].name.rsplit('-', 1)[1]}: upload it with `wandb sync {runs[0]}`"]
 
 
 def test_an_impossible_optimizer_setting_stops_the_run_before_anything_is_written(tmp_path):

@@ -6,12 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import QUICK, run_cli
+from conftest import QUICK, refusal, run_cli
+from nadexp.config import compose_config
 from nadexp.data import DirectionalDataset
 from nadexp.errors import ConfigError
 from nadexp.estimators import NADEstimator, load_nads, principal_directions, subspace_overlap
 from nadexp.estimators.nads import convergence, save_nads
 from nadexp.models import LeNet, LogReg
+from nadexp.tasks import execute
 
 SMALL = (1, 8, 8)
 
@@ -186,12 +188,9 @@ def test_estimator_run_writes_the_documented_files_and_feeds_a_training_run(tmp_
     media = list((run_dir / "wandb").glob("offline-run-*/files/media/images/nads/*.png"))
     assert len(media) == 3
 
-    train_dir = tmp_path / "train"
-    done = run_cli(*QUICK, "arch=logreg", "dataset.basis=nad", f"dataset.nads={run_dir}", "dataset.direction=[2]",
-                   f"hydra.run.dir={train_dir}")
-    assert done.returncode == 0, done.stderr
-    assert json.loads((train_dir / "result.json").read_text())["basis"] == "nad"
+    overrides = [*QUICK, "arch=logreg", "dataset.basis=nad", f"dataset.nads={run_dir}", "dataset.direction=[2]"]
+    assert execute(compose_config(overrides, output_dir=tmp_path / "train"), overrides)["basis"] == "nad"
+    assert json.loads((tmp_path / "train" / "result.json").read_text())["basis"] == "nad"
 
-    done = run_cli(*QUICK, "dataset.basis=nad", f"dataset.nads={tmp_path / 'missing'}", "dataset.direction=[2]",
-                   f"hydra.run.dir={tmp_path / 'bad'}")
-    assert done.returncode == 2 and "dataset.nads" in done.stderr.splitlines()[0]
+    assert "dataset.nads" in refusal([*QUICK, "dataset.basis=nad", f"dataset.nads={tmp_path / 'missing'}",
+                                      "dataset.direction=[2]"], tmp_path / "bad")

@@ -17,7 +17,7 @@ from conftest import ARCHS, QUICK, ROOT, cifar10_overrides, run_cli
 from nadexp.config import CONFIG_DIR, compose_config, register_configs
 from nadexp.errors import ConfigError
 from nadexp.identity import claim_new_dir, settings_suffix
-from nadexp.results import remove_if_unused
+from nadexp.results import remove_if_unused, write_json_atomic
 from nadexp.sweeps.runner import models_at_once, train_cells_stacked
 from nadexp.tasks import check_overrides, decide_task, execute
 from nadexp.training.stacked import epoch_order, fit_stacked, unsupported_trainer_settings
@@ -252,3 +252,9 @@ def test_what_an_experiment_sweeps_itself_is_named_by_its_label_not_by_a_digest(
     for variant in ("plain", "nad_flip", "fourier_flip"):
         assert suffix("experiment=cifar10_flip_table", "arch=lenet", f"dataset.variant={variant}") == ""
     assert suffix("experiment=cifar10", "arch=lenet", "dataset.variant=nad_flip") != ""  # not swept there: a digest
+
+
+def test_results_written_atomically_get_the_permissions_open_gives(tmp_path):
+    write_json_atomic(tmp_path / "result.json", {"test_acc": 0.5})
+    (tmp_path / "plain.json").write_text("{}")
+    assert (tmp_path / "result.json").stat().st_mode == (tmp_path / "plain.json").stat().st_mode  # not owner-only

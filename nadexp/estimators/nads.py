@@ -130,6 +130,28 @@ def save_nads(run_dir: Path, estimate: dict) -> None:
     np.save(run_dir / "singular_values.npy", estimate["singular_values"])
 
 
+def spectrum_summary(eigenvalues) -> dict[str, float]:
+    """How fast the NAD spectrum decays: the number of NADs holding 90 % of its sum, its effective rank
+    (exp of the entropy of the normalised spectrum) and the 10th eigenvalue over the first."""
+    values = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0, None)
+    if not len(values) or values.sum() <= 0:
+        return {}
+    share = values / values.sum()
+    nonzero = share[share > 0]
+    summary = {"components_90": int(np.searchsorted(np.cumsum(share), 0.9) + 1),
+               "effective_rank": round(float(np.exp(-(nonzero * np.log(nonzero)).sum())), 4)}
+    if len(values) > 10:
+        summary["eigenvalue_ratio_10"] = float(values[10] / values[0])
+    return summary
+
+
+def eigenvalues_of(nads_path) -> np.ndarray | None:
+    """The eigenvalues saved beside a nads.npy (or in the run directory given), if any."""
+    path = Path(nads_path)
+    path = (path if path.is_dir() else path.parent) / "eigenvalues.npy"
+    return np.load(path, allow_pickle=False) if path.is_file() else None
+
+
 def load_nads(path, shape=None) -> np.ndarray:
     """NADs from ``nads.npy`` or from a run directory that holds one, checked for shape and orthonormality."""
     path = Path(path)

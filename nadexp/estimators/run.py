@@ -12,9 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from nadexp.errors import ConfigError
 from nadexp.estimators.class_density import ClassDensityEstimator
 from nadexp.estimators.hyperplanes import HyperplaneEstimator, accuracy, load_weights, reset_layers, snapshot_statistics
-from nadexp.estimators.nads import NADEstimator, save_nads
+from nadexp.estimators.nads import NADEstimator, save_nads, spectrum_summary
 from nadexp.estimators.representations import resolve_stages, stage_representations, svd_reduce
-from nadexp.loggers import build_loggers, finish_wandb, log_outcome
+from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
 from nadexp.reports.class_density_figures import between_class_kl, kl_vs_log_density, sorted_log_density
 from nadexp.reports.hyperplane_figures import cos_violins, mass_and_critical
 from nadexp.reports.nad_figures import nad_figures
@@ -39,11 +39,10 @@ def estimate(cfg: DictConfig, prepared=None) -> dict:
     loggers = build_loggers(cfg)
     start = time.perf_counter()
     try:
-        for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        log_config(loggers, cfg)
         outcome = run(estimator, cfg, output_dir, loggers, inputs)
     finally:
-        finish_wandb(loggers)
+        finish_loggers(loggers)
     result = {"task": cfg.task, "arch": cfg.arch_name, **outcome, "wall_time_s": round(time.perf_counter() - start, 3),
               "versions": package_versions(), "machine": machine()}
     write_json_atomic(output_dir / "result.json", result)
@@ -62,11 +61,12 @@ def run_nads(estimator: NADEstimator, cfg: DictConfig, output_dir: Path, loggers
     found = estimator.estimate(make_net, shape)
     save_nads(output_dir, found)
     figures = nad_figures(found["nads"], found["eigenvalues"], output_dir, label=f"({cfg.arch_name}, {estimator.method})")
+    spectrum = spectrum_summary(found["eigenvalues"])
     metrics = {f"nads/overlap_{key}": value for key, value in found["diagnostic"].items()}
-    metrics["nads/gradient_time_s"] = found["gradient_time_s"]
+    metrics.update({f"nads/{key}": value for key, value in spectrum.items()}, **{"nads/gradient_time_s": found["gradient_time_s"]})
     images = {f"nads/{name.removesuffix('.png')}": path for name, path in figures.items()}
-    spectrum = (("index", "eigenvalue"), [[index, float(value)] for index, value in enumerate(found["eigenvalues"])])
-    log_outcome(loggers, metrics, images, {"nads/spectrum_table": spectrum})
+    table = (("nad_index", "eigenvalue"), [[index, float(value)] for index, value in enumerate(found["eigenvalues"])])
+    log_outcome(loggers, cfg, metrics, images, {"nads/spectrum_table": table})
     device = estimator.resolved_device()
     log.info("%s NADs of %s from %d networks in %.1f s; split-half overlap %s -> %s", estimator.method, cfg.arch_name,
              estimator.num_networks, found["total_time_s"], found["diagnostic"], output_dir / "nads.npy")
@@ -75,6 +75,7 @@ def run_nads(estimator: NADEstimator, cfg: DictConfig, output_dir: Path, loggers
         "scale": estimator.scale if estimator.method == "finite_difference" else None, "seed": estimator.seed,
         "shape": list(shape), "dtype": str(estimator.resolved_dtype(device)).removeprefix("torch."), "device": str(device),
         "num_components": len(found["nads"]), "diagnostic": {"split_half_overlap": found["diagnostic"]},
+        "summary": {key.removeprefix("nads/"): value for key, value in metrics.items()},
         "objective": found["diagnostic"].get("top10"),
         "top_eigenvalues": [round(float(v), 8) for v in found["eigenvalues"][:10]],
         "gradient_time_s": found["gradient_time_s"],
@@ -142,11 +143,12 @@ def run_hyperplanes(estimator: HyperplaneEstimator, cfg: DictConfig, output_dir:
     if critical:
         metrics["hyperplanes/trained_acc"] = trained_acc
         tables["hyperplanes/critical"] = (("layer", "snapshot", "acc", "drop"), [list(r.values()) for r in critical])
-    log_outcome(loggers, metrics, {f"hyperplanes/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
+    log_outcome(loggers, cfg, metrics, {f"hyperplanes/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
     log.info("hyperplanes of %s: %d layers, pooled mass %.3f (init %.3f, p vs 0.5 = %.2g)%s -> %s", cfg.arch_name,
              len(rows), pooled["trained"]["mass"], pooled["init"]["mass"], pooled["trained"]["p_mass_null"],
              f", test acc {trained_acc:.4f}" if trained_acc is not None else "", output_dir / "hyperplanes.json")
-    return {"objective": pooled["trained"]["mass"], "run_dir": estimator.run_dir, "layers": len(rows), "snapshots": sorted(snapshots), "pooled": pooled,
+    return {"objective": pooled["trained"]["mass"], "summary": {k.removeprefix("hyperplanes/"): v for k, v in metrics.items()},
+            "run_dir": estimator.run_dir, "layers": len(rows), "snapshots": sorted(snapshots), "pooled": pooled,
             "trained_acc": trained_acc, "seed": estimator.seed,
             "files": ["hyperplanes.json", "layers.csv", "epochs.csv", "critical.csv", *(p.name for p in figures)]}
 
@@ -239,11 +241,12 @@ def run_class_density(estimator: ClassDensityEstimator, cfg: DictConfig, output_
 
     metrics = {f"class_density/{stage}/{key}": found["stages"][stage]["split"][key] for stage in stages for key in ("gap", "gap_z")}
     tables = {"class_density/classes": (CLASS_COLUMNS, [[r[c] for c in CLASS_COLUMNS] for r in rows])}
-    log_outcome(loggers, metrics, {f"class_density/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
+    log_outcome(loggers, cfg, metrics, {f"class_density/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
     splits = {stage: {k: found["stages"][stage]["split"][k] for k in ("gap", "gap_z", "meaningful", "high", "low")} for stage in stages}
     log.info("class densities of %s over %d examples: extraction %.1f s, fitting %.1f s; splits %s -> %s", cfg.arch_name,
              len(labels), extraction_s, fitting_s, {s: round(v["gap_z"], 1) for s, v in splits.items()}, output_dir / "class_density.json")
-    return {"objective": splits[stages[-1]]["gap_z"], "run_dir": estimator.run_dir, "stages": stages,
+    return {"objective": splits[stages[-1]]["gap_z"], "summary": {k.removeprefix("class_density/"): v for k, v in metrics.items()},
+            "run_dir": estimator.run_dir, "stages": stages,
             "density": estimator.density, "examples": int(len(labels)), "splits": splits,
             "extraction_s": round(extraction_s, 3), "fitting_s": round(fitting_s, 3),
             "files": ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)]}

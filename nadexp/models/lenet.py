@@ -2,6 +2,8 @@
 
 from torch import nn
 
+from nadexp.errors import ConfigError
+
 
 class LeNet(nn.Module):
     """conv5x5(6) - ReLU - [maxpool2] - conv5x5(16) - ReLU - [maxpool2] - fc 120 - fc 84 - fc out.
@@ -26,7 +28,9 @@ class LeNet(nn.Module):
             if pool:
                 height, width = height // 2, width // 2
         if height < 1 or width < 1:
-            raise ValueError(f"LeNet needs larger images than {tuple(input_shape)}")
+            raise ConfigError(f"dataset.shape={list(input_shape)} is too small for LeNet: its two 5 x 5 convolutions"
+                              f"{' and 2 x 2 pools' if pool else ''} need images of at least {16 if pool else 9} x "
+                              f"{16 if pool else 9}")
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Linear(16 * height * width, 120), nn.ReLU(),

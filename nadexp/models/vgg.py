@@ -4,6 +4,8 @@ import math
 
 from torch import nn
 
+from nadexp.errors import ConfigError
+
 CONFIGS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
     "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -22,7 +24,7 @@ class VGG(nn.Module):
     ):
         super().__init__()
         if depth not in CONFIGS:
-            raise ValueError(f"VGG depth must be one of {sorted(CONFIGS)}, got {depth!r}")
+            raise ConfigError(f"arch.depth must be one of {sorted(CONFIGS)}, got {depth!r}")
         channels, height, width = input_shape
         layers: list[nn.Module] = []
         for item in CONFIGS[depth]:
@@ -34,7 +36,8 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(channels, item, 3, padding=1), *norm, nn.ReLU(inplace=True)]
                 channels = item
         if height < 1 or width < 1:
-            raise ValueError(f"VGG needs images of at least 32 x 32, got {tuple(input_shape)}")
+            raise ConfigError(f"dataset.shape={list(input_shape)} is too small for VGG: its five pools need images of "
+                              "at least 32 x 32")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),

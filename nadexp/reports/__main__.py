@@ -1,4 +1,5 @@
-"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published]: figures and tables of direction sweeps and CIFAR-10 runs."""
+"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published | --html]: figures and tables of direction sweeps and
+CIFAR-10 runs; with --html, one dashboard page of every sweep and estimate below the directories."""
 
 import argparse
 import sys
@@ -15,7 +16,19 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("outputs/reports/latest"), help="where the report goes")
     parser.add_argument("--published", action="store_true", help="also draw each Fourier sweep of lenet or logreg "
                         "beside the published heat map and their difference, with a per-cell table and summary")
+    parser.add_argument("--html", action="store_true", help="write OUT/dashboard.html instead: one self-contained page "
+                        "comparing every sweep and estimate found below the directories (e.g. outputs)")
     args = parser.parse_args(argv)
+    if args.html:
+        from nadexp.reports.dashboard import write_dashboard
+
+        try:
+            page = write_dashboard(args.dirs, args.out / "dashboard.html")
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        print(f"dashboard: {page}")
+        return 0
     try:
         files = make_report(args.dirs, args.out, published=args.published)
     except ConfigError as error:

@@ -20,12 +20,13 @@ from nadexp.reports.heatmap import fourier_grid, save_figure  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE, has_published_map, published_map  # noqa: E402
 from nadexp.results import write_csv_atomic  # noqa: E402
 from nadexp.sweeps.directions import conjugate, signed  # noqa: E402
+from nadexp.sweeps.metrics import LOW_FREQUENCY, is_low  # noqa: E402
 
 # Windows of the summary: every matched direction; the low frequencies, where LeNet learns; the high-frequency
 # corner (both frequencies at least 10 in size), where the published LeNet map is at chance.
 WINDOWS = {
     "all": lambda f_rows, f_cols: True,
-    "low: abs(f_rows), abs(f_cols) <= 6": lambda f_rows, f_cols: max(abs(f_rows), abs(f_cols)) <= 6,
+    f"low: abs(f_rows), abs(f_cols) <= {LOW_FREQUENCY}": is_low,
     "high: abs(f_rows), abs(f_cols) >= 10": lambda f_rows, f_cols: min(abs(f_rows), abs(f_cols)) >= 10,
 }
 TABLE_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "reproduced", "published", "published_cell", "published_conjugate",

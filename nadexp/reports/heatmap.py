@@ -24,8 +24,8 @@ def fourier_grid(records: list[dict], height: int, width: int) -> np.ndarray:
 
 
 def centred(grid: np.ndarray, stride: int = 1):
-    """The swept sub-grid ordered by signed frequency (DC at the centre), cropped to the swept cells,
-    and its imshow extent."""
+    """The swept sub-grid ordered by signed frequency (DC at the centre), cropped to the swept cells, and the
+    signed frequencies of its rows (ky) and columns (kx)."""
     height, width = grid.shape
     ys, xs = np.arange(0, height, stride), np.arange(0, width, stride)
     fy, fx = np.sort(signed(ys, height)), np.sort(signed(xs, width))
@@ -34,13 +34,13 @@ def centred(grid: np.ndarray, stride: int = 1):
     if len(rows) and len(cols):  # a low-frequency window: show only that window
         image = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
         fy, fx = fy[rows[0]:rows[-1] + 1], fx[cols[0]:cols[-1] + 1]
-    half = stride / 2
-    extent = (fx.min() - half, fx.max() + half, fy.max() + half, fy.min() - half)
-    return image, extent
+    return image, fy, fx
 
 
 def draw(ax, grid: np.ndarray, stride: int = 1, title: str = ""):
-    image, extent = centred(grid, stride)
+    image, fy, fx = centred(grid, stride)
+    half = stride / 2
+    extent = (fx.min() - half, fx.max() + half, fy.max() + half, fy.min() - half)
     artist = ax.imshow(image, cmap="viridis", vmin=0.5, vmax=1.0, extent=extent)
     ax.set_xlabel("kx (horizontal frequency)")
     ax.set_ylabel("ky (vertical frequency)")

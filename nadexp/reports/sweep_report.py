@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.estimators.nads import eigenvalues_of  # noqa: E402
 from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report  # noqa: E402
 from nadexp.reports.comparison import comparable, write_comparison  # noqa: E402
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS, PUBLISHED_SHAPE  # noqa: E402
@@ -31,9 +32,11 @@ def load_sweep(sweep_dir: Path, cells: list[dict] | None = None) -> dict:
     config = OmegaConf.load(sweep_dir / "config.yaml")
     if cells is None:
         cells = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("*.json"))]
+    basis = config.sweep.basis
     return {"name": sweep_dir.name, "dir": sweep_dir, "config": config, "cells": cells,
-            "arch": config.get("arch_name"), "basis": config.sweep.basis, "shape": list(config.dataset.shape),
-            "stride": config.sweep.get("stride", 1)}
+            "arch": config.get("arch_name"), "basis": basis, "shape": list(config.dataset.shape),
+            "stride": config.sweep.get("stride", 1),
+            "eigenvalues": eigenvalues_of(config.dataset.nads) if basis == "nad" else None}
 
 
 def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
@@ -52,17 +55,14 @@ def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
 
 def nad_curve(sweep: dict, path: Path) -> list[Path]:
     ok = sorted((c["direction"][0], c["test_acc"]) for c in sweep["cells"] if c["status"] == "ok")
-    nads = Path(sweep["config"].dataset.nads)
-    eigenvalues_path = (nads if nads.is_dir() else nads.parent) / "eigenvalues.npy"
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot([i for i, _ in ok], [a for _, a in ok], marker="o", markersize=3)
     axes[0].set_ylim(0.45, 1.02)
     axes[0].set_xlabel("NAD index i")
     axes[0].set_ylabel("test accuracy on D(u_i)")
     axes[0].set_title(f"{sweep['name']}: accuracy along the NADs", fontsize=9)
-    if eigenvalues_path.is_file():
-        eigenvalues = np.load(eigenvalues_path)
-        axes[1].semilogy(np.maximum(eigenvalues, np.finfo(float).tiny))
+    if sweep["eigenvalues"] is not None:
+        axes[1].semilogy(np.maximum(sweep["eigenvalues"], np.finfo(float).tiny))
     axes[1].set_xlabel("NAD index")
     axes[1].set_ylabel("eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)

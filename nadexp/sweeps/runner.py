@@ -9,17 +9,18 @@ from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nadexp.errors import ConfigError
-from nadexp.estimators.nads import load_nads
-from nadexp.loggers import build_loggers, finish_wandb, log_outcome
+from nadexp.estimators.nads import eigenvalues_of, load_nads
+from nadexp.loggers import build_loggers, finish_loggers, log_cell, log_config, log_outcome
 from nadexp.reports.comparison import comparable, write_comparison
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
 from nadexp.results import machine, open_run_dir, package_versions, write_csv_atomic, write_json_atomic
 from nadexp.sweeps.directions import sweep_directions
+from nadexp.sweeps.metrics import cell_row, cell_rows, summary_metrics
 from nadexp.sweeps.store import CELL_COLUMNS, CellStore
 from nadexp.training.stacked import fit_stacked, trainer_options, unsupported_trainer_settings
 from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
@@ -194,7 +195,10 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
     quiet.setLevel(logging.WARNING)  # no per-cell Lightning banners under the progress bar
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("ETA"), TimeRemainingColumn())
+    loggers = build_loggers(cfg)
+    eigenvalues = eigenvalues_of(cfg.dataset.nads) if cfg.sweep.basis == "nad" else None
     try:
+        log_config(loggers, cfg)
         with Progress(*columns) as progress:
             task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=sum(len(group) for group in todo))
             for group in todo:
@@ -205,15 +209,19 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
                 for (_, key), record in zip(group, records):
                     if key not in store:  # a group cut short by a kill: its finished cells are kept as they were
                         store.write(key, record)
+                        done += 1
+                        log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
                 progress.advance(task, len(group))
+        if all(key in store for _, key in cells):
+            store.remove_orphans()
+        records = [r for r in store.records() if r.get("arch") == cfg.arch_name and r.get("seed") == cfg.seed]
+        return _report(cfg, records, time.perf_counter() - start, loggers)
     finally:
         quiet.setLevel(level)
-
-    records = [r for r in store.records() if r.get("arch") == cfg.arch_name and r.get("seed") == cfg.seed]
-    return _report(cfg, records, time.perf_counter() - start)
+        finish_loggers(loggers)
 
 
-def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
+def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) -> dict:
     output_dir = cfg.paths.output_dir
     write_csv_atomic(f"{output_dir}/cells.csv", CELL_COLUMNS, records)
     files = ["cells.csv"]
@@ -226,16 +234,20 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
         files += [p.name for p in compared]
         figures += [p for p in compared if p.suffix == ".png"]  # logged beside the heat map
         log.info("against the published %s map (%s):\n%s", sweep["arch"], compared[0], text)
-    ok = [r for r in records if r["status"] == "ok"]
+    summary = summary_metrics(records, sweep["basis"], sweep["shape"], sweep["eigenvalues"])
+    if agreement:  # how far from the published map, per window
+        summary.update({f"published/{name.split(':')[0]}_mean_abs_difference": numbers["mean_abs_difference"]
+                        for name, numbers in agreement.items()})
     result = {
         "task": "sweep",
         "arch": cfg.arch_name,
         "basis": cfg.sweep.basis,
         "seed": cfg.seed,
         "cells": len(records),
-        "cells_ok": len(ok),
-        "cells_failed": len(records) - len(ok),
-        "mean_test_acc": round(sum(r["test_acc"] for r in ok) / len(ok), 6) if ok else None,
+        "cells_ok": summary["cells_ok"],
+        "cells_failed": len(records) - summary["cells_ok"],
+        "mean_test_acc": summary.get("mean_test_acc"),
+        "summary": summary,
         "wall_time_s": round(seconds, 3),  # this invocation; a resumed sweep only counts the cells it trained
         "cells_wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in records), 3),
         "files": files,
@@ -244,22 +256,12 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float) -> dict:
         "machine": machine(),
     }
     write_json_atomic(f"{output_dir}/result.json", result)
-    _log(cfg, records, figures)
+    columns, rows = cell_rows(records, sweep["basis"], sweep["shape"], sweep["eigenvalues"])
+    log_outcome(loggers, cfg, {f"sweep/{key}": value for key, value in summary.items()},
+                images={f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"},
+                tables={"sweep/cells_table": (columns, [[row[c] for c in columns] for row in rows])})
     if figures:
         log.info("figure: %s", figures[0])
     log.info("%d cells (%d failed), mean test accuracy %s -> %s/cells.csv",
              result["cells"], result["cells_failed"], result["mean_test_acc"], output_dir)
     return result
-
-
-def _log(cfg: DictConfig, records: list[dict], figures) -> None:
-    loggers = build_loggers(cfg)
-    columns = ("arch", "basis", "direction", "seed", "status", "test_acc")
-    rows = [[str(r.get(c)) if c == "direction" else r.get(c) for c in columns] for r in records]
-    try:
-        for logger in loggers:
-            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        log_outcome(loggers, images={f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"},
-                    tables={"sweep/cells": (columns, rows)})
-    finally:
-        finish_wandb(loggers)

@@ -34,3 +34,9 @@ class CellStore:
 
     def records(self) -> list[dict]:
         return [json.loads(path.read_text()) for path in sorted(self.root.glob("*.json"))]
+
+    def remove_orphans(self) -> None:
+        """Temporary files of writers killed between writing and renaming; call once every cell is recorded,
+        when no writer of this sweep is left."""
+        for path in self.root.glob(".*.json.*.tmp"):
+            path.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ class SweepSummary(Callback):
             return
         # Imported here, not at start-up: they import torch.
         from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
+        from nadexp.reports.dashboard import write_dashboard
         from nadexp.reports.sweep_report import is_sweep_dir, make_report
         from nadexp.results import write_csv_atomic
 
@@ -51,10 +52,12 @@ class SweepSummary(Callback):
             files = make_cifar_report(cifar_runs, sweep_dir / "report")
             Console(width=150, soft_wrap=True).print(f"report of {len(cifar_runs)} CIFAR-10 run(s): {', '.join(map(str, files))}")
         sweeps = [p for p in sweep_dir.iterdir() if is_sweep_dir(p)]
-        if sweeps:  # direction sweeps: their figures side by side
+        if sweeps:  # direction sweeps: their figures side by side, and the dashboard page of them all
             files = make_report(sorted(sweeps), sweep_dir / "report")
             figure = next((f for f in files if f.name == "heatmap_panel.png"), files[0])
-            Console(width=150, soft_wrap=True).print(f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; figure: {figure}")
+            page = write_dashboard([sweep_dir], sweep_dir / "report" / "dashboard.html")
+            Console(width=150, soft_wrap=True).print(f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; "
+                                                     f"figure: {figure}\ndashboard: {page}")
 
 
 def _format(column: str, value) -> str:

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from nadexp.errors import ConfigError
-from nadexp.loggers import build_loggers, finish_wandb
+from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
 from nadexp.results import machine, open_run_dir, package_versions, write_json_atomic
 from nadexp.training.module import Classifier
 
@@ -112,12 +112,13 @@ def train(cfg: DictConfig, prepared=None) -> dict:
         result = json.loads(result_path.read_text())
         log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, result["test_acc"], result_path)
         return result
-    for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    log_config(trainer.loggers, cfg)
     try:
         metrics = fit_and_test(cfg, datamodule, model, trainer)
+        if trainer.is_global_zero:
+            log_outcome(trainer.loggers, cfg, {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")})
     finally:
-        finish_wandb(trainer.loggers)  # the next job of a sweep in this process must start a run of its own
+        finish_loggers(trainer.loggers)  # the next job of a multirun in this process must start a run of its own
     result = {
         "task": cfg.task,
         **metrics,

@@ -1,0 +1,230 @@
+"""A local dashboard: one self-contained HTML page (plotly, its JavaScript inline: no server, opens offline)
+comparing every direction sweep and estimate found under a directory.
+
+Panels: the summary table; the Fourier heat maps of every sweep side by side on one colour scale (each cell's
+frequency and accuracy on hover); NAD-index curves overlaid; the leading NADs of each NAD estimate and their
+spectra; each Fourier sweep with a published map beside that map and their difference.
+"""
+
+import html
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+from plotly.subplots import make_subplots
+
+from nadexp.errors import ConfigError
+from nadexp.estimators.nads import spectrum_summary
+from nadexp.reports.comparison import comparable, comparison_grids, match_directions, summarise
+from nadexp.reports.heatmap import centred, fourier_grid
+from nadexp.reports.published import PUBLISHED_SHAPE, published_map
+from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
+from nadexp.results import write_text_atomic
+from nadexp.sweeps.metrics import cell_rows, summary_metrics
+from nadexp.tasks import ESTIMATORS
+
+SKIPPED = {"wandb", "tensorboard", "csv", ".hydra", "cells", "checkpoints", "snapshots", "report"}
+LEADING_NADS = 8
+ACCURACY_SCALE = dict(colorscale="Viridis", cmin=0.5, cmax=1.0, colorbar=dict(title="test acc"))
+
+
+def find_runs(root: Path) -> tuple[list[dict], list[dict]]:
+    """(sweeps, estimates) below ``root``: sweep directories (nadexp.reports.sweep_report.load_sweep) and
+    finished estimator runs (their result.json, with ``dir``)."""
+    sweeps, estimates = [], []
+    for directory in sorted(_directories(Path(root))):
+        if is_sweep_dir(directory):
+            sweeps.append(load_sweep(directory))
+        elif (directory / "result.json").is_file():
+            try:
+                result = json.loads((directory / "result.json").read_text())
+            except json.JSONDecodeError:
+                continue  # a run being written: left out rather than stopping the page
+            if result.get("task") in ESTIMATORS:
+                estimates.append({**result, "dir": directory})
+    return sweeps, estimates
+
+
+def _directories(root: Path):
+    yield root
+    for child in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in SKIPPED):
+        yield from _directories(child)
+
+
+def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[dict]:
+    rows = []
+    for sweep in sweeps:
+        summary = summary_metrics(sweep["cells"], sweep["basis"], sweep["shape"], sweep["eigenvalues"])
+        rows.append({"run": _relative(sweep["dir"], root), "task": f"sweep ({sweep['basis']})", "arch": sweep["arch"],
+                     "seed": sweep["config"].get("seed"), **summary})
+    for estimate in estimates:
+        summary = estimate.get("summary") or {}
+        if not summary and estimate["task"] == "nads":  # a run from before summaries were stored
+            summary = spectrum_summary(np.load(estimate["dir"] / "eigenvalues.npy"))
+        rows.append({"run": _relative(estimate["dir"], root), "task": estimate["task"], "arch": estimate.get("arch"),
+                     "seed": estimate.get("seed"), **{k: v for k, v in summary.items() if k != "gradient_time_s"}})
+    return rows
+
+
+def _relative(path: Path, root: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(root)) if path != root else path.name
+
+
+def summary_table(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in rows)
+    return f'<div class="wide"><table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else html.escape(str(value))
+
+
+def heatmaps(sweeps: list[dict]) -> go.Figure:
+    """Every Fourier sweep's heat map, side by side, on one colour scale."""
+    cols = min(len(sweeps), 4)
+    rows = -(-len(sweeps) // cols)
+    fig = make_subplots(rows, cols, subplot_titles=[s["name"] for s in sweeps], horizontal_spacing=0.1,
+                        vertical_spacing=0.12)
+    for index, sweep in enumerate(sweeps):
+        _, height, width = sweep["shape"]
+        image, fy, fx = centred(fourier_grid(sweep["cells"], height, width), sweep["stride"])
+        fig.add_trace(go.Heatmap(z=image, x=fx, y=fy, coloraxis="coloraxis", name=sweep["name"],
+                                 hovertemplate="f_rows (ky) %{y}, f_cols (kx) %{x}<br>test acc %{z:.4f}<extra>%{fullData.name}</extra>"),
+                      index // cols + 1, index % cols + 1)
+    for index in range(len(sweeps)):  # square cells: each y axis scaled to its own x axis
+        fig.update_yaxes(scaleanchor=f"x{index + 1 if index else ''}", row=index // cols + 1, col=index % cols + 1)
+    fig.update_yaxes(autorange="reversed", title_text="f_rows", constrain="domain")
+    fig.update_xaxes(title_text="f_cols", constrain="domain")
+    fig.update_layout(coloraxis=ACCURACY_SCALE, height=340 * rows + 80, width=330 * cols + 140,
+                      title="Fourier heat maps (test accuracy)")
+    return fig
+
+
+def nad_curves(sweeps: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for sweep in sweeps:
+        columns, rows = cell_rows(sweep["cells"], "nad", sweep["shape"], sweep["eigenvalues"])
+        ok = [row for row in rows if row["status"] == "ok"]
+        fig.add_trace(go.Scatter(x=[r["nad_index"] for r in ok], y=[r["test_acc"] for r in ok], mode="lines+markers",
+                                 name=sweep["name"], hovertemplate="NAD %{x}<br>test acc %{y:.4f}"))
+    fig.update_layout(title="Test accuracy along the NADs", xaxis_title="NAD index", yaxis_title="test accuracy",
+                      yaxis_range=[0.45, 1.02], height=420)
+    return fig
+
+
+def leading_nads(estimate: dict) -> go.Figure:
+    nads = np.load(estimate["dir"] / "nads.npy", mmap_mode="r")[:LEADING_NADS, 0]
+    fig = make_subplots(1, len(nads), subplot_titles=[f"u{i}" for i in range(len(nads))], horizontal_spacing=0.01)
+    for index, nad in enumerate(nads):
+        limit = float(np.abs(nad).max()) or 1.0
+        fig.add_trace(go.Heatmap(z=nad, zmin=-limit, zmax=limit, colorscale="RdBu", showscale=False,
+                                 hovertemplate="row %{y}, col %{x}<br>%{z:.4f}<extra></extra>"), 1, index + 1)
+    fig.update_yaxes(autorange="reversed", showticklabels=False)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(title=f"{estimate.get('arch')}: leading NADs ({Path(estimate['dir']).name})", height=240)
+    return fig
+
+
+def spectra(estimates: list[dict]) -> go.Figure:
+    fig = go.Figure()
+    for estimate in estimates:
+        values = np.load(estimate["dir"] / "eigenvalues.npy")
+        values = values[values > values.max() * 1e-12]  # past the rank of the gradients: numerical zeros
+        fig.add_trace(go.Scatter(y=values, mode="lines", name=Path(estimate['dir']).name,
+                                 hovertemplate="NAD %{x}<br>eigenvalue %{y:.4g}"))
+    fig.update_layout(title="NAD spectra", xaxis_title="NAD index", yaxis_title="eigenvalue", yaxis_type="log", height=420)
+    return fig
+
+
+def published_panel(sweep: dict) -> go.Figure:
+    published = published_map(sweep["arch"])
+    reproduced, theirs = comparison_grids(sweep["cells"], published)
+    overall = summarise(match_directions(sweep["cells"], published))["all"]
+    _, height, _ = PUBLISHED_SHAPE
+    frequencies = np.arange(-height // 2, height // 2, 2)
+    fig = make_subplots(1, 3, subplot_titles=[f"{sweep['name']} (reproduced)", f"published {sweep['arch']}",
+                                              "reproduced - published (points)"], horizontal_spacing=0.08)
+    hover = "f_rows %{y}, f_cols %{x}<br>%{z:.3f}<extra></extra>"
+    for col, grid in ((1, reproduced), (2, theirs)):
+        fig.add_trace(go.Heatmap(z=grid, x=frequencies, y=frequencies, coloraxis="coloraxis", hovertemplate=hover), 1, col)
+    fig.add_trace(go.Heatmap(z=100 * (reproduced - theirs), x=frequencies, y=frequencies, colorscale="RdBu_r", zmin=-30,
+                             zmax=30, colorbar=dict(title="points", x=1.08), hovertemplate=hover), 1, 3)
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(coloraxis={**ACCURACY_SCALE, "colorbar": dict(title="test acc", x=0.64)}, height=420,
+                      title=f"{sweep['name']} against the published {sweep['arch']} map: {overall['directions']} directions, "
+                            f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation'] or 'n/a'}")
+    return fig
+
+
+def dashboard_sections(sweeps: list[dict], estimates: list[dict], root: Path) -> list[tuple[str, str]]:
+    """(heading, HTML) per panel; figures as plotly divs that the page's one copy of plotly.js draws."""
+    sections = [("Summary", summary_table(summary_rows(sweeps, estimates, root)))]
+    figures = []
+    fourier = [s for s in sweeps if s["basis"] == "fourier"]
+    if fourier:
+        figures.append(("Fourier heat maps", heatmaps(fourier)))
+    nad = [s for s in sweeps if s["basis"] == "nad"]
+    if nad:
+        figures.append(("NAD-index curves", nad_curves(nad)))
+    nads = [e for e in estimates if e["task"] == "nads" and (e["dir"] / "nads.npy").is_file()]
+    figures += [(f"Leading NADs: {e.get('arch')}", leading_nads(e)) for e in nads]
+    if nads:
+        figures.append(("NAD spectra", spectra(nads)))
+    figures += [(f"Published comparison: {s['name']}", published_panel(s)) for s in fourier if comparable(s)]
+    for heading, figure in figures:
+        figure.update_layout(margin=dict(l=50, r=40, t=70, b=40), template="plotly_white")
+        sections.append((heading, figure.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True})))
+    return sections
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }}
+table.summary {{ border-collapse: collapse; font-size: 0.85em; }}
+table.summary th, table.summary td {{ border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }}
+table.summary td:first-child, table.summary th:first-child {{ text-align: left; }}
+section {{ margin-bottom: 2em; }}
+div.wide {{ overflow-x: auto; }}
+</style>
+<script type="text/javascript">{plotly}</script>
+</head><body>
+<h1>{title}</h1>
+<p>{count} generated {when} by <code>python -m nadexp.reports {root} --html</code>.</p>
+{sections}
+</body></html>
+"""
+
+
+def write_dashboard(roots, path: Path) -> Path:
+    """Writes the page for every run below the directories ``roots`` to ``path``; refuses when there is none."""
+    roots = [Path(root) for root in roots]
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"{root} is not a directory")
+    sweeps, estimates = [], []
+    for root in roots:
+        found = find_runs(root)
+        sweeps += found[0]
+        estimates += found[1]
+    if not sweeps and not estimates:
+        raise ConfigError(f"nothing to show: no direction sweep (config.yaml and cells/) and no estimate (result.json of "
+                          f"estimator={'|'.join(ESTIMATORS)}) below {', '.join(map(str, roots))}")
+    base = Path(os.path.commonpath([root.resolve() for root in roots]))
+    sections = "\n".join(f'<section><h2>{html.escape(heading)}</h2>\n{body}</section>'
+                         for heading, body in dashboard_sections(sweeps, estimates, base))
+    page = PAGE.format(title=f"nadexp: {html.escape(base.name)}", plotly=get_plotlyjs(),
+                       count=f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s);",
+                       when=datetime.now().strftime("%Y-%m-%d %H:%M"),
+                       root=html.escape(" ".join(map(str, roots))), sections=sections)
+    write_text_atomic(path, page)
+    return Path(path)

@@ -1,0 +1,173 @@
+"""What runs leave for dashboards: W&B runs (read back from their offline files), TensorBoard event files,
+summary metrics, and the local dashboard page, checked in headless Chromium where it is installed."""
+
+import json
+import math
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from nadexp.config import compose_config
+from nadexp.reports.__main__ import main as report_main
+from nadexp.reports.dashboard import write_dashboard
+from nadexp.reports.published import published_map
+from nadexp.sweeps.directions import fourier_cells, signed
+from nadexp.sweeps.metrics import ROW_COLUMNS, summary_metrics
+from nadexp.tasks import execute
+from wandb_files import read_run, table
+
+from conftest import QUICK
+
+LOGGERS = "logger=[wandb,tensorboard]"
+BASE = [o for o in QUICK if not o.startswith(("callbacks", "logger"))]  # a sweep takes no callbacks
+SWEEP = [*BASE, "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "sweep.stride=2", "trainer.max_epochs=2", LOGGERS]
+
+
+def run(directory, overrides):
+    return execute(compose_config(overrides, output_dir=directory), overrides)
+
+
+def published_like_sweep(directory):
+    """A LeNet sweep of the published grid in the real on-disk format, with the published accuracies."""
+    cfg = compose_config(["experiment=fourier_lenet"], output_dir=directory)
+    (directory / "cells").mkdir(parents=True)
+    OmegaConf.save(cfg, directory / "config.yaml", resolve=True)
+    published = published_map("lenet")
+    for kx, ky in fourier_cells(32, 32, stride=2):
+        both = published[signed(ky, 32), signed(kx, 32)] + published[signed(-ky, 32), signed(-kx, 32)]
+        record = {"arch": "lenet", "basis": "fourier", "direction": [kx, ky], "seed": 0, "status": "ok",
+                  "test_acc": both / 2, "train_acc": 1.0}  # the mean of its two published trainings
+        (directory / "cells" / f"lenet-fourier-{kx}_{ky}-s0.json").write_text(json.dumps(record))
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    """An outputs folder as users have: a NAD estimate, a Fourier sweep, a NAD sweep, a published-grid sweep."""
+    root = tmp_path_factory.mktemp("outputs")
+    nads = run(root / "nads" / "lenet", ["experiment=nads", "arch=lenet", "dataset.shape=[1,16,16]",
+                                         "estimator.num_networks=64", LOGGERS])
+    fourier = run(root / "sweeps" / "fourier", SWEEP)
+    nad = run(root / "sweeps" / "nad", [*BASE, "sweep=nad", "arch=lenet", "dataset.shape=[1,16,16]", "trainer.max_epochs=2",
+                                        f"dataset.nads={root / 'nads' / 'lenet'}", "sweep.indices=0:256:32", "logger=none"])
+    published_like_sweep(root / "sweeps" / "published")
+    return {"root": root, "nads": nads, "fourier": fourier, "nad": nad}
+
+
+def wandb_run(directory):
+    (run_dir,) = (directory / "wandb").glob("offline-run-*")
+    return read_run(run_dir)
+
+
+def test_a_sweeps_wandb_run_holds_its_config_cells_summary_and_numeric_table(outputs):
+    result, wb = outputs["fourier"], wandb_run(outputs["root"] / "sweeps" / "fourier")
+    assert (wb["job_type"], wb["group"]) == ("sweep", "logreg")
+    config = wb["config"]
+    assert (config["arch_name"], config["task"], config["basis"], config["seed"]) == ("logreg", "sweep", "fourier", 0)
+    assert config["dataset"]["eps"] == 2.0 and config["trainer"]["max_epochs"] == 2  # protocol constants as keys
+    cells = [row for row in wb["history"] if "cell/test_acc" in row]
+    assert [row["cells_done"] for row in cells] == list(range(1, 11)) and cells[-1]["progress"] == 1
+    for key, value in result["summary"].items():
+        assert wb["summary"][f"sweep/{key}"] == pytest.approx(value)
+    assert {"sweep/learned_90", "sweep/learned_75", "sweep/low_mean_test_acc"} <= set(wb["summary"])
+    columns, data = table(wb, "sweep/cells_table")
+    assert tuple(columns) == ROW_COLUMNS["fourier"] and len(data) == 10
+    for row in (dict(zip(columns, values)) for values in data):
+        assert (row["f_rows"], row["f_cols"]) == (signed(row["ky"], 8), signed(row["kx"], 8))
+        assert row["abs_freq"] == pytest.approx(math.hypot(row["f_rows"], row["f_cols"]), abs=1e-4)
+        assert isinstance(row["test_acc"], float)
+    assert list((wb["files"] / "media" / "images" / "sweep").glob("heatmap_*.png"))
+
+
+def test_a_nad_estimates_wandb_run_holds_overlaps_and_spectrum_decay(outputs):
+    wb = wandb_run(outputs["root"] / "nads" / "lenet")
+    assert (wb["job_type"], wb["group"]) == ("nads", "lenet")
+    summary = wb["summary"]
+    assert 0 <= summary["nads/overlap_top1"] <= 1 and 1 <= summary["nads/components_90"] <= 64
+    assert 1 <= summary["nads/effective_rank"] <= 64 and 0 < summary["nads/eigenvalue_ratio_10"] <= 1
+    columns, data = table(wb, "nads/spectrum_table")
+    eigenvalues = np.load(outputs["root"] / "nads" / "lenet" / "eigenvalues.npy")
+    assert columns == ["nad_index", "eigenvalue"] and np.allclose([row[1] for row in data], eigenvalues)
+
+
+def test_a_nad_index_sweep_reports_where_its_curve_falls_and_its_area():
+    cells = [{"basis": "nad", "direction": [i], "status": "ok", "test_acc": acc}
+             for i, acc in zip((0, 2, 4, 6), (1.0, 0.9, 0.7, 0.8))]
+    summary = summary_metrics(cells, "nad", (1, 8, 8))
+    assert summary["first_index_below_75"] == 4
+    assert summary["auc"] == pytest.approx((0.95 + 0.8 + 0.75) * 2 / 6)
+    assert summary["learned_90"] == 0.5 and summary["learned_75"] == 0.75
+    never = summary_metrics([{**cell, "test_acc": 0.99} for cell in cells], "nad", (1, 8, 8))
+    assert never["first_index_below_75"] == 7  # past the last swept index
+
+
+def test_a_fourier_summary_counts_the_low_window_only_within_it():
+    cells = [{"basis": "fourier", "direction": [kx, 0], "status": "ok", "test_acc": 1.0 if kx <= 6 else 0.5}
+             for kx in range(0, 17)]
+    summary = summary_metrics(cells, "fourier", (1, 32, 32))
+    assert summary["low_mean_test_acc"] == 1.0 and summary["learned_90"] == pytest.approx(7 / 17)
+
+
+def test_tensorboard_gets_the_figures_scalars_and_hparams(outputs):
+    events = EventAccumulator(str(outputs["root"] / "sweeps" / "fourier" / "tensorboard"),
+                              size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert "sweep/heatmap" in tags["images"]
+    assert {"sweep/mean_test_acc", "sweep/learned_90", "cell/test_acc"} <= set(tags["scalars"])
+    assert events.Scalars("sweep/mean_test_acc")[-1].value == pytest.approx(outputs["fourier"]["mean_test_acc"])
+    hparams = events.PluginTagToContent("hparams")
+    assert hparams and any(b"sweep/mean_test_acc" in content for content in hparams.values())
+
+
+def test_the_dashboard_page_holds_every_panel_and_works_offline(outputs, tmp_path):
+    page = write_dashboard([outputs["root"]], tmp_path / "dashboard.html")
+    text = page.read_text()
+    assert text.count("<script") == 1 + text.count('class="plotly-graph-div"')  # plotly.js once, then one per figure
+    assert text.count('class="plotly-graph-div"') == 5  # heat maps, NAD curve, leading NADs, spectra, published
+    assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*\bhref=", text)  # nothing fetched: one file, offline
+    assert text.count("<tr>") == 1 + 4  # summary table: 3 sweeps and 1 estimate
+    assert "test acc %{z:.4f}" in text  # each heat-map cell's accuracy on hover
+    assert "against the published lenet map: 130 directions, mean absolute difference 0.0 points" in text
+
+
+def test_the_report_command_writes_the_page_or_names_what_is_missing(outputs, tmp_path, capsys):
+    assert report_main([str(outputs["root"] / "sweeps"), "--html", "--out", str(tmp_path)]) == 0
+    assert f"dashboard: {tmp_path / 'dashboard.html'}" in capsys.readouterr().out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert report_main([str(empty), "--html", "--out", str(tmp_path / "none")]) == 2
+    assert "no direction sweep" in capsys.readouterr().err and not (tmp_path / "none").exists()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium(page, *args):
+    """Loads ``page`` in headless Chromium; returns (rendered DOM, console messages)."""
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                           "--virtual-time-budget=15000", *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+    return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_the_dashboard_renders_in_a_real_browser_without_console_errors(outputs, tmp_path):
+    broken = tmp_path / "broken.html"
+    broken.write_text("<html><body><script>undefinedFunction();</script></body></html>")
+    assert chromium(broken, "--dump-dom")[1]  # the check sees a page's errors
+
+    page = write_dashboard([outputs["root"]], tmp_path / "dashboard.html")
+    dom, console = chromium(page, "--dump-dom")
+    assert console == []
+    assert len(re.findall(r'<div [^>]*class="plotly-graph-div js-plotly-plot"', dom)) == 5  # plotly drew every figure
+    shot = tmp_path / "dashboard.png"
+    chromium(page, f"--screenshot={shot}", "--window-size=1400,2600")
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    heatmap_band = pixels[300:900]  # below the heading and the summary table: the heat maps
+    assert len(np.unique((heatmap_band * 255).astype(int).reshape(-1, 3), axis=0)) > 100  # colour, not a blank page
