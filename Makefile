@@ -24,6 +24,7 @@ bench: $(VENV)/.installed  ## benchmarks: data paths, NAD estimators, hyperplane
 	$(PY) benchmarks/data_path.py
 	$(PY) benchmarks/data_path.py --dataset cifar10
 	$(PY) benchmarks/nads.py
+	$(PY) benchmarks/nads_per_arch.py
 	$(PY) benchmarks/hyperplanes.py
 	$(PY) benchmarks/class_density.py
 	$(PY) benchmarks/sweep.py

@@ -152,6 +152,16 @@ def _remove_unused_claims() -> None:
                 break
 
 
+LIBRARY_ARCHS = ("torchvision", "timm")
+
+
+def arch_name(choice: str, model: str = "") -> str:
+    """The arch's name in run names and directories: the config group's option, and after arch=torchvision or
+    arch=timm the model's name (timm-convnext_atto)."""
+    return f"{choice}-{model}" if choice in LIBRARY_ARCHS and model else choice
+
+
 def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("nadexp.arch_name", arch_name, replace=True)
     OmegaConf.register_new_resolver("nadexp.settings_suffix", _settings_suffix_resolver, replace=True)
     OmegaConf.register_new_resolver("nadexp.new_dir", claim_new_dir, use_cache=True, replace=True)

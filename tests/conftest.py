@@ -8,7 +8,9 @@ import pytest
 from nadexp.config import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
-ARCHS = sorted(p.stem for p in (ROOT / "conf" / "arch").glob("*.yaml"))
+# The paper's zoo (nadexp/models), and the arch options that build torchvision or timm models (tests/test_library_models.py).
+ARCHS = sorted(p.stem for p in (ROOT / "conf" / "arch").glob("*.yaml") if "nadexp.models.library" not in p.read_text())
+LIBRARY_ARCHS = sorted(p.stem for p in (ROOT / "conf" / "arch").glob("*.yaml") if "nadexp.models.library" in p.read_text())
 DATASETS = sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml"))
 
 # Small and quick: a few hundred samples, one epoch, no W&B unless a test asks for it.

@@ -13,18 +13,34 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 
-def fresh_networks(template: nn.Module, count: int) -> Iterator[nn.Module]:
+def fresh_networks(template: nn.Module, count: int, make_net=None) -> Iterator[nn.Module]:
     """``count`` independent initialisations, drawn one after another into ``template`` (no copies).
 
     Each draw resets every layer as constructing the network again would. Children are reset before
     their parents, so an architecture's own ``reset_parameters`` (VGG's reference init) has the last
-    word, as it does in its constructor.
+    word, as it does in its constructor. Other networks (a ViT's position embedding and class token have
+    no ``reset_parameters``; timm has init schemes of its own) are built again by ``make_net`` for each
+    draw and copied into ``template``.
     """
+    if not resettable(template):
+        if make_net is None:
+            raise ValueError(f"{type(template).__name__} has parameters no reset_parameters draws: pass make_net")
+        for _ in range(count):
+            template.load_state_dict(make_net().state_dict())
+            yield template
+        return
     resets = [m.reset_parameters for m in reversed(list(template.modules())) if hasattr(m, "reset_parameters")]
     for _ in range(count):
         for reset in resets:
             reset()
         yield template
+
+
+def resettable(net: nn.Module) -> bool:
+    """Whether resetting layers draws ``net`` as its constructor does: true of nadexp's own zoo, whose every
+    parameter belongs to a layer with ``reset_parameters``; library models (timm's init schemes) are built again."""
+    owners = [m for m in net.modules() if next(m.parameters(recurse=False), None) is not None]
+    return type(net).__module__.startswith("nadexp.models.") and all(hasattr(m, "reset_parameters") for m in owners)
 
 
 def eval_points(kind: str, shape, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -40,7 +56,7 @@ def eval_points(kind: str, shape, count: int, generator: torch.Generator) -> tor
 
 def finite_difference_gradients(
     template: nn.Module, points: torch.Tensor, scale: float = 100.0, chunk_size: int = 512,
-    dtype: torch.dtype = torch.float32, device="cpu",
+    dtype: torch.dtype = torch.float32, device="cpu", make_net=None,
 ) -> torch.Tensor:
     """g_k[i] = (f_k(x0 + s e_i) - f_k(x0 - s e_i)) / (2 s) for every pixel axis i (the published NADs).
 
@@ -56,7 +72,7 @@ def finite_difference_gradients(
     shared = bool(points.stride(0) == 0)  # one x0 for all networks: build the perturbed batch once
     batch = None
     with torch.inference_mode():
-        for k, net in enumerate(fresh_networks(template, count)):
+        for k, net in enumerate(fresh_networks(template, count, make_net)):
             _copy_weights(net, worker)
             if batch is None or not shared:
                 x0 = points[k].to(device)
@@ -67,7 +83,7 @@ def finite_difference_gradients(
 
 
 def autograd_gradients(
-    template: nn.Module, points: torch.Tensor, networks_per_batch: int = 256, device="cpu",
+    template: nn.Module, points: torch.Tensor, networks_per_batch: int = 256, device="cpu", make_net=None,
 ) -> torch.Tensor:
     """grad_x f_k(x0) for many networks at once: vmap over stacked parameters (torch.func).
 
@@ -82,7 +98,7 @@ def autograd_gradients(
 
     batched = vmap(grad(output, argnums=1), in_dims=(0, 0))
     gradients = torch.empty(count, math.prod(shape))
-    networks = fresh_networks(template, count)
+    networks = fresh_networks(template, count, make_net)
     for start in range(0, count, networks_per_batch):
         stop = min(start + networks_per_batch, count)
         stacked = {name: p.new_empty(stop - start, *p.shape) for name, p in template.named_parameters()}

@@ -104,13 +104,16 @@ class NADEstimator(OnDevice):
         template = make_net().to(device).eval()
         if self.method == "finite_difference":
             return finite_difference_gradients(template, points, self.scale, self.chunk_size,
-                                               self.resolved_dtype(device), device)
-        return autograd_gradients(template, points, self.networks_per_batch, device)
+                                               self.resolved_dtype(device), device, make_net)
+        return autograd_gradients(template, points, self.networks_per_batch, device, make_net)
 
     def estimate(self, make_net: Callable[[], torch.nn.Module], shape) -> dict:
         start = time.perf_counter()
         gradients = self.gradients(make_net, shape)
         gradient_time = time.perf_counter() - start
+        if not gradients.abs().max() > 0:
+            raise ConfigError("every input gradient is zero: the network is constant at initialisation, so it has no NADs "
+                              "(timm zero-initialises some classifiers, e.g. the MLP-Mixer's: add arch.reset_head=true)")
         nads, eigenvalues, singular_values = principal_directions(gradients, self.num_components)
         diagnostic = convergence(gradients)
         return {

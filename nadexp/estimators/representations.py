@@ -5,8 +5,9 @@ Stages (``stages: auto``): for a residual network with a ``stages`` container (R
 each residual stage (after the residual sum and ReLU). For other archs, the end of each resolution: the
 output of every pooling layer in the feature extractor, plus the feature extractor's output when
 parametrised layers follow its last pooling layer (DenseNet-121's last dense block). LeNet: its two max-pools;
-VGG-11: its five max-pools; DenseNet-121: its three transition pools and the final block. Any module
-names can be given instead (``stages: [features.4, ...]``).
+VGG-11: its five max-pools; DenseNet-121: its three transition pools and the final block. Library models: timm's
+``stages`` (ConvNeXt, ResNets), the blocks ending each quarter of a ViT's or MLP-Mixer's depth (their mean token),
+torchvision ResNets' layer1..4. Any module names can be given instead (``stages: [features.4, ...]``).
 """
 
 import torch
@@ -18,8 +19,13 @@ POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 
 def auto_stages(net: nn.Module) -> list[str]:
-    if isinstance(getattr(net, "stages", None), nn.Sequential):
+    if isinstance(getattr(net, "stages", None), nn.Sequential):  # our ResNet-18; timm's ConvNeXt, ResNets, ...
         return [f"stages.{i}" for i in range(len(net.stages))]
+    blocks = getattr(net, "blocks", None)
+    if isinstance(blocks, nn.Sequential) and len(blocks):  # a ViT or MLP-Mixer (timm): the block ending each quarter
+        return [f"blocks.{i}" for i in sorted({max(0, round(len(blocks) * q / 4) - 1) for q in (1, 2, 3, 4)})]
+    if all(hasattr(net, f"layer{i}") for i in range(1, 5)):  # torchvision's ResNets
+        return [f"layer{i}" for i in range(1, 5)]
     features = getattr(net, "features", None)
     if not isinstance(features, nn.Sequential):
         raise ConfigError(f"{type(net).__name__} has no stages to analyse (no `stages` or `features` container); "
@@ -59,7 +65,10 @@ def stage_representations(net: nn.Module, stages: list[str], images: torch.Tenso
     handles = []
     for name in stages:
         def hook(module, inputs, output, name=name):
-            pooled = output.float().mean(dim=tuple(range(2, output.dim()))) if output.dim() > 2 else output.float()
+            if output.dim() == 3:  # (N, tokens, C) of a transformer or mixer block: the mean token
+                pooled = output.float().mean(dim=1)
+            else:  # (N, C, H, W): the spatial mean
+                pooled = output.float().mean(dim=tuple(range(2, output.dim()))) if output.dim() > 2 else output.float()
             captured[name].append(pooled.to("cpu", non_blocking=True))
         handles.append(modules[name].register_forward_hook(hook))
     try:

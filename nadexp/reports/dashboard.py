@@ -104,7 +104,7 @@ def heatmaps(sweeps: list[dict]) -> go.Figure:
         fig.update_yaxes(scaleanchor=f"x{index + 1 if index else ''}", row=index // cols + 1, col=index % cols + 1)
     fig.update_yaxes(autorange="reversed", title_text="f_rows", constrain="domain")
     fig.update_xaxes(title_text="f_cols", constrain="domain")
-    fig.update_layout(coloraxis=ACCURACY_SCALE, height=340 * rows + 80, width=330 * cols + 140,
+    fig.update_layout(coloraxis=ACCURACY_SCALE, height=320 * rows + 80, width=300 * cols + 140,
                       title="Fourier heat maps (test accuracy)")
     return fig
 

@@ -22,7 +22,7 @@ from nadexp.results import machine, open_run_dir, package_versions, write_csv_at
 from nadexp.sweeps.directions import sweep_directions
 from nadexp.sweeps.metrics import cell_row, cell_rows, summary_metrics
 from nadexp.sweeps.store import CELL_COLUMNS, CellStore
-from nadexp.training.stacked import fit_stacked, trainer_options, unsupported_trainer_settings
+from nadexp.training.stacked import fit_stacked, stacking_failure, trainer_options, unsupported_trainer_settings
 from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
 
 log = logging.getLogger(__name__)
@@ -165,11 +165,19 @@ def plan(cfg: DictConfig) -> SweepPlan:
     at_once = models_at_once(cfg)
     if directions:  # one cell built as it will be trained: its dataset, network, optimizer (and Lightning trainer)
         first = cell_config(cfg, directions[0])
+        if at_once > 1:
+            datamodule, net = build_data_and_net(first)
+            optimization(first)
+            failure = stacking_failure(net, datamodule.input_shape)
+            if failure and cfg.sweep.get("models_at_once", "auto") != "auto":
+                raise ConfigError(f"sweep.models_at_once={at_once}: {cfg.arch_name} cannot be trained as stacked models "
+                                  f"({failure}); set sweep.models_at_once=1 or auto")
+            if failure:
+                log.info("sweep.models_at_once=auto: %s cannot be trained as stacked models (%s); training one cell "
+                         "at a time with Lightning", cfg.arch_name, failure)
+                at_once = 1
         if at_once == 1:
             build(first)
-        else:
-            build_data_and_net(first)
-            optimization(first)
     cells = [(d, CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed)) for d in directions]
     # Groups are fixed by the sweep, not by what is left to do, so a resumed sweep stacks the cells as an
     # uninterrupted one does (and random layers draw the same masks).

@@ -102,6 +102,20 @@ class StackedModels:
         return {name: t[k].detach() for name, t in {**self.params, **self.buffers}.items()}
 
 
+def stacking_failure(net: nn.Module, input_shape) -> Optional[str]:
+    """Why two copies of ``net`` cannot be trained as stacked models (torch.func cannot vectorise some layers
+    of library models), or None when a stacked forward and backward pass works."""
+    import copy
+
+    try:
+        models = StackedModels([net, copy.deepcopy(net)])
+        models.train(True)
+        models(torch.zeros(2, 2, *input_shape)).sum().backward()
+    except Exception as error:  # noqa: BLE001 - whatever torch.func raises, the sweep falls back to Lightning
+        return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return None
+
+
 def _gather(data: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
     """data (K, N, ...), order (K, B) -> (K, B, ...): each model's own batch."""
     return data[torch.arange(len(data), device=data.device)[:, None], order]

@@ -1,0 +1,111 @@
+"""Models from torchvision and timm by name, at a fresh default initialisation (never pretrained: nothing is
+downloaded), adapted to the dataset: its channels, image size and number of classes.
+
+torchvision builders take ``num_classes``; their first convolution is rebuilt for other channel counts, and
+ViT builders get ``image_size``. timm models take ``in_chans`` and ``num_classes``; those that know an image size
+(ViTs, MLP-Mixers, ...) get ``img_size`` and, on small images, a patch size that leaves an 8 x 8 grid of patches
+(patch 4 on 32 x 32, 2 on 16 x 16). ``kwargs`` pass through to the library and win over all of these.
+``reset_head`` draws a timm classifier as nn.Linear does: timm zero-initialises the MLP-Mixer's, which makes
+the network constant at initialisation (every input gradient zero, so no NADs).
+"""
+
+import difflib
+import inspect
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from nadexp.errors import ConfigError
+
+
+def torchvision_model(input_shape, num_classes: int, name: str, kwargs=None) -> nn.Module:
+    import torchvision
+
+    names = torchvision.models.list_models(module=torchvision.models)  # the classification builders
+    _check_name("torchvision", name, names)
+    channels, height, width = input_shape
+    options = {"weights": None, "num_classes": num_classes}
+    if "image_size" in inspect.signature(torchvision.models.get_model_builder(name)).parameters or name.startswith("vit_"):
+        options["image_size"] = height
+    options.update(_plain(kwargs))
+    net = _build(f"arch=torchvision arch.name={name}", lambda: torchvision.models.get_model(name, **options))
+    if channels != 3:
+        _replace_first_conv(net, channels)
+    return _checked(net, input_shape, num_classes, f"arch=torchvision arch.name={name}")
+
+
+def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head: bool = False) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("arch=timm needs the timm package: pip install -e \".[timm]\" (part of .[dev])") from None
+    _check_name("timm", name, timm.list_models())
+    channels, height, width = input_shape
+    given = _plain(kwargs)
+    base = {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
+    sized = {"img_size": (height, width)}
+    patched = {**sized, "patch_size": max(1, min(height, width) // 8)}
+    where = f"arch=timm arch.name={name}"
+    # Models that know an image size take img_size (and patch_size); CNNs refuse them with a TypeError.
+    for extra in (patched, sized, {}):
+        try:
+            net = timm.create_model(name, **{**base, **extra, **given})
+            break
+        except TypeError as error:
+            if extra == {}:
+                raise ConfigError(f"{where}: timm refuses these settings ({error}); see arch.kwargs") from None
+        except Exception as error:  # noqa: BLE001 - the library's own message is the useful part
+            raise ConfigError(f"{where} cannot be built for images of shape {list(input_shape)}: {error} "
+                              "(adjust arch.kwargs, e.g. patch_size, or dataset.shape)") from None
+    if reset_head:  # timm zero-initialises some classifiers (MLP-Mixer): the network is then constant at init
+        net.get_classifier().reset_parameters()
+    return _checked(net, input_shape, num_classes, where)
+
+
+def _plain(kwargs) -> dict:
+    """arch.kwargs as plain Python values: the libraries take lists, not OmegaConf's ListConfig."""
+    return OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs or {})
+
+
+def _check_name(library: str, name: str, names: list[str]) -> None:
+    if name not in names:
+        starts = {}  # names by their first len(name) characters: "vit_tinny" is close to "vit_tiny_patch16_224"
+        for candidate in names:
+            starts.setdefault(candidate[:len(name)], []).append(candidate)
+        close = [full for start in difflib.get_close_matches(name, starts, n=3, cutoff=0.75) for full in starts[start][:3]]
+        close = list(dict.fromkeys(close + difflib.get_close_matches(name, names, n=5, cutoff=0.5)))[:6]
+        hint = f"close matches: {', '.join(close)}" if close else f"{len(names)} names, e.g. {', '.join(names[:5])}"
+        raise ConfigError(f"arch.name={name!r} is not a {library} classification model ({hint})")
+
+
+def _build(where: str, make):
+    try:
+        return make()
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"{where}: the library refuses these settings ({error}); see arch.kwargs") from None
+
+
+def _replace_first_conv(net: nn.Module, channels: int) -> None:
+    """The first convolution rebuilt for ``channels`` input channels, otherwise as it was."""
+    for parent in net.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                setattr(parent, child_name, nn.Conv2d(
+                    channels, child.out_channels, child.kernel_size, child.stride, child.padding, child.dilation,
+                    child.groups if child.groups == 1 else channels, child.bias is not None, child.padding_mode))
+                return
+    raise ConfigError("the model has no Conv2d layer to take other than 3 input channels: use dataset.shape=[3,H,W]")
+
+
+def _checked(net: nn.Module, input_shape, num_classes: int, where: str) -> nn.Module:
+    """The model, after one forward pass of a blank batch shows it takes the input shape and gives num_classes."""
+    try:
+        with torch.no_grad():
+            out = net.eval()(torch.zeros(2, *input_shape))
+    except Exception as error:  # noqa: BLE001
+        raise ConfigError(f"{where} cannot take images of shape {list(input_shape)}: {error} "
+                          "(adjust arch.kwargs or dataset.shape)") from None
+    if tuple(out.shape) != (2, num_classes):
+        raise ConfigError(f"{where} gives outputs of shape {list(out.shape[1:])} for {num_classes} classes")
+    return net.train()
