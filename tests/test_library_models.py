@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import LIBRARY_ARCHS, QUICK
+from conftest import LIBRARY_ARCHS, QUICK, cifar10_overrides, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
 from nadexp.estimators.hyperplanes import analysed_layers
@@ -126,3 +126,22 @@ def test_a_network_constant_at_init_has_no_nads_until_its_classifier_is_drawn():
         estimator.estimate(zero_head, shape)
     drawn = lambda: timm_model(shape, 1, "mixer_s16_224", {}, reset_head=True)  # noqa: E731
     assert estimator.estimate(drawn, shape)["eigenvalues"][0] > 0
+
+
+def test_a_trained_vit_goes_through_both_analyses(tmp_path, nads_dir):
+    """A timm ViT trained on the CIFAR-10 fixture with per-epoch snapshots; then its hyperplane statistics (the
+    patch embedding among the conv layers) and its class densities (blocks at each quarter of its depth)."""
+    write_learnable_cifar10(tmp_path / "data", 200, 100, noise=60, seed=4)
+    vit = ["arch=vit_tiny"]  # 4 blocks
+    overrides = cifar10_overrides(tmp_path / "data", nads_dir, "experiment=cifar10_snapshots", *vit, "trainer.max_epochs=1",
+                                  "dataset.batch_size=50")
+    overrides = [o for o in overrides if o != "arch=lenet"]
+    execute(compose_config(overrides, output_dir=tmp_path / "run"), overrides)
+    common = [*vit, f"estimator.run_dir={tmp_path / 'run'}", "logger=none"]
+    planes = ["experiment=hyperplanes_lenet", *common, "estimator.critical=false"]
+    result = execute(compose_config(planes, output_dir=tmp_path / "planes"), planes)
+    layers = (tmp_path / "planes" / "layers.csv").read_text()
+    assert result["snapshots"] == [0, 1] and layers.splitlines()[1].startswith("patch_embed.proj,")
+    density = ["experiment=class_density_lenet", *common, "estimator.kl_samples=100"]
+    result = execute(compose_config(density, output_dir=tmp_path / "density"), density)
+    assert result["stages"] == ["blocks.0", "blocks.1", "blocks.2", "blocks.3"] and result["examples"] == 200
