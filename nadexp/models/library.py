@@ -3,8 +3,8 @@ downloaded), adapted to the dataset: its channels, image size and number of clas
 
 torchvision builders take ``num_classes``; their first convolution is rebuilt for other channel counts, and
 ViT builders get ``image_size``. timm models take ``in_chans`` and ``num_classes``; those that know an image size
-(ViTs, MLP-Mixers, ...) get ``img_size`` and, on small images, a patch size that leaves an 8 x 8 grid of patches
-(patch 4 on 32 x 32, 2 on 16 x 16). ``kwargs`` pass through to the library and win over all of these.
+(ViTs, MLP-Mixers, ...) get ``img_size`` and, on images up to 64 x 64, a patch size that leaves an 8 x 8 grid of
+patches (patch 4 on 32 x 32, 2 on 16 x 16). ``kwargs`` pass through to the library and win over all of these.
 ``reset_head`` draws a timm classifier as nn.Linear does: timm zero-initialises the MLP-Mixer's, which makes
 the network constant at initialisation (every input gradient zero, so no NADs).
 """
@@ -47,8 +47,10 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
     sized = {"img_size": (height, width)}
     patched = {**sized, "patch_size": max(1, min(height, width) // 8)}
     where = f"arch=timm arch.name={name}"
-    # Models that know an image size take img_size (and patch_size); CNNs refuse them with a TypeError.
-    for extra in (patched, sized, {}):
+    # Models that know an image size take img_size (and on small images, up to 64 x 64, patch_size); CNNs refuse
+    # them with a TypeError. Larger images keep the model's own patch size.
+    attempts = (patched, sized, {}) if min(height, width) <= 64 else (sized, {})
+    for extra in attempts:
         try:
             net = timm.create_model(name, **{**base, **extra, **given})
             break
