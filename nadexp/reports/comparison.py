@@ -29,6 +29,8 @@ WINDOWS = {
     f"low: abs(f_rows), abs(f_cols) <= {LOW_FREQUENCY}": is_low,
     "high: abs(f_rows), abs(f_cols) >= 10": lambda f_rows, f_cols: min(abs(f_rows), abs(f_cols)) >= 10,
 }
+# The signed frequencies of the published grid's rows and columns: the even ones, -16 .. 14.
+PUBLISHED_FREQUENCIES = np.arange(-PUBLISHED_SHAPE[1] // 2, PUBLISHED_SHAPE[1] // 2, 2)
 TABLE_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "reproduced", "published", "published_cell", "published_conjugate",
                  "difference")
 
@@ -100,9 +102,8 @@ def comparison_grids(records: list[dict], published_cells: dict[tuple[int, int],
     """(reproduced, published) maps on the published 16 x 16 grid, in [f_rows, f_cols] order from -16; the
     reproduced one is the sweep's heat map (conjugates mirrored) at the even frequencies."""
     _, height, width = PUBLISHED_SHAPE
-    frequencies = np.arange(-height // 2, height // 2, 2)
-    reproduced = fourier_grid(records, height, width)[np.ix_(frequencies % height, frequencies % width)]
-    index = {f: i for i, f in enumerate(frequencies)}
+    reproduced = fourier_grid(records, height, width)[np.ix_(PUBLISHED_FREQUENCIES % height, PUBLISHED_FREQUENCIES % width)]
+    index = {f: i for i, f in enumerate(PUBLISHED_FREQUENCIES)}
     published = np.full_like(reproduced, np.nan)
     for (f_rows, f_cols), accuracy in published_cells.items():
         published[index[f_rows], index[f_cols]] = accuracy

@@ -19,9 +19,9 @@ from plotly.subplots import make_subplots
 
 from nadexp.errors import ConfigError
 from nadexp.estimators.nads import spectrum_summary
-from nadexp.reports.comparison import comparable, comparison_grids, match_directions, summarise
+from nadexp.reports.comparison import PUBLISHED_FREQUENCIES, comparable, comparison_grids, match_directions, summarise
 from nadexp.reports.heatmap import centred, fourier_grid
-from nadexp.reports.published import PUBLISHED_SHAPE, published_map
+from nadexp.reports.published import published_map
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
 from nadexp.results import write_text_atomic
 from nadexp.sweeps.metrics import cell_rows, summary_metrics
@@ -149,8 +149,7 @@ def published_panel(sweep: dict) -> go.Figure:
     published = published_map(sweep["arch"])
     reproduced, theirs = comparison_grids(sweep["cells"], published)
     overall = summarise(match_directions(sweep["cells"], published))["all"]
-    _, height, _ = PUBLISHED_SHAPE
-    frequencies = np.arange(-height // 2, height // 2, 2)
+    frequencies = PUBLISHED_FREQUENCIES
     fig = make_subplots(1, 3, subplot_titles=[f"{sweep['name']} (reproduced)", f"published {sweep['arch']}",
                                               "reproduced - published (points)"], horizontal_spacing=0.08)
     hover = "f_rows %{y}, f_cols %{x}<br>%{z:.3f}<extra></extra>"
