@@ -32,7 +32,8 @@ def torchvision_model(input_shape, num_classes: int, name: str, kwargs=None) -> 
     net = _build(f"arch=torchvision arch.name={name}", lambda: torchvision.models.get_model(name, **options))
     if channels != 3:
         _replace_first_conv(net, channels)
-    return _checked(net, input_shape, num_classes, f"arch=torchvision arch.name={name}")
+    return _checked(net, input_shape, num_classes, f"arch=torchvision arch.name={name}",
+                    ("torchvision", name, options))
 
 
 def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head: bool = False) -> nn.Module:
@@ -62,7 +63,7 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
                               "(adjust arch.kwargs, e.g. patch_size, or dataset.shape)") from None
     if reset_head:  # timm zero-initialises some classifiers (MLP-Mixer): the network is then constant at init
         net.get_classifier().reset_parameters()
-    return _checked(net, input_shape, num_classes, where)
+    return _checked(net, input_shape, num_classes, where, ("timm", name, extra, given, reset_head))
 
 
 def _plain(kwargs) -> dict:
@@ -100,8 +101,15 @@ def _replace_first_conv(net: nn.Module, channels: int) -> None:
     raise ConfigError("the model has no Conv2d layer to take other than 3 input channels: use dataset.shape=[3,H,W]")
 
 
-def _checked(net: nn.Module, input_shape, num_classes: int, where: str) -> nn.Module:
-    """The model, after one forward pass of a blank batch shows it takes the input shape and gives num_classes."""
+_CHECKED: set[str] = set()  # settings already shown to work in this process
+
+
+def _checked(net: nn.Module, input_shape, num_classes: int, where: str, settings) -> nn.Module:
+    """The model, after one forward pass of a blank batch shows it takes the input shape and gives num_classes.
+    The pass is made once per settings: NAD estimators build the model again for every network."""
+    key = repr((settings, tuple(input_shape), num_classes))
+    if key in _CHECKED:
+        return net.train()
     try:
         with torch.no_grad():
             out = net.eval()(torch.zeros(2, *input_shape))
@@ -110,4 +118,5 @@ def _checked(net: nn.Module, input_shape, num_classes: int, where: str) -> nn.Mo
                           "(adjust arch.kwargs or dataset.shape)") from None
     if tuple(out.shape) != (2, num_classes):
         raise ConfigError(f"{where} gives outputs of shape {list(out.shape[1:])} for {num_classes} classes")
+    _CHECKED.add(key)
     return net.train()
