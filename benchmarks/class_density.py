@@ -10,7 +10,6 @@ one job against every core (joblib).
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -22,6 +21,7 @@ from rich.table import Table
 from nadexp.config import compose_config
 from nadexp.estimators.class_density import ClassDensityEstimator
 from nadexp.estimators.representations import auto_stages, stage_representations, svd_reduce
+from nadexp.results import cpu_description
 
 
 def main():
@@ -31,7 +31,7 @@ def main():
     parser.add_argument("--per-class", type=int, default=5000)
     args = parser.parse_args()
     where = (torch.cuda.get_device_name() if args.device == "cuda" else
-             f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+             f"{cpu_description()}")
 
     torch.manual_seed(0)
     net = instantiate(compose_config(["experiment=single", "arch=resnet18"]).arch, input_shape=(3, 32, 32), num_classes=10)

@@ -11,7 +11,6 @@ target is a ratio within 1.15.
 """
 
 import argparse
-import platform
 import statistics
 import tempfile
 import time
@@ -29,6 +28,7 @@ from nadexp.data import DirectionalDataset
 from nadexp.data.cifar10 import represent
 from nadexp.data.cifar10_files import load_split, write_cifar10_files
 from nadexp.training import build
+from nadexp.results import cpu_description
 
 
 class EpochTimer(pl.Callback):
@@ -111,7 +111,7 @@ def main():
         ours += nadexp_loop(overrides, args.epochs)[1:]
     b, o = statistics.median(bare), statistics.median(ours)
     b_best, o_best = min(bare), min(ours)
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{cpu_description()}"
     table = Table(title=f"{args.arch} epoch of {len(x):,} {args.dataset} samples, batch 128 ({where}, torch {torch.__version__})")
     for column in ("loop", "epochs", "median s/epoch", "best s/epoch", "samples/s (median)", "ratio (median)", "ratio (best)"):
         table.add_column(column, justify="right")

@@ -9,7 +9,6 @@ snapshot) plus one for acc*, nothing more (ratio of its time to that many plain 
 """
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from nadexp.config import compose_config
 from nadexp.estimators.hyperplanes import HyperplaneEstimator, accuracy, analysed_layers, critical_layers
+from nadexp.results import cpu_description
 
 ARCHS = ("lenet", "lenet_nopool", "vgg11", "vgg11_bn", "resnet18", "densenet121")
 
@@ -33,7 +33,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    where = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    where = f"{cpu_description()}, torch {torch.__version__}"
 
     table = Table(title=f"Weight statistics per arch ({where})")
     for column in ("arch", "layers", "filters", "median s", "target"):

@@ -8,9 +8,7 @@ arch=timm arch.name=...), every network is a fresh initialisation, as in a run o
 """
 
 import argparse
-import platform
 import time
-from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
@@ -19,21 +17,7 @@ from rich.table import Table
 
 from nadexp.config import compose_config
 from nadexp.estimators.nads import NADEstimator
-
-
-def cpu_name() -> str:
-    """The CPU model and the vector extensions torch's kernels use here."""
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                      if line.startswith("model name")), model)
-    flags = set()
-    if cpuinfo.is_file():
-        flags = set(next((line.split(":", 1)[1].split() for line in cpuinfo.read_text().splitlines()
-                          if line.startswith("flags")), []))
-    extensions = "/".join(name for name in ("avx2", "avx512f", "amx_tile") if name in flags) or "?"
-    return f"{model}, {extensions}, torch kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+from nadexp.results import cpu_description
 
 
 def per_network_seconds(make_net, shape, method: str, count: int) -> float:
@@ -52,7 +36,7 @@ def main():
     parser.add_argument("--fd-networks", type=int, default=8)
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
-    table = Table(title=f"NAD cost per network, {'x'.join(map(str, shape))} images, CPU: {cpu_name()}, torch {torch.__version__}")
+    table = Table(title=f"NAD cost per network, {'x'.join(map(str, shape))} images, CPU: {cpu_description()}, torch {torch.__version__}")
     for column in ("arch", "model", "parameters", "autograd ms/net", "finite differences ms/net", "ratio fd/autograd"):
         table.add_column(column, justify="left" if column in ("arch", "model") else "right")
     for arch in args.archs.split(","):

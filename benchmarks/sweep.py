@@ -14,7 +14,6 @@ the grid.
 
 import argparse
 import logging
-import platform
 import threading
 import time
 
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from nadexp.config import compose_config
 from nadexp.data import DirectionalDataset
 from nadexp.models import LeNet
+from nadexp.results import cpu_description
 from nadexp.sweeps.directions import fourier_cells
 from nadexp.sweeps.runner import cell_config, train_cell, train_cells_stacked
 
@@ -114,7 +114,7 @@ def main():
                 start = time.perf_counter()
                 train_cells_stacked(cfg, directions)
                 stacked += [(time.perf_counter() - start) / len(directions)] * len(directions)
-    device = torch.cuda.get_device_name() if args.device == "cuda" else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    device = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_description()}"
     grid = "every cell" if stride == 1 else "every other cell"
     table = Table(title=f"LeNet Fourier sweep cells, 16 x 16 grid ({grid} of {args.image_size} x {args.image_size} images), "
                         f"{args.epochs} epochs of 10,000 samples ({device})")

@@ -30,9 +30,23 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def cpu_description() -> str:
+    """The CPU model, its vector extensions and the kernels torch picks for them, and the threads used: numbers
+    measured on one CPU (AMX, AVX-512, AVX2 only) say little about another."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        lines = cpuinfo.read_text().splitlines()
+        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
+        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
+    extensions = "/".join(name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags) or "?"
+    return (f"{model}, {extensions}, torch kernels {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads")
+
+
 def machine() -> dict[str, str]:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_threads": str(torch.get_num_threads())}
+            "cpu": cpu_description(), "cpu_threads": str(torch.get_num_threads())}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -5,42 +5,17 @@ Both estimators return an (N, D) float32 matrix, one row per fresh initialisatio
 """
 
 import copy
+import logging
 import math
-from typing import Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_networks
+from nadexp.estimators.wide import NotWidenable, WideNetwork, side_by_side
 
-def fresh_networks(template: nn.Module, count: int, make_net=None) -> Iterator[nn.Module]:
-    """``count`` independent initialisations, drawn one after another into ``template`` (no copies).
-
-    Each draw resets every layer as constructing the network again would. Children are reset before
-    their parents, so an architecture's own ``reset_parameters`` (VGG's reference init) has the last
-    word, as it does in its constructor. Other networks (a ViT's position embedding and class token have
-    no ``reset_parameters``; timm has init schemes of its own) are built again by ``make_net`` for each
-    draw and copied into ``template``.
-    """
-    if not resettable(template):
-        if make_net is None:
-            raise ValueError(f"{type(template).__name__} has parameters no reset_parameters draws: pass make_net")
-        for _ in range(count):
-            template.load_state_dict(make_net().state_dict())
-            yield template
-        return
-    resets = [m.reset_parameters for m in reversed(list(template.modules())) if hasattr(m, "reset_parameters")]
-    for _ in range(count):
-        for reset in resets:
-            reset()
-        yield template
-
-
-def resettable(net: nn.Module) -> bool:
-    """Whether resetting layers draws ``net`` as its constructor does: true of nadexp's own zoo, whose every
-    parameter belongs to a layer with ``reset_parameters``; library models (timm's init schemes) are built again."""
-    owners = [m for m in net.modules() if next(m.parameters(recurse=False), None) is not None]
-    return type(net).__module__.startswith("nadexp.models.") and all(hasattr(m, "reset_parameters") for m in owners)
+log = logging.getLogger(__name__)
 
 
 def eval_points(kind: str, shape, count: int, generator: torch.Generator) -> torch.Tensor:
@@ -55,17 +30,81 @@ def eval_points(kind: str, shape, count: int, generator: torch.Generator) -> tor
 
 
 def finite_difference_gradients(
-    template: nn.Module, points: torch.Tensor, scale: float = 100.0, chunk_size: int = 512,
-    dtype: torch.dtype = torch.float32, device="cpu", make_net=None,
+    template: nn.Module, points: torch.Tensor, scale: float = 100.0, chunk_size="auto",
+    dtype: torch.dtype = torch.float32, device="cpu", make_net=None, networks_per_batch="auto",
 ) -> torch.Tensor:
     """g_k[i] = (f_k(x0 + s e_i) - f_k(x0 - s e_i)) / (2 s) for every pixel axis i (the published NADs).
 
-    One network at a time, drawn into ``template`` (on ``device``) and copied into a channels-last twin
-    in ``dtype`` (bfloat16 halves the cost on AMX CPUs and GPUs); its 2 D perturbed inputs go through in
-    chunks of ``chunk_size``, small enough to stay in cache.
+    All networks see the same 2 D perturbed inputs when they share x0, so K of them go through each pass side by
+    side (`estimators.wide`): their first layer is one layer with K times the outputs, whose response to
+    x0 +- s e_i is its response to x0 +- s times one column of its weights (no convolution), and the layers after
+    it are grouped convolutions and batched matrix products. Architectures that can run neither as one wide
+    network nor through vmap, and eval_point=per_network, go one network at a time (logged).
     """
+    count, shape = len(points), tuple(points.shape[1:])
+    runner, how = None, "each network has its own x0 (eval_point=per_network)"
+    if points.stride(0) == 0:  # one x0 for all networks
+        with torch.random.fork_rng(devices=[]):  # two networks to check with, not taken from the seed's stream
+            probe = next(stacked_networks(template, 2, 2, make_net))
+        runner, how = side_by_side(template, shape, probe, dtype, device)
+    if runner is None:
+        log.info("finite differences one network at a time: %s", how)
+        return _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, make_net)
+    networks = _resolve(networks_per_batch, lambda: auto_networks_per_batch(template, runner, device))
+    pixels = max(1, _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(runner, networks, dtype, device)) // 2)
+    log.info("finite differences: %d networks per pass (%s), %d perturbed inputs each%s", networks, how, 2 * pixels,
+             "; first layer from its weights" if runner.first_is_linear else "")
+    dim = math.prod(shape)
+    gradients = torch.empty(count, dim)
+    done = 0
+    with torch.inference_mode():
+        for stacked in stacked_networks(template, count, networks, make_net):
+            runner.load(stacked)
+            runner.perturb_around(points[0], scale)
+            for start in range(0, dim, pixels):
+                part = slice(start, min(start + pixels, dim))
+                out = runner.perturbed_outputs(part).float()
+                n = part.stop - part.start
+                gradients[done:done + runner.count, part] = ((out[:, :n] - out[:, n:]) / (2 * scale)).cpu()
+            done += runner.count
+    return gradients
+
+
+def auto_networks_per_batch(template: nn.Module, runner, device) -> int:
+    """K for a pass: on a GPU, as many as a quarter of the free memory holds (parameters and one input's
+    activations per network), up to 512; on a CPU, enough first-layer channels to fill the vector registers (64:
+    LeNet's 6 give 11) and no more (more slowed LeNet down), within 1 GiB of parameters and activations."""
+    params = sum(p.numel() for p in template.parameters())
+    per_network = 4 * (params + 64 * runner.activations)
+    if torch.device(device).type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(1, min(512, int(free // 4 // per_network)))
+    first = runner.first_module
+    channels = getattr(first, "out_channels", getattr(first, "out_features", 1))
+    return max(1, min(64, math.ceil(64 / channels), 2 ** 30 // per_network))
+
+
+def auto_pixels_per_pass(runner, networks: int, dtype: torch.dtype, device) -> int:
+    """Pixels per pass, each one two perturbed inputs: the pass's activations near 16 MB on a CPU (the caches of
+    a few cores), a tenth of the free memory on a GPU."""
+    if torch.device(device).type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // 10
+    else:
+        budget = 16 * 2 ** 20
+    per_pixel = 2 * networks * runner.activations * torch.finfo(dtype).bits // 8
+    return max(1, budget // max(per_pixel, 1))
+
+
+def _resolve(value, auto) -> int:
+    return auto() if value in (None, "auto") else int(value)
+
+
+def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, make_net) -> torch.Tensor:
+    """Network by network, drawn into ``template`` and copied into a channels-last twin in ``dtype``; its 2 D
+    perturbed inputs go through in chunks of ``chunk_size``."""
     count, shape = len(points), points.shape[1:]
     dim = math.prod(shape)
+    chunk_size = _resolve(chunk_size, lambda: 512)
     steps = scale * torch.eye(dim, device=device).reshape(dim, *shape)
     worker = _twin(template, dtype, device)
     gradients = torch.empty(count, dim)
@@ -83,31 +122,58 @@ def finite_difference_gradients(
 
 
 def autograd_gradients(
-    template: nn.Module, points: torch.Tensor, networks_per_batch: int = 256, device="cpu", make_net=None,
+    template: nn.Module, points: torch.Tensor, networks_per_batch="auto", device="cpu", make_net=None,
 ) -> torch.Tensor:
-    """grad_x f_k(x0) for many networks at once: vmap over stacked parameters (torch.func).
-
-    ``template`` lives on ``device``; each batch of networks is drawn into it and stacked.
-    """
+    """grad_x f_k(x0) for many networks at once, drawn straight into stacked tensors (one batch ahead, in a
+    background thread): K networks as one wide network, each on its own copy of x0, and one backward pass; or,
+    for architectures that cannot run as one, vmap over the stacked parameters (torch.func)."""
     count, shape = len(points), points.shape[1:]
-    skeleton = copy.deepcopy(template).eval().to("meta")  # structure only; parameters come from `stacked`
-    buffers = dict(template.named_buffers())  # eval-mode BatchNorm statistics, as at init
+    networks = _resolve(networks_per_batch, lambda: auto_autograd_networks(template, shape, device))
+    batches = drawn_ahead(stacked_networks(template, count, networks, make_net))
+    with torch.random.fork_rng(devices=[]):
+        probe = next(stacked_networks(template, 2, 2, make_net))
+    try:
+        wide = WideNetwork(template, shape, torch.float32, device, own_inputs=True)
+        _check_own_inputs(wide, template, shape, probe)
+        gradient = wide.input_gradients
+    except (NotWidenable, RuntimeError, ValueError) as error:
+        log.info("autograd NADs through torch.func.vmap: %s", str(error).splitlines()[0] if str(error) else error)
+        gradient = _vmapped_input_gradients(template, device)
+    gradients = torch.empty(count, math.prod(shape))
+    start = 0
+    for stacked in batches:
+        stop = start + len(next(iter(stacked.values())))
+        gradients[start:stop] = gradient(stacked, points[start:stop].to(device)).reshape(stop - start, -1).cpu()
+        start = stop
+    return gradients
+
+
+def _check_own_inputs(wide: WideNetwork, template: nn.Module, shape, probe: dict) -> None:
+    x = torch.randn(len(next(iter(probe.values()))), *shape, generator=torch.Generator().manual_seed(0))
+    got = wide.input_gradients(probe, x.to(wide.device))
+    want = _vmapped_input_gradients(template, wide.device)(probe, x.to(wide.device))
+    if not torch.allclose(got, want, rtol=1e-3, atol=1e-5 * float(want.abs().max())):
+        raise ValueError("the networks as one wide network give other gradients than one by one")
+
+
+def _vmapped_input_gradients(template: nn.Module, device):
+    skeleton = copy.deepcopy(template).eval().to("meta")  # structure only; parameters come from the stacked ones
+    buffers = dict(template.named_buffers())  # eval-mode BatchNorm statistics, the same at every init
+    names = {name for name, _ in template.named_parameters()}
 
     def output(params, x):
         return functional_call(skeleton, (params, buffers), (x[None],)).squeeze()
 
     batched = vmap(grad(output, argnums=1), in_dims=(0, 0))
-    gradients = torch.empty(count, math.prod(shape))
-    networks = fresh_networks(template, count, make_net)
-    for start in range(0, count, networks_per_batch):
-        stop = min(start + networks_per_batch, count)
-        stacked = {name: p.new_empty(stop - start, *p.shape) for name, p in template.named_parameters()}
-        with torch.no_grad():
-            for k, net in zip(range(stop - start), networks):
-                for name, p in net.named_parameters():
-                    stacked[name][k] = p
-        gradients[start:stop] = batched(stacked, points[start:stop].to(device)).reshape(stop - start, -1).cpu()
-    return gradients
+    return lambda stacked, x: batched({name: t for name, t in stacked.items() if name in names}, x)
+
+
+def auto_autograd_networks(template: nn.Module, shape, device) -> int:
+    """Networks per vmap call: 256, or fewer where their stacked parameters would pass a quarter of the free GPU
+    memory or 1 GiB of a CPU's (a 17 M-parameter MLP-Mixer: 15)."""
+    params = sum(p.numel() for p in template.parameters())
+    budget = torch.cuda.mem_get_info(device)[0] // 4 if torch.device(device).type == "cuda" else 2 ** 30
+    return max(1, min(256, budget // (4 * params * 4)))  # the stacked copy, its vmap temporaries and gradients
 
 
 def _twin(template: nn.Module, dtype: torch.dtype, device) -> nn.Module:

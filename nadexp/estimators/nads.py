@@ -3,7 +3,7 @@
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import numpy as np
 import torch
@@ -69,8 +69,8 @@ class NADEstimator(OnDevice):
     scale: float = 100.0
     seed: int = 0
     num_components: Optional[int] = None
-    chunk_size: int = 512
-    networks_per_batch: int = 256
+    chunk_size: Union[int, str] = "auto"
+    networks_per_batch: Union[int, str] = "auto"
     device: str = "auto"
     dtype: str = "auto"
 
@@ -84,8 +84,9 @@ class NADEstimator(OnDevice):
         if not self.scale > 0:
             raise ConfigError(f"estimator.scale must be > 0, got {self.scale}")
         for option in ("chunk_size", "networks_per_batch"):
-            if getattr(self, option) < 1:
-                raise ConfigError(f"estimator.{option} must be >= 1, got {getattr(self, option)}")
+            value = getattr(self, option)
+            if value != "auto" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+                raise ConfigError(f"estimator.{option} must be auto or an integer >= 1, got {value!r}")
         if self.num_components is not None and self.num_components < 1:
             raise ConfigError(f"estimator.num_components must be >= 1 or null (all), got {self.num_components}")
 
@@ -104,7 +105,7 @@ class NADEstimator(OnDevice):
         template = make_net().to(device).eval()
         if self.method == "finite_difference":
             return finite_difference_gradients(template, points, self.scale, self.chunk_size,
-                                               self.resolved_dtype(device), device, make_net)
+                                               self.resolved_dtype(device), device, make_net, self.networks_per_batch)
         return autograd_gradients(template, points, self.networks_per_batch, device, make_net)
 
     def estimate(self, make_net: Callable[[], torch.nn.Module], shape) -> dict:

@@ -1,0 +1,217 @@
+"""Many fresh initialisations of one architecture, drawn one after another from the global torch RNG.
+
+Network k is a function of the seed alone: the estimators seed once and draw networks 0, 1, 2, ... in order,
+so every method (and every batch size) sees the same networks.
+"""
+
+import queue
+import threading
+from itertools import chain
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+
+def fresh_networks(template: nn.Module, count: int, make_net=None) -> Iterator[nn.Module]:
+    """``count`` independent initialisations, drawn one after another into ``template`` (no copies).
+
+    Each draw resets every layer as constructing the network again would. Children are reset before
+    their parents, so an architecture's own ``reset_parameters`` (VGG's reference init) has the last
+    word, as it does in its constructor. Other networks (a ViT's position embedding and class token have
+    no ``reset_parameters``; timm has init schemes of its own) are built again by ``make_net`` for each
+    draw and copied into ``template``.
+    """
+    if not resettable(template):
+        if make_net is None:
+            raise ValueError(f"{type(template).__name__} has parameters no reset_parameters draws: pass make_net")
+        for _ in range(count):
+            template.load_state_dict(make_net().state_dict())
+            yield template
+        return
+    resets = _resets(template)
+    for _ in range(count):
+        for reset in resets:
+            reset()
+        yield template
+
+
+def resettable(net: nn.Module) -> bool:
+    """Whether resetting layers draws ``net`` as its constructor does: true of nadexp's own zoo, whose every
+    parameter belongs to a layer with ``reset_parameters``; library models (timm's init schemes) are built again."""
+    owners = [m for m in net.modules() if next(m.parameters(recurse=False), None) is not None]
+    return type(net).__module__.startswith("nadexp.models.") and all(hasattr(m, "reset_parameters") for m in owners)
+
+
+def stacked_networks(template: nn.Module, count: int, batch: int, make_net=None) -> Iterator[dict[str, torch.Tensor]]:
+    """The same networks as ``fresh_networks``, ``batch`` at a time, as {name: tensor of shape (b, *shape)} for
+    every parameter and buffer. Where a reset is a fixed list of in-place tensor ops (the zoo: uniform_, normal_,
+    fill_, zero_), the ops are replayed straight into the stacked tensors, which skips the per-layer Python of
+    ``reset_parameters`` (LeNet: 0.42 ms per network, more than its autograd NAD gradient); where they are only
+    uniform_ and fills, a batch is one draw (`_one_draw_plan`)."""
+    recipe = init_recipe(template) if resettable(template) else None
+    state = dict(chain(template.named_parameters(), template.named_buffers()))
+    plan = _one_draw_plan(recipe, state)
+    networks = None if recipe is not None else fresh_networks(template, count, make_net)
+    draws = None  # reused from batch to batch: fresh memory for every batch costs page faults
+    for start in range(0, count, batch):
+        size = min(batch, count - start)
+        if plan is not None:
+            if draws is None or len(draws) != size:
+                draws = torch.empty(size, plan[1])
+            yield _draw_at_once(plan, state, draws)
+            continue
+        stacked = {name: torch.empty(size, *t.shape, dtype=t.dtype, device=t.device) for name, t in state.items()}
+        with torch.no_grad():
+            if recipe is not None:
+                for k in range(size):
+                    for op, name, args, kwargs in recipe:
+                        op(stacked[name][k], *args, **kwargs)
+                for name in state.keys() - {name for _, name, _, _ in recipe}:  # never re-drawn: as built
+                    stacked[name].copy_(state[name].expand_as(stacked[name]))
+            else:
+                for k, net in zip(range(size), networks):
+                    for name, t in chain(net.named_parameters(), net.named_buffers()):
+                        stacked[name][k] = t
+        yield stacked
+
+
+def _one_draw_plan(recipe: Optional[list], state: dict) -> Optional[tuple[dict, int]]:
+    """When a reset only draws uniform_ values into float32 CPU tensors and fills constants (LeNet, ResNet-18), a
+    batch of networks is one uniform_ call: torch's CPU generator gives each float one 32-bit draw, in order, so
+    network k's tensors are consecutive pieces of one long draw, scaled as uniform_(from, to) scales them. The
+    plan is checked bitwise against the replayed reset, else None."""
+    if recipe is None or any(t.device.type != "cpu" for t in state.values()):
+        return None
+    final, offset = {}, 0
+    for op, name, args, kwargs in recipe:
+        if op is torch.ops.aten.uniform_.default and state[name].dtype == torch.float32 and kwargs.get("generator") is None:
+            low, high = (list(args) + [0.0, 1.0][len(args):])[:2]
+            final[name] = ("uniform", offset, low, high)
+            offset += state[name].numel()
+        elif op in (torch.ops.aten.fill_.Scalar, torch.ops.aten.zero_.default):
+            final[name] = ("set", op, args, kwargs)
+        else:
+            return None
+    plan = (final, offset)
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        seed = torch.seed()
+        drawn = _draw_at_once(plan, state, torch.empty(2, offset))
+        torch.manual_seed(seed)
+        replayed = {name: torch.full((2, *t.shape), -7, dtype=t.dtype) for name, t in state.items()}
+        for k in range(2):
+            for op, name, args, kwargs in recipe:
+                op(replayed[name][k], *args, **kwargs)
+    return plan if all(torch.equal(drawn[name], replayed[name]) for name in final) else None
+
+
+def _draw_at_once(plan: tuple[dict, int], state: dict, draws: torch.Tensor) -> dict[str, torch.Tensor]:
+    final, size = plan[0], len(draws)
+    with torch.no_grad():
+        draws.uniform_()
+        stacked = {}
+        for name, t in state.items():
+            how = final.get(name)
+            if how is None:  # never re-drawn: as built
+                stacked[name] = t.detach().expand(size, *t.shape).clone()
+            elif how[0] == "uniform":  # from + x (to - from) in float32, one rounding, as torch's kernel computes it
+                _, offset, low, high = how
+                low32, high32 = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
+                out = torch.empty(size, *t.shape)
+                torch.addcmul(low32, draws[:, offset:offset + t.numel()], high32 - low32, out=out.view(size, -1))
+                stacked[name] = out
+            else:
+                _, op, args, kwargs = how
+                stacked[name] = op(torch.empty(size, *t.shape, dtype=t.dtype), *args, **kwargs)
+    return stacked
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append((func, args, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def init_recipe(template: nn.Module) -> Optional[list]:
+    """The tensor ops one reset of ``template`` runs, as (op, parameter or buffer name, other args, kwargs), or None
+    when a reset does anything else (reads another tensor, makes temporaries): then only a real reset is exact.
+
+    Checked: replaying the recipe after re-seeding gives bitwise the parameters a real reset gives."""
+    names = {(t.data_ptr(), t.shape): name for name, t in chain(template.named_parameters(), template.named_buffers())}
+    recorder = _Recorder()
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        with recorder:
+            for reset in _resets(template):
+                reset()
+    recipe = []
+    for func, args, kwargs in recorder.calls:
+        target = args[0] if args else None
+        rest = list(args[1:]) + list(kwargs.values())
+        if not (isinstance(target, torch.Tensor) and func._schema.name.endswith("_") and func._schema.is_mutable
+                and (target.data_ptr(), target.shape) in names and not any(isinstance(a, torch.Tensor) for a in rest)):
+            return None
+        recipe.append((func, names[(target.data_ptr(), target.shape)], args[1:], kwargs))
+    return recipe if recipe and _replays_exactly(template, recipe) else None
+
+
+def _replays_exactly(template: nn.Module, recipe: list) -> bool:
+    state = dict(chain(template.named_parameters(), template.named_buffers()))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        seed = torch.seed()
+        for reset in _resets(template):
+            reset()
+        expected = {name: t.clone() for name, t in state.items()}
+        torch.manual_seed(seed)
+        drawn = {name for _, name, _, _ in recipe}  # start from garbage, as the stacked tensors do
+        replayed = {name: torch.full_like(t, -7) if name in drawn else t.clone() for name, t in state.items()}
+        for op, name, args, kwargs in recipe:
+            op(replayed[name], *args, **kwargs)
+    return all(torch.equal(expected[name], replayed[name]) for name in state)
+
+
+def _resets(template: nn.Module):
+    return [m.reset_parameters for m in reversed(list(template.modules())) if hasattr(m, "reset_parameters")]
+
+
+def drawn_ahead(batches: Iterator):
+    """``batches``, drawn one batch ahead in a background thread: the RNG that draws networks runs on one core
+    (torch's CPU generator is sequential) while the caller computes with the others."""
+    ready: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for batch in batches:
+                if not offer((batch, None)):
+                    return
+            offer((None, StopIteration()))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            offer((None, error))
+
+    thread = threading.Thread(target=produce, daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, error = ready.get()
+            if isinstance(error, StopIteration):
+                return
+            if error is not None:
+                raise error
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
