@@ -109,6 +109,34 @@ def test_autograd_of_networks_as_one_equals_vmap_of_each(arch):
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
 
 
+class BiasFree(nn.Sequential):
+    """Layers without bias and a BatchNorm without affine parameters: still one wide network."""
+
+    def __init__(self):
+        super().__init__(nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4, affine=False), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(4 * 6 * 6, 3, bias=False), nn.ReLU(), nn.Linear(3, 1))
+        self.eval()  # as the estimators use networks
+
+
+def test_layers_without_bias_or_affine_parameters_run_as_one_wide_network():
+    points = eval_points("fixed", (1, 8, 8), 5, torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    together = finite_difference_gradients(BiasFree(), points, make_net=BiasFree, networks_per_batch=2)
+    torch.manual_seed(0)
+    alone = _one_network_at_a_time(BiasFree(), points, 100.0, 512, torch.float32, "cpu", BiasFree)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-6 * float(alone.abs().max()))
+    runner, how = side_by_side(BiasFree(), (1, 8, 8), next(stacked_networks(BiasFree(), 2, 2, BiasFree)))
+    assert how == "one wide network"
+    torch.manual_seed(0)
+    got = autograd_gradients(BiasFree(), points.contiguous(), networks_per_batch=2, make_net=BiasFree)
+    torch.manual_seed(0)
+    template = BiasFree()
+    each = _vmapped_input_gradients(template, "cpu")
+    want = torch.cat([each(batch, points[i:i + len(batch["0.weight"])]).reshape(len(batch["0.weight"]), -1)
+                      for i, batch in zip((0, 2, 4), stacked_networks(template, 5, 2, BiasFree))])
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6 * float(want.abs().max()))
+
+
 class ScalarReadout(nn.Module):
     """A LayerNorm (no wide form) and a Python number read out of a tensor (no vmap): runs one network at a time."""
 

@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_networks
-from nadexp.estimators.wide import NotWidenable, WideNetwork, side_by_side
+from nadexp.estimators.wide import WideNetwork, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def autograd_gradients(
         wide = WideNetwork(template, shape, torch.float32, device, own_inputs=True)
         _check_own_inputs(wide, template, shape, probe)
         gradient = wide.input_gradients
-    except (NotWidenable, RuntimeError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - whatever stops the wide network, vmap runs it
         log.info("autograd NADs through torch.func.vmap: %s", str(error).splitlines()[0] if str(error) else error)
         gradient = _vmapped_input_gradients(template, device)
     gradients = torch.empty(count, math.prod(shape))

@@ -44,8 +44,8 @@ class WideBatchNorm2d(nn.Module):
         self.eps = norm.eps
 
     def load(self, weight, bias, running_mean, running_var):
-        self.weight, self.bias = weight.reshape(-1), bias.reshape(-1)
-        self.mean, self.var = running_mean.reshape(-1), running_var.reshape(-1)
+        self.weight, self.bias, self.mean, self.var = (None if t is None else t.reshape(-1)
+                                                       for t in (weight, bias, running_mean, running_var))
 
     def forward(self, x):
         return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
@@ -70,7 +70,10 @@ class WideLinear(nn.Module):
 
     def forward(self, x):
         if self.shared_input:  # (N, in), the same for every network
-            return torch.einsum("ni,kio->kno", x, self.weight) + self.bias[:, None]
+            out = torch.einsum("ni,kio->kno", x, self.weight)
+            return out if self.bias is None else out + self.bias[:, None]
+        if self.bias is None:
+            return torch.bmm(x, self.weight)
         return torch.baddbmm(self.bias[:, None], x, self.weight)
 
 
@@ -84,7 +87,9 @@ class Injected(nn.Module):
 
 
 def call_order(net: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module, torch.Tensor]]:
-    """(name, module, input) of every leaf module, in the order one forward pass calls them."""
+    """(name, module, input) of every leaf module, in the order one forward pass calls them (of an eval-mode copy:
+    a forward pass in training mode would change BatchNorm's running statistics)."""
+    net = copy.deepcopy(net).eval()
     calls, handles = [], []
     for name, module in net.named_modules():
         if not list(module.children()):
@@ -340,7 +345,7 @@ def side_by_side(template: nn.Module, input_shape, probe: dict, dtype=torch.floa
             runner = build(template, input_shape, dtype, device)
             _check(runner, template, input_shape, probe)
             return runner, "one wide network" if build is WideNetwork else "torch.func.vmap"
-        except (NotWidenable, RuntimeError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - whatever stops a runner means it cannot run this architecture
             reasons.append(f"{build.__name__}: {str(error).splitlines()[0] if str(error) else type(error).__name__}")
     return None, "; ".join(reasons)
 
