@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_networks
-from nadexp.estimators.wide import WideNetwork, side_by_side
+from nadexp.estimators.wide import WideNetwork, layer_inputs, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,15 @@ def finite_difference_gradients(
         with torch.random.fork_rng(devices=[]):  # two networks to check with, not taken from the seed's stream
             probe = next(stacked_networks(template, 2, 2, make_net))
         runner, how = side_by_side(template, shape, probe, dtype, device)
+    networks = 1 if runner is None else _resolve(networks_per_batch, lambda: auto_networks_per_batch(template, runner, device))
+    if runner is not None and networks == 1 and not runner.first_is_linear:  # nothing to share: the plain network is faster
+        runner, how = None, f"one network per pass ({how} would only add overhead)"
     if runner is None:
-        log.info("finite differences one network at a time: %s", how)
-        return _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, make_net)
-    networks = _resolve(networks_per_batch, lambda: auto_networks_per_batch(template, runner, device))
-    pixels = max(1, _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(runner, networks, dtype, device)) // 2)
+        activations = layer_inputs(template, shape)
+        chunk = _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(activations, 1, dtype, device))
+        log.info("finite differences one network at a time, %d perturbed inputs per pass: %s", chunk, how)
+        return _one_network_at_a_time(template, points, scale, chunk, dtype, device, make_net)
+    pixels = max(1, _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(runner.activations, networks, dtype, device)) // 2)
     log.info("finite differences: %d networks per pass (%s), %d perturbed inputs each%s", networks, how, 2 * pixels,
              "; first layer from its weights" if runner.first_is_linear else "")
     dim = math.prod(shape)
@@ -84,15 +88,17 @@ def auto_networks_per_batch(template: nn.Module, runner, device) -> int:
     return max(1, min(64, math.ceil(64 / channels), 2 ** 30 // per_network))
 
 
-def auto_pixels_per_pass(runner, networks: int, dtype: torch.dtype, device) -> int:
+def auto_pixels_per_pass(activations: int, networks: int, dtype: torch.dtype, device) -> int:
     """Pixels per pass, each one two perturbed inputs: the pass's activations near 16 MB on a CPU (the caches of
-    a few cores), a tenth of the free memory on a GPU."""
+    a few cores), a tenth of the free memory on a GPU; but at least 64 inputs in all per pass, which large models
+    need to keep their layers busy (a DenseNet with 2 inputs per pass ran 5 times slower). ``activations``: the
+    elements one network's layers read per input (`wide.layer_inputs`)."""
     if torch.device(device).type == "cuda":
         budget = torch.cuda.mem_get_info(device)[0] // 10
     else:
         budget = 16 * 2 ** 20
-    per_pixel = 2 * networks * runner.activations * torch.finfo(dtype).bits // 8
-    return max(1, budget // max(per_pixel, 1))
+    per_pixel = 2 * networks * activations * torch.finfo(dtype).bits // 8
+    return max(math.ceil(32 / networks), budget // max(per_pixel, 1))
 
 
 def _resolve(value, auto) -> int:
@@ -104,7 +110,6 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
     perturbed inputs go through in chunks of ``chunk_size``."""
     count, shape = len(points), points.shape[1:]
     dim = math.prod(shape)
-    chunk_size = _resolve(chunk_size, lambda: 512)
     steps = scale * torch.eye(dim, device=device).reshape(dim, *shape)
     worker = _twin(template, dtype, device)
     gradients = torch.empty(count, dim)

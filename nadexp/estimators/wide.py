@@ -104,6 +104,12 @@ def call_order(net: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Modu
     return calls
 
 
+def layer_inputs(net: nn.Module, input_shape) -> int:
+    """The elements all of one network's layers read for one input: what a pass holds per network and input."""
+    calls = call_order(net, torch.zeros(1, *input_shape, device=next(net.parameters()).device))
+    return sum(x.numel() for _, _, x in calls if isinstance(x, torch.Tensor))
+
+
 class WideNetwork:
     """K networks of ``template``'s architecture at once (see the module docstring).
 
