@@ -39,7 +39,8 @@ def finite_difference_gradients(
     side (`estimators.wide`): their first layer is one layer with K times the outputs, whose response to
     x0 +- s e_i is its response to x0 +- s times one column of its weights (no convolution), and the layers after
     it are grouped convolutions and batched matrix products. Architectures that can run neither as one wide
-    network nor through vmap, and eval_point=per_network, go one network at a time (logged).
+    network nor through vmap, eval_point=per_network, and a vmapped network that would go one per pass (nothing
+    to share, only vmap's overhead) go one network at a time. The log says which.
     """
     count, shape = len(points), tuple(points.shape[1:])
     runner, how = None, "each network has its own x0 (eval_point=per_network)"
