@@ -106,7 +106,10 @@ def call_order(net: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Modu
 
 def layer_inputs(net: nn.Module, input_shape) -> int:
     """The elements all of one network's layers read for one input: what a pass holds per network and input."""
-    calls = call_order(net, torch.zeros(1, *input_shape, device=next(net.parameters()).device))
+    return _elements_read(call_order(net, torch.zeros(1, *input_shape, device=next(net.parameters()).device)))
+
+
+def _elements_read(calls) -> int:
     return sum(x.numel() for _, _, x in calls if isinstance(x, torch.Tensor))
 
 
@@ -134,8 +137,7 @@ class WideNetwork:
             and first_input.data_ptr() == example.data_ptr() and first_input.numel() == example.numel()
             and (isinstance(first_module, nn.Linear) or (first_module.groups == 1 and first_module.padding_mode == "zeros"))
         )
-        # per network and input: the elements every layer reads, which sizes the batches (`estimators.gradients`)
-        self.activations = sum(x.numel() for _, _, x in calls if isinstance(x, torch.Tensor))
+        self.activations = _elements_read(calls)  # per network and input; sizes the passes (`estimators.gradients`)
         # parameter-free modules on a shared input (a Flatten) are kept as they are, and the first layer reads it whole
         before = set() if own_inputs else {name for name, _, _ in calls[:first]}
         self.own_inputs = own_inputs
@@ -306,7 +308,7 @@ class VmappedNetworks:
         self.input_shape, self.dtype, self.device = tuple(input_shape), dtype, torch.device(device)
         example = torch.zeros(1, *input_shape, device=self.device)
         calls = call_order(template, example)
-        self.activations = sum(x.numel() for _, _, x in calls if isinstance(x, torch.Tensor))
+        self.activations = _elements_read(calls)
         self.first_module = next((m for _, m, _ in calls if next(m.parameters(), None) is not None), None)
         skeleton = copy.deepcopy(template).eval().to("meta")
         self.parameter_names = {name for name, _ in template.named_parameters()}
