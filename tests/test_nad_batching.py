@@ -16,7 +16,7 @@ from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_network
 from nadexp.estimators.gradients import (
     _one_network_at_a_time, _vmapped_input_gradients, autograd_gradients, eval_points, finite_difference_gradients,
 )
-from nadexp.estimators.wide import _perturbed_inputs, side_by_side
+from nadexp.estimators.wide import perturbed_inputs, side_by_side
 from nadexp.models import LeNet
 
 SIDE_BY_SIDE = {"densenet121": "torch.func.vmap"}  # concatenates feature maps: not one wide network
@@ -54,7 +54,7 @@ def test_stacked_draws_are_bitwise_the_networks_a_reset_draws(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_networks_side_by_side_give_each_networks_own_outputs_at_the_perturbed_inputs(arch):
+def test_networks_side_by_side_give_each_networks_own_outputs_at_theperturbed_inputs(arch):
     make_net, shape = zoo_net(arch)
     template = make_net()
     torch.manual_seed(0)
@@ -66,7 +66,7 @@ def test_networks_side_by_side_give_each_networks_own_outputs_at_the_perturbed_i
         runner.load(networks)
         runner.perturb_around(x0, 100.0)
         for part in (slice(0, 3), slice(dim - 5, dim)):  # the first pixels, and the last (image borders)
-            inputs = _perturbed_inputs(x0, 100.0, "cpu", torch.float32)(part)
+            inputs = perturbed_inputs(x0, 100.0, "cpu", torch.float32)(part)
             want = torch.stack([functional_call(template, {n: t[k] for n, t in networks.items()}, (inputs,)).reshape(-1)
                                 for k in range(3)])
             got = runner.perturbed_outputs(part)

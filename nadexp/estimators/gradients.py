@@ -13,7 +13,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_networks
-from nadexp.estimators.wide import WideNetwork, layer_inputs, side_by_side
+from nadexp.estimators.wide import WideNetwork, layer_inputs, perturbed_inputs, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,6 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
     perturbed inputs go through in chunks of ``chunk_size``."""
     count, shape = len(points), points.shape[1:]
     dim = math.prod(shape)
-    steps = scale * torch.eye(dim, device=device).reshape(dim, *shape)
     worker = _twin(template, dtype, device)
     gradients = torch.empty(count, dim)
     shared = bool(points.stride(0) == 0)  # one x0 for all networks: build the perturbed batch once
@@ -120,8 +119,7 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
         for k, net in enumerate(fresh_networks(template, count, make_net)):
             _copy_weights(net, worker)
             if batch is None or not shared:
-                x0 = points[k].to(device)
-                batch = torch.cat([x0 + steps, x0 - steps]).to(dtype).contiguous(memory_format=torch.channels_last)
+                batch = perturbed_inputs(points[k], scale, device, dtype)(slice(0, dim))
             out = torch.cat([worker(part).float().reshape(-1) for part in batch.split(chunk_size)])
             gradients[k] = ((out[:dim] - out[dim:]) / (2 * scale)).cpu()
     return gradients

@@ -232,7 +232,7 @@ class WideNetwork:
     def perturb_around(self, x0: torch.Tensor, step: float) -> None:
         """Sets the point and step of `perturbed_outputs` for the networks loaded."""
         if not self.first_is_linear:
-            self.perturbed = _perturbed_inputs(x0, step, self.device, self.dtype)
+            self.perturbed = perturbed_inputs(x0, step, self.device, self.dtype)
             return
         x0 = x0.to(self.device, self.dtype)[None]
         if isinstance(self.first_module, nn.Conv2d):
@@ -323,13 +323,13 @@ class VmappedNetworks:
         self.buffers = {name: t for name, t in moved.items() if name not in self.parameter_names}
 
     def perturb_around(self, x0: torch.Tensor, step: float) -> None:
-        self.perturbed = _perturbed_inputs(x0, step, self.device, self.dtype)
+        self.perturbed = perturbed_inputs(x0, step, self.device, self.dtype)
 
     def perturbed_outputs(self, pixels: slice) -> torch.Tensor:
         return self.batched(self.params, self.buffers, self.perturbed(pixels)).reshape(self.count, -1)
 
 
-def _perturbed_inputs(x0: torch.Tensor, step: float, device, dtype):
+def perturbed_inputs(x0: torch.Tensor, step: float, device, dtype):
     """pixels -> the inputs x0 + step e_i, then x0 - step e_i, for the pixels i of that slice (channels-last)."""
     x0 = x0.to(device)
     flat = x0.reshape(-1)
@@ -369,7 +369,7 @@ def _check(runner, template: nn.Module, input_shape, probe: dict) -> None:
             got = runner.perturbed_outputs(slice(0, 2)).float()
         finally:
             runner.dtype = dtype
-        inputs = _perturbed_inputs(x, 1.0, runner.device, torch.float32)(slice(0, 2))
+        inputs = perturbed_inputs(x, 1.0, runner.device, torch.float32)(slice(0, 2))
         want = torch.stack([functional_call(template, {n: t[k] for n, t in probe.items()}, (inputs,)).reshape(-1)
                             for k in range(len(got))])
     if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-3, atol=1e-5 * float(want.abs().max())):
