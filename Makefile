@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-all bench clean
+.PHONY: run test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,12 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed  ## the demo: a small Fourier sweep of LeNet and logistic regression, with a heat-map panel
 	$(PY) run.py experiment=fourier_demo $(ARGS)
 
-test: $(VENV)/.installed  ## the test suite (slow tests excluded)
+test: lint  ## lint, then the test suite (slow tests excluded)
 	$(PY) -m pytest $(ARGS)
+
+lint: $(VENV)/.installed  ## ruff: the linter and the formatter's check (settings in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 test-all: $(VENV)/.installed  ## every test, the slow ones included
 	$(PY) -m pytest -m "" $(ARGS)
@@ -28,6 +32,7 @@ bench: $(VENV)/.installed  ## benchmarks: data paths, NAD estimators, hyperplane
 	$(PY) benchmarks/hyperplanes.py
 	$(PY) benchmarks/class_density.py
 	$(PY) benchmarks/sweep.py
+	$(PY) benchmarks/startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

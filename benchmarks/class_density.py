@@ -30,8 +30,7 @@ def main():
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--per-class", type=int, default=5000)
     args = parser.parse_args()
-    where = (torch.cuda.get_device_name() if args.device == "cuda" else
-             f"{cpu_description()}")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_description()}"
 
     torch.manual_seed(0)
     net = instantiate(compose_config(["experiment=single", "arch=resnet18"]).arch, input_shape=(3, 32, 32), num_classes=10)

@@ -24,11 +24,11 @@ from rich.console import Console
 from rich.table import Table
 
 from nadexp.config import compose_config
-from nadexp.data import DirectionalDataset
 from nadexp.data.cifar10 import represent
 from nadexp.data.cifar10_files import load_split, write_cifar10_files
-from nadexp.training import build
+from nadexp.data.directional import DirectionalDataset
 from nadexp.results import cpu_description
+from nadexp.training import build
 
 
 class EpochTimer(pl.Callback):
@@ -65,9 +65,18 @@ def bare_loop(x, y, net, epochs: int, lr: float, momentum: float, weight_decay: 
 
 def nadexp_loop(overrides: list[str], epochs: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config(["logger=none", f"trainer.max_epochs={epochs}", "+trainer.limit_val_batches=0",
-                              "resume=false", "trainer.enable_checkpointing=false",
-                              "callbacks=default", *overrides], output_dir=tmp)
+        cfg = compose_config(
+            [
+                "logger=none",
+                f"trainer.max_epochs={epochs}",
+                "+trainer.limit_val_batches=0",
+                "resume=false",
+                "trainer.enable_checkpointing=false",
+                "callbacks=default",
+                *overrides,
+            ],
+            output_dir=tmp,
+        )
         datamodule, model, trainer = build(cfg)
         timer = EpochTimer()
         trainer.callbacks.append(timer)
@@ -116,8 +125,15 @@ def main():
     for column in ("loop", "epochs", "median s/epoch", "best s/epoch", "samples/s (median)", "ratio (median)", "ratio (best)"):
         table.add_column(column, justify="right")
     table.add_row("bare PyTorch, same tensors", str(len(bare)), f"{b:.3f}", f"{b_best:.3f}", f"{len(x) / b:,.0f}", "1.00", "1.00")
-    table.add_row("nadexp (Hydra + DataModule + Lightning)", str(len(ours)), f"{o:.3f}", f"{o_best:.3f}", f"{len(x) / o:,.0f}",
-                  f"{o / b:.2f}", f"{o_best / b_best:.2f}")
+    table.add_row(
+        "nadexp (Hydra + DataModule + Lightning)",
+        str(len(ours)),
+        f"{o:.3f}",
+        f"{o_best:.3f}",
+        f"{len(x) / o:,.0f}",
+        f"{o / b:.2f}",
+        f"{o_best / b_best:.2f}",
+    )
     Console(width=150).print(table)
     data_dir.cleanup()
 

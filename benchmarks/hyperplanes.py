@@ -45,13 +45,14 @@ def main():
             start = time.perf_counter()
             found = HyperplaneEstimator().weight_statistics(net, init, fresh)
             times.append(time.perf_counter() - start)
-        table.add_row(arch, str(len(found["layers"])), str(found["pooled"]["trained"]["filters"]),
-                      f"{statistics.median(times):.3f}", "< 1 s")
+        table.add_row(
+            arch, str(len(found["layers"])), str(found["pooled"]["trained"]["filters"]), f"{statistics.median(times):.3f}", "< 1 s"
+        )
     Console(width=150).print(table)
 
     net = make("lenet", 0).eval()
     x, y = torch.randn(10_000, 3, 32, 32), torch.randint(0, 10, (10_000,))
-    batches = [(x[i:i + 1024], y[i:i + 1024]) for i in range(0, len(x), 1024)]
+    batches = [(x[i : i + 1024], y[i : i + 1024]) for i in range(0, len(x), 1024)]
     snapshots = [(str(e), make("lenet", 10 + e).state_dict()) for e in range(11)]
     layers = list(analysed_layers(net))
     start = time.perf_counter()

@@ -57,7 +57,7 @@ def matmul_rate(device, dtype=torch.float32, size=2048, repeats=5) -> float:
     for _ in range(repeats):
         c = a @ b
     float(c[0, 0])
-    return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e9
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
 def timed(fn):
@@ -70,8 +70,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="lenet")
     parser.add_argument("--networks", type=int, default=10_000, help="networks for nadexp's finite-difference rows")
-    parser.add_argument("--reference-networks", type=int, default=500,
-                        help="networks for the reference-style loop and nadexp's one-at-a-time loop (rates per network)")
+    parser.add_argument(
+        "--reference-networks",
+        type=int,
+        default=500,
+        help="networks for the reference-style loop and nadexp's one-at-a-time loop (rates per network)",
+    )
     parser.add_argument("--autograd-networks", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -87,6 +91,7 @@ def main():
         torch.manual_seed(args.seed)
         points = eval_points("fixed", SHAPE, args.reference_networks, torch.Generator().manual_seed(args.seed))
         return _one_network_at_a_time(make_net().to(device).eval(), points, 100.0, 512, torch.float32, device, None)
+
     alone, seconds = timed(one_at_a_time)
     rows.append(("nadexp, one network at a time (float32; the fallback)", args.reference_networks, seconds, alone))
     dtypes = ["auto"] + (["float32"] if NADEstimator(dtype="auto").resolved_dtype(device) != torch.float32 else [])
@@ -102,8 +107,16 @@ def main():
     flops = 2 * math.prod(SHAPE) * forward_flops(make_net)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_description()
     table = Table(title=f"NAD gradients, {args.arch}, 1x32x32 ({where}, torch {torch.__version__})")
-    for column in ("method", "networks", "seconds", "ms / network", "10,000 networks (s)", "vs reference loop",
-                   "GFLOP/s", f"top-10 overlap with reference ({args.reference_networks} networks)"):
+    for column in (
+        "method",
+        "networks",
+        "seconds",
+        "ms / network",
+        "10,000 networks (s)",
+        "vs reference loop",
+        "GFLOP/s",
+        f"top-10 overlap with reference ({args.reference_networks} networks)",
+    ):
         table.add_column(column, justify="right")
     reference_nads = principal_directions(reference)[0]
     reference_ms = 1000 * reference_time / args.reference_networks
@@ -112,17 +125,27 @@ def main():
         if grads is None:  # autograd: the local gradient at x0, another quantity
             table.add_row(label, f"{count:,}", f"{seconds:.1f}", f"{ms:.2f}", f"{ms * 10:.1f}", "", "", "(other quantity)")
             continue
-        overlap = subspace_overlap(reference_nads, principal_directions(grads[:args.reference_networks])[0], 10)
-        table.add_row(label, f"{count:,}", f"{seconds:.1f}", f"{ms:.2f}", f"{ms * 10:.0f}", f"{reference_ms / ms:.2f}x",
-                      f"{flops * count / seconds / 1e9:.1f}", f"{overlap:.4f}")
+        overlap = subspace_overlap(reference_nads, principal_directions(grads[: args.reference_networks])[0], 10)
+        table.add_row(
+            label,
+            f"{count:,}",
+            f"{seconds:.1f}",
+            f"{ms:.2f}",
+            f"{ms * 10:.0f}",
+            f"{reference_ms / ms:.2f}x",
+            f"{flops * count / seconds / 1e9:.1f}",
+            f"{overlap:.4f}",
+        )
     console = Console(width=190)
     console.print(table)
     rates = f"float32 {matmul_rate(device):.0f}"
     if device.type == "cuda" or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)():
         rates += f", bfloat16 {matmul_rate(device, torch.bfloat16):.0f}"
-    console.print(f"This machine's matrix multiply (2048 x 2048): {rates} GFLOP/s. "
-                  f"One {args.arch} forward pass: {flops / 2 / math.prod(SHAPE) / 1e6:.2f} MFLOP; "
-                  f"finite differences: {flops / 1e9:.2f} GFLOP per network.")
+    console.print(
+        f"This machine's matrix multiply (2048 x 2048): {rates} GFLOP/s. "
+        f"One {args.arch} forward pass: {flops / 2 / math.prod(SHAPE) / 1e6:.2f} MFLOP; "
+        f"finite differences: {flops / 1e9:.2f} GFLOP per network."
+    )
 
 
 if __name__ == "__main__":

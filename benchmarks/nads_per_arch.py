@@ -45,8 +45,14 @@ def main():
         parameters = sum(p.numel() for p in make_net().parameters())
         autograd = per_network_seconds(make_net, shape, "autograd", args.autograd_networks)
         finite = per_network_seconds(make_net, shape, "finite_difference", args.fd_networks)
-        table.add_row(arch, cfg.arch.get("name", cfg.arch._target_.rsplit(".", 1)[-1]), f"{parameters / 1e6:.2f} M",
-                      f"{1000 * autograd:.1f}", f"{1000 * finite:.1f}", f"{finite / autograd:.1f}")
+        table.add_row(
+            arch,
+            cfg.arch.get("name", cfg.arch._target_.rsplit(".", 1)[-1]),
+            f"{parameters / 1e6:.2f} M",
+            f"{1000 * autograd:.1f}",
+            f"{1000 * finite:.1f}",
+            f"{finite / autograd:.1f}",
+        )
     Console(width=160).print(table)
 
 

@@ -24,10 +24,10 @@ from rich.table import Table
 from torch.utils.data import DataLoader, TensorDataset
 
 from nadexp.config import compose_config
-from nadexp.data import DirectionalDataset
+from nadexp.data.directional import DirectionalDataset
+from nadexp.data.directions import fourier_cells
 from nadexp.models import LeNet
 from nadexp.results import cpu_description
-from nadexp.sweeps.directions import fourier_cells
 from nadexp.sweeps.runner import cell_config, train_cell, train_cells_stacked
 
 GRID = 16  # the frequency grid is 16 x 16: all of 16 x 16 images, every other frequency of 32 x 32 images
@@ -92,10 +92,19 @@ def main():
         logging.getLogger(name).setLevel(logging.WARNING)  # no Lightning banner per cell
     shape, stride = [1, args.image_size, args.image_size], args.image_size // GRID
     cells = fourier_cells(shape[1], shape[2], stride)
-    chosen = cells[1:1 + args.cells]
+    chosen = cells[1 : 1 + args.cells]
     accelerator = "gpu" if args.device == "cuda" else "cpu"
-    cfg = compose_config(["experiment=single", "sweep=fourier", f"sweep.stride={stride}", f"dataset.shape={shape}",
-                          f"trainer.max_epochs={args.epochs}", f"trainer.accelerator={accelerator}", "logger=none"])
+    cfg = compose_config(
+        [
+            "experiment=single",
+            "sweep=fourier",
+            f"sweep.stride={stride}",
+            f"dataset.shape={shape}",
+            f"trainer.max_epochs={args.epochs}",
+            f"trainer.accelerator={accelerator}",
+            "logger=none",
+        ]
+    )
     base, ours = [], []
     rows = {"reference style (per-sample DataLoader, fresh loop)": base, "nadexp sweep cell (Lightning, channels-last)": ours}
     for direction in chosen:  # interleaved, so drift in machine load hits every row alike
@@ -110,21 +119,29 @@ def main():
         stacked = rows[f"nadexp stacked cells (sweep.models_at_once={k})"] = []
         with GpuUtilisation() as utilisation[k]:
             for group in range(0, len(chosen), k):
-                directions = [list(d) for d in chosen[group:group + k]]
+                directions = [list(d) for d in chosen[group : group + k]]
                 start = time.perf_counter()
                 train_cells_stacked(cfg, directions)
                 stacked += [(time.perf_counter() - start) / len(directions)] * len(directions)
     device = torch.cuda.get_device_name() if args.device == "cuda" else f"{cpu_description()}"
     grid = "every cell" if stride == 1 else "every other cell"
-    table = Table(title=f"LeNet Fourier sweep cells, 16 x 16 grid ({grid} of {args.image_size} x {args.image_size} images), "
-                        f"{args.epochs} epochs of 10,000 samples ({device})")
+    table = Table(
+        title=f"LeNet Fourier sweep cells, 16 x 16 grid ({grid} of {args.image_size} x {args.image_size} images), "
+        f"{args.epochs} epochs of 10,000 samples ({device})"
+    )
     for column in ("loop", "cells timed", "s / cell", f"all {len(cells)} cells (min)", "directions / min", "speed-up"):
         table.add_column(column, justify="right")
     reference = sum(base) / len(base)
     for name, times in rows.items():
         per_cell = sum(times) / len(times)
-        table.add_row(name, str(len(times)), f"{per_cell:.2f}", f"{per_cell * len(cells) / 60:.1f}", f"{60 / per_cell:.1f}",
-                      f"{reference / per_cell:.2f}x")
+        table.add_row(
+            name,
+            str(len(times)),
+            f"{per_cell:.2f}",
+            f"{per_cell * len(cells) / 60:.1f}",
+            f"{60 / per_cell:.1f}",
+            f"{reference / per_cell:.2f}x",
+        )
     Console(width=180).print(table)
     if args.device == "cuda":
         for k, used in utilisation.items():

@@ -7,35 +7,52 @@ any training.
 """
 
 import tempfile
-from dataclasses import field, make_dataclass
+from dataclasses import field, fields, make_dataclass
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from nadexp.data.cifar10 import CIFARSpec
-from nadexp.data.directional import DirectionalDataset
+from nadexp.data.settings import CIFARSettings, DirectionalSettings
 from nadexp.identity import register_resolvers
+from nadexp.tasks import TASKS
 
 
 def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
     """A dataset's fields plus the data module's own (target, batch sizes) as one typed schema."""
-    return make_dataclass(name, [
-        ("_target_", str, field(default=target)),
-        ("batch_size", int, field(default=128)),
-        ("eval_batch_size", int, field(default=1024)),
-        *extra,
-    ], bases=(spec,))
+    return make_dataclass(
+        name,
+        [
+            ("_target_", str, field(default=target)),
+            ("batch_size", int, field(default=128)),
+            ("eval_batch_size", int, field(default=1024)),
+            *extra,
+        ],
+        bases=(spec,),
+    )
 
 
-SCHEMAS = {
-    "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalDataset,
-                                             "nadexp.data.datamodule.DirectionalDataModule"),
-    "cifar_schema": data_module_schema("CIFARDataConfig", CIFARSpec, "nadexp.data.datamodule.CIFARDataModule",
-                                       ("seed", int, field(default=0))),
+DATA_MODULES = {  # the data module each dataset schema builds, and the settings it checks
+    "directional_schema": ("nadexp.data.datamodule.DirectionalDataModule", DirectionalSettings),
+    "cifar_schema": ("nadexp.data.datamodule.CIFARDataModule", CIFARSettings),
 }
+SCHEMAS = {
+    "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalSettings, DATA_MODULES["directional_schema"][0]),
+    "cifar_schema": data_module_schema("CIFARDataConfig", CIFARSettings, DATA_MODULES["cifar_schema"][0], ("seed", int, field(default=0))),
+}
+
+
+def check_dataset(cfg: DictConfig, task: str) -> None:
+    """The dataset's settings, checked without torch when ``task`` reads the dataset (ConfigError names the
+    option): a bad value is reported before the run imports its libraries."""
+    if "dataset" not in TASKS[task].reads or not cfg.get("dataset"):
+        return
+    settings = next((cls for target, cls in DATA_MODULES.values() if target == cfg.dataset.get("_target_")), None)
+    if settings is not None:
+        values = OmegaConf.to_container(cfg.dataset, resolve=True)
+        settings(**{f.name: values[f.name] for f in fields(settings) if f.name in values})
 
 
 def register_configs() -> None:

@@ -18,6 +18,7 @@ import atexit
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -27,13 +28,27 @@ from nadexp.tasks import TASKS, decide_task
 
 # Settings that do not change a run's numbers: where and how fast it runs, what it shows, how it is split up.
 EXECUTION = (
-    "trainer._target_", "trainer.accelerator", "trainer.default_root_dir", "trainer.enable_progress_bar",
-    "trainer.enable_model_summary", "trainer.enable_checkpointing", "trainer.log_every_n_steps",
+    "trainer._target_",
+    "trainer.accelerator",
+    "trainer.default_root_dir",
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.enable_checkpointing",
+    "trainer.log_every_n_steps",
     "trainer.num_sanity_val_steps",
-    "dataset.data_dir", "dataset.download", "dataset.check_md5", "dataset.eval_batch_size",
-    "estimator.device", "estimator.chunk_size", "estimator.networks_per_batch", "estimator.batch_size",
+    "dataset.data_dir",
+    "dataset.download",
+    "dataset.check_md5",
+    "dataset.eval_batch_size",
+    "estimator.device",
+    "estimator.chunk_size",
+    "estimator.networks_per_batch",
+    "estimator.batch_size",
     "estimator.n_jobs",
-    "sweep.label", "sweep.models_at_once", "sweep.num_shards", "sweep.shard",
+    "sweep.label",
+    "sweep.models_at_once",
+    "sweep.num_shards",
+    "sweep.shard",
 )
 # The overrides that every fixed directory's label names, so the reference config shares them; so does what an
 # experiment sweeps itself (hydra.sweeper.params), which its label names (variant, poison index, arch).
@@ -111,8 +126,10 @@ def check_same_config(cfg: DictConfig, output_dir: Path) -> None:
     task = decide_task(cfg)
     changed = differing(result_settings(cfg, task), result_settings(OmegaConf.load(saved), task))
     if changed:
-        raise ConfigError(f"hydra.run.dir={output_dir} holds results of a different config (settings that "
-                          f"differ: {', '.join(sorted(changed))}; see its config.yaml): choose another run directory")
+        raise ConfigError(
+            f"hydra.run.dir={output_dir} holds results of a different config (settings that "
+            f"differ: {', '.join(sorted(changed))}; see its config.yaml): choose another run directory"
+        )
 
 
 _claimed: dict[str, str] = {}  # this process's claims: asking again (as Lightning's DDP launcher does) gives the same
@@ -150,6 +167,19 @@ def _remove_unused_claims() -> None:
                 folder.rmdir()  # only succeeds on an empty folder
             except OSError:
                 break
+
+
+def remove_if_unused(output_dir) -> bool:
+    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log):
+    after a config error it is no run, and later commands should not find it. True if it was removed."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return False
+    entries = list(output_dir.iterdir())
+    if any(not (entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file())) for entry in entries):
+        return False
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return True
 
 
 LIBRARY_ARCHS = ("torchvision", "timm")

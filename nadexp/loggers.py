@@ -6,10 +6,7 @@ scalars, images, text tables and hparams (the summary metrics are the hparams' m
 """
 
 import logging
-import netrc
-import os
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 from hydra.utils import instantiate
@@ -17,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
 
-from nadexp.errors import ConfigError
+from nadexp.tasks import check_credentials
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +38,6 @@ def build_loggers(cfg: DictConfig) -> list:
     return [instantiate(c) for c in cfg.logger.values()] if cfg.get("logger") else []
 
 
-def check_credentials(cfg: DictConfig) -> None:
-    """Online W&B without credentials would prompt in a terminal; refuse up front instead."""
-    if not (cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True)):
-        return
-    if os.environ.get("WANDB_API_KEY"):
-        return
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        if netrc.netrc().authenticators(host):
-            return
-    except (FileNotFoundError, netrc.NetrcParseError):
-        pass
-    raise ConfigError(
-        "logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY "
-        "(or keep the default logger.wandb.offline=true and `wandb sync` later)"
-    )
-
-
 def run_config(cfg: DictConfig) -> dict:
     """The resolved config; the keys runs are compared by are at its top: arch_name, task, seed, and basis (the
     sweep's, or a training run's dataset's)."""
@@ -79,8 +58,7 @@ def log_cell(loggers, row: dict, done: int, total: int) -> None:
         logger.log_metrics(metrics, step=done)
 
 
-def log_outcome(loggers, cfg: DictConfig, summary: dict, images: dict | None = None,
-                tables: dict | None = None) -> None:
+def log_outcome(loggers, cfg: DictConfig, summary: dict, images: dict | None = None, tables: dict | None = None) -> None:
     """A finished run: ``summary`` ({key: number}) as metrics and run summary, ``images`` ({key: png path}) and
     ``tables`` ({key: (columns, rows as lists)}) where the logger takes them."""
     summary = {key: value for key, value in summary.items() if isinstance(value, (int, float))}  # no None

@@ -1,11 +1,32 @@
-"""result.json: what a finished run leaves behind, written atomically so a killed run leaves none."""
+"""What a finished run leaves behind: its result.json (one schema for every task, built by ``result_record``)
+and the cell records of a sweep, written atomically so a killed run leaves none.
+
+Every result.json holds, first:
+
+- ``task``: train | sweep | nads | hyperplanes | class_density
+- ``arch``: the arch's name as in run names (lenet, timm-convnext_atto)
+- ``seed``: the run's seed (an estimator's estimator.seed, which is the run's unless set apart)
+- ``objective``: the one number that run.py returns to Hydra's sweepers (Optuna, ...): test_acc of a training run,
+  mean_test_acc of a sweep, the top-10 split-half overlap of NADs, the trained pooled mass of hyperplanes, the
+  gap z-score of the last stage of class densities
+- ``summary``: {name: number}, the summary metrics the run logged
+
+then the task's own fields (a training run's accuracies and history, a sweep's cell counts and published
+comparison, an estimator's settings and outcome, with ``files``: what the run wrote beside result.json), and last:
+
+- ``wall_time_s``: seconds this invocation took (a resumed sweep counts only the cells it trained)
+- ``versions``: Python's and the packages'
+- ``machine``: platform, CPU (model, vector extensions, threads), GPU
+
+A sweep's cell records (cells/*.json, cells.csv) hold ``training_fields`` of the cell, its metrics, the engine
+that trained it and its status (CELL_COLUMNS).
+"""
 
 import csv
 import io
 import json
 import os
 import platform
-import shutil
 import tempfile
 from importlib import metadata
 from pathlib import Path
@@ -15,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nadexp.errors import ConfigError
 from nadexp.identity import check_same_config
-from nadexp.tasks import decide_task
+from nadexp.tasks import TASKS, decide_task
 
 PACKAGES = ("nadexp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "numpy")
 
@@ -40,16 +61,65 @@ def cpu_description() -> str:
         model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
         flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
     extensions = "/".join(name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags) or "?"
-    return (f"{model}, {extensions}, torch kernels {torch.backends.cpu.get_cpu_capability()}, "
-            f"{torch.get_num_threads()} threads")
+    return f"{model}, {extensions}, torch kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
 
 
 def machine() -> dict[str, str]:
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu": cpu_description(), "cpu_threads": str(torch.get_num_threads())}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
+        "cpu_threads": str(torch.get_num_threads()),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def training_fields(cfg: DictConfig) -> dict:
+    """What identifies one trained (arch, data, seed): a training run's and a sweep cell's first fields."""
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    return {
+        "arch": cfg.arch_name,
+        "dataset": cfg.dataset_name,
+        "basis": dataset.get("basis"),
+        "direction": dataset.get("direction"),
+        "variant": dataset.get("variant"),
+        "nad_index": dataset.get("nad_index") if dataset.get("variant") == "poison" else None,
+        "seed": cfg.seed,
+    }
+
+
+# The fields of a cell record that tables (cells.csv, reports) show.
+CELL_COLUMNS = (
+    "arch",
+    "basis",
+    "direction",
+    "seed",
+    "status",
+    "train_acc",
+    "test_acc",
+    "test_loss",
+    "wall_time_s",
+    "engine",
+    "models_at_once",
+    "reason",
+)
+
+
+def result_record(task: str, cfg: DictConfig, fields: dict, wall_time_s: float) -> dict:
+    """The result.json of a ``task`` run of ``cfg``, in the order the module's docstring gives; ``fields`` are
+    the task's own, with ``summary`` and, unless the task's objective is a field of its own, ``objective``."""
+    fields = dict(fields)
+    objective = fields.pop("objective", None) if TASKS[task].objective == "objective" else fields.get(TASKS[task].objective)
+    head = {
+        "task": task,
+        "arch": cfg.arch_name,
+        "seed": fields.pop("seed", cfg.seed),
+        "objective": objective,
+        "summary": fields.pop("summary", {}),
+    }
+    return {**head, **fields, "wall_time_s": round(wall_time_s, 3), "versions": package_versions(), "machine": machine()}
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -101,16 +171,3 @@ def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
     if write_config and (sweep or not finished):
         write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return output_dir
-
-
-def remove_if_unused(output_dir) -> bool:
-    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log):
-    after a config error it is no run, and later commands should not find it. True if it was removed."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return False
-    entries = list(output_dir.iterdir())
-    if any(not (entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file())) for entry in entries):
-        return False
-    shutil.rmtree(output_dir, ignore_errors=True)
-    return True

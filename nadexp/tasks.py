@@ -9,7 +9,10 @@ run directory, see nadexp.identity) and the parts it honours otherwise (``uses``
 command line outside both would be ignored, so it stops the run with a message instead.
 """
 
+import netrc
+import os
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from omegaconf import DictConfig
 
@@ -18,19 +21,24 @@ from nadexp.errors import ConfigError
 
 @dataclass(frozen=True)
 class Task:
-    what: str                      # for messages: "a direction sweep"
-    reads: tuple[str, ...]         # config parts (a group or a dotted key) that decide the numbers
-    uses: tuple[str, ...] = ()     # further parts it honours: where and how it runs, what it writes
-    sets: tuple[str, ...] = ()     # keys inside ``reads`` that the task sets itself, per cell
-    objective: str = "objective"   # the result.json key that run.py returns to Hydra's sweepers
+    what: str  # for messages: "a direction sweep"
+    reads: tuple[str, ...]  # config parts (a group or a dotted key) that decide the numbers
+    uses: tuple[str, ...] = ()  # further parts it honours: where and how it runs, what it writes
+    sets: tuple[str, ...] = ()  # keys inside ``reads`` that the task sets itself, per cell
+    objective: str = "objective"  # the result.json key that run.py returns to Hydra's sweepers
 
 
 TRAINING = ("arch", "dataset", "optimizer", "scheduler", "trainer", "seed")
 ESTIMATORS = ("nads", "hyperplanes", "class_density")
 TASKS = {
     "train": Task("one training run", TRAINING, uses=("callbacks", "channels_last", "resume"), objective="test_acc"),
-    "sweep": Task("a direction sweep", (*TRAINING, "sweep"), uses=("channels_last",),
-                  sets=("dataset.basis", "dataset.direction"), objective="mean_test_acc"),
+    "sweep": Task(
+        "a direction sweep",
+        (*TRAINING, "sweep"),
+        uses=("channels_last",),
+        sets=("dataset.basis", "dataset.direction"),
+        objective="mean_test_acc",
+    ),
     "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed"), uses=("resume",)),
     "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed"), uses=("resume",)),
     "class_density": Task("estimator=class_density", ("arch", "estimator", "seed"), uses=("resume",)),
@@ -43,9 +51,11 @@ def decide_task(cfg: DictConfig) -> str:
     """train, sweep or an estimator's name, from the ``sweep`` and ``estimator`` groups."""
     sweep, estimator = cfg.get("sweep") or {}, cfg.get("estimator") or {}
     if sweep and estimator:
-        raise ConfigError(f"sweep={sweep.get('basis')} and estimator={estimator.get('name')} both decide what the run does "
-                          "(a sweep trains on every direction of a basis; an estimator analyses an architecture): "
-                          "choose one, with sweep=none or estimator=none")
+        raise ConfigError(
+            f"sweep={sweep.get('basis')} and estimator={estimator.get('name')} both decide what the run does "
+            "(a sweep trains on every direction of a basis; an estimator analyses an architecture): "
+            "choose one, with sweep=none or estimator=none"
+        )
     task = "sweep" if sweep else estimator.get("name", "train") if estimator else "train"
     if task not in TASKS:
         raise ConfigError(f"estimator.name={task!r} is unknown: choose one of {', '.join(ESTIMATORS)}")
@@ -69,11 +79,14 @@ def check_overrides(overrides, task: str) -> None:
         if key == "task":
             raise ConfigError(f"{line}: the task follows from the chosen groups (sweep=..., estimator=...); remove {line}")
         if any(_covers(part, key) for part in spec.sets):
-            raise ConfigError(f"{line} has no effect in {spec.what}: the sweep sets each cell's {key.split('.')[-1]} "
-                              "(choose the cells with sweep.stride, sweep.max_frequency or sweep.indices); remove it")
+            raise ConfigError(
+                f"{line} has no effect in {spec.what}: the sweep sets each cell's {key.split('.')[-1]} "
+                "(choose the cells with sweep.stride, sweep.max_frequency or sweep.indices); remove it"
+            )
         if not any(_covers(part, key) or _covers(key, part) for part in (*spec.reads, *spec.uses)):
-            raise ConfigError(f"{line} has no effect on {spec.what}, whose settings are "
-                              f"{', '.join(spec.reads + spec.uses)}: remove it{_hint(key, task)}")
+            raise ConfigError(
+                f"{line} has no effect on {spec.what}, whose settings are {', '.join(spec.reads + spec.uses)}: remove it{_hint(key, task)}"
+            )
 
 
 def _hint(key: str, task: str) -> str:
@@ -86,34 +99,28 @@ def _hint(key: str, task: str) -> str:
     return ""
 
 
-def steps(task: str):
-    """(prepare, run) of ``task``: prepare makes every check that can fail on the config and writes nothing;
-    run writes the run directory and does the work."""
-    if task == "train":
-        from nadexp.training.train import prepare, train
-        return prepare, train
-    if task == "sweep":
-        from nadexp.sweeps.runner import plan, run_sweep
-        return plan, run_sweep
-    from nadexp.estimators.run import estimate, prepare_estimate
-    return prepare_estimate, estimate
+def check_credentials(cfg: DictConfig) -> None:
+    """Online W&B without credentials would prompt in a terminal; refuse up front instead."""
+    if not (cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True)):
+        return
+    if os.environ.get("WANDB_API_KEY"):
+        return
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc().authenticators(host):
+            return
+    except (FileNotFoundError, netrc.NetrcParseError):
+        pass
+    raise ConfigError(
+        "logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY "
+        "(or keep the default logger.wandb.offline=true and `wandb sync` later)"
+    )
 
 
-def execute(cfg: DictConfig, overrides=()) -> dict:
-    """What ``python run.py <overrides>`` does with its composed ``cfg``; returns the run's result.json.
-    Every check that can fail on the config raises ConfigError before the run writes anything."""
-    from hydra.errors import InstantiationException
-
-    from nadexp.loggers import check_credentials
-
+def check_command(cfg: DictConfig, overrides=()) -> str:
+    """The task of ``cfg`` after the checks that need neither torch nor files: the chosen groups, every
+    command-line override (it takes effect), logger credentials. ConfigError names what to change."""
     task = decide_task(cfg)
     check_overrides(overrides, task)
     check_credentials(cfg)
-    prepare, run = steps(task)
-    try:
-        prepared = prepare(cfg)
-    except InstantiationException as error:  # Hydra wraps what a config's constructor raises
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
-        raise
-    return run(cfg, prepared)
+    return task

@@ -14,14 +14,23 @@ LIBRARY_ARCHS = sorted(p.stem for p in (ROOT / "conf" / "arch").glob("*.yaml") i
 DATASETS = sorted(p.stem for p in (ROOT / "conf" / "dataset").glob("*.yaml"))
 
 # Small and quick: a few hundred samples, one epoch, no W&B unless a test asks for it.
-QUICK = ["experiment=single", "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
-         "trainer.max_epochs=1", "dataset.n_train=256", "dataset.n_test=256", "trainer.accelerator=cpu"]
+QUICK = [
+    "experiment=single",
+    "logger=none",
+    "callbacks=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=1",
+    "dataset.n_train=256",
+    "dataset.n_test=256",
+    "trainer.accelerator=cpu",
+]
 
 
 @pytest.fixture
 def compose(tmp_path):
     def _compose(*overrides):
         return compose_config(list(overrides), output_dir=tmp_path / "run")
+
     return _compose
 
 
@@ -34,11 +43,19 @@ def check_config_header(figure: str) -> None:
         assert words in header, (figure, words)
 
 
+def check_result_schema(result: dict, task: str) -> None:
+    """result.json as nadexp.results documents it, for every task: the common head, the task's fields, the tail."""
+    keys = list(result)
+    assert keys[:5] == ["task", "arch", "seed", "objective", "summary"], keys
+    assert keys[-3:] == ["wall_time_s", "versions", "machine"], keys
+    assert result["task"] == task and isinstance(result["summary"], dict) and result["machine"]["cpu"]
+
+
 def refusal(overrides, run_dir) -> str:
     """The message `python run.py OVERRIDES` stops with, run in-process: the ConfigError that run.py prints as its
     one `error:` line before exiting with code 2 (tests/test_cli.py checks that path). Nothing may be written."""
     from nadexp.errors import ConfigError
-    from nadexp.tasks import execute
+    from nadexp.runs import execute
 
     with pytest.raises(ConfigError) as caught:
         execute(compose_config(list(overrides), output_dir=run_dir), list(overrides))
@@ -51,8 +68,9 @@ def refusal(overrides, run_dir) -> str:
 def run_cli(*args, cwd=ROOT, timeout=600, env=None):
     """`python run.py ARGS` as a user runs it; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 def random_images(n_train: int, n_test: int, classes: int):
@@ -116,7 +134,16 @@ def write_learnable_cifar10(root, n_train: int, n_test: int, noise: float, seed:
 
 def cifar10_overrides(cifar10_dir, nads_dir, *extra):
     """`experiment=cifar10` on the fixture: LeNet, one epoch, no logger, on CPU."""
-    return ["experiment=cifar10", "arch=lenet", f"dataset.data_dir={cifar10_dir}", "dataset.check_md5=false",
-            f"dataset.nads={nads_dir}", "trainer.max_epochs=1", "logger=none", "trainer.enable_progress_bar=false",
-            "~callbacks.progress_bar",
-            "trainer.accelerator=cpu", *extra]
+    return [
+        "experiment=cifar10",
+        "arch=lenet",
+        f"dataset.data_dir={cifar10_dir}",
+        "dataset.check_md5=false",
+        f"dataset.nads={nads_dir}",
+        "trainer.max_epochs=1",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "~callbacks.progress_bar",
+        "trainer.accelerator=cpu",
+        *extra,
+    ]

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from nadexp.data import direction_vector, fourier_direction
+from nadexp.data.bases import direction_vector, fourier_direction
 from nadexp.data.directional import DirectionalDataset
 from nadexp.errors import ConfigError
 
@@ -46,7 +46,7 @@ def test_conjugate_frequencies_give_the_same_direction_up_to_sign():
 
 def test_fourier_convention_kx_is_horizontal_and_dc_is_constant():
     v = fourier_direction(1, 0, SHAPE)[0]
-    assert torch.allclose(v[0], v[5])            # constant down each column: varies along columns only
+    assert torch.allclose(v[0], v[5])  # constant down each column: varies along columns only
     assert not torch.allclose(v[:, 0], v[:, 2])
     dc = fourier_direction(0, 0, SHAPE)
     assert torch.allclose(dc, torch.full(SHAPE, 1 / 8.0))
@@ -79,10 +79,17 @@ def test_pixel_and_random_bases():
     assert not torch.equal(direction_vector("random", [7], SHAPE, basis_seed=3), direction_vector("random", [7], SHAPE, basis_seed=4))
 
 
-@pytest.mark.parametrize("basis, direction, words", [
-    ("fourier", [8, 0], "kx < 8"), ("fourier", [0, -1], "ky < 8"), ("fourier", [1], "[kx, ky]"),
-    ("pixel", [0, 9], "col < 8"), ("random", [64], "index < 64"), ("dct", [0, 0], "fourier, pixel, random, nad"),
-])
+@pytest.mark.parametrize(
+    "basis, direction, words",
+    [
+        ("fourier", [8, 0], "kx < 8"),
+        ("fourier", [0, -1], "ky < 8"),
+        ("fourier", [1], "[kx, ky]"),
+        ("pixel", [0, 9], "col < 8"),
+        ("random", [64], "index < 64"),
+        ("dct", [0, 0], "fourier, pixel, random, nad"),
+    ],
+)
 def test_bad_addresses_name_the_option_and_the_allowed_range(basis, direction, words):
     with pytest.raises(ConfigError, match="dataset") as error:
         direction_vector(basis, direction, SHAPE)

@@ -12,7 +12,6 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from conftest import ROOT, check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.data.cifar10 import MEAN, STD, denormalise
 from nadexp.data.cifar10_files import load_split
@@ -20,6 +19,8 @@ from nadexp.data.datamodule import CIFARDataModule, random_crop_and_flip
 from nadexp.data.variants import apply_per_channel, complete_basis, dct_basis, flip_matrix, poison_key
 from nadexp.errors import ConfigError
 from nadexp.training import build, train
+
+from conftest import ROOT, check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
 
 
 def setup(cifar10_dir, nads_dir, **spec):
@@ -87,8 +88,7 @@ def test_the_nad_flip_sends_the_first_nad_to_the_last_basis_vector(nads_dir):
 def test_poisoning_table_follows_the_reference():
     # class t: carrier (idx, idx + 1)[t // 6], channel t % 3, sign 2 (t % 2) - 1
     table = [poison_key(t) for t in range(10)]
-    assert table == [(0, 0, -1), (0, 1, 1), (0, 2, -1), (0, 0, 1), (0, 1, -1), (0, 2, 1),
-                     (1, 0, -1), (1, 1, 1), (1, 2, -1), (1, 0, 1)]
+    assert table == [(0, 0, -1), (0, 1, 1), (0, 2, -1), (0, 0, 1), (0, 1, -1), (0, 2, 1), (1, 0, -1), (1, 1, 1), (1, 2, -1), (1, 0, 1)]
     assert len(set(table)) == 10
 
 
@@ -118,7 +118,7 @@ def test_augmentation_crops_and_flips_each_image_within_its_padding():
     for i in range(0, 100, 7):
         original = images[i % 2]
         padded = torch.nn.functional.pad(original, (4,) * 4)
-        windows = [padded[:, r:r + 32, c:c + 32] for r in range(9) for c in range(9)]
+        windows = [padded[:, r : r + 32, c : c + 32] for r in range(9) for c in range(9)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
     assert len({tuple(o[0, 16, :3].tolist()) for o in out}) > 10  # crops and flips differ across images
 
@@ -161,19 +161,25 @@ def test_a_run_resumed_from_its_last_checkpoint_ends_as_an_uninterrupted_one(tmp
 
 def test_the_command_line_runs_one_epoch_and_two_process_ddp(tmp_path, cifar10_dir, nads_dir):
     run_dir = tmp_path / "ddp"
-    done = run_cli(*cifar10_overrides(cifar10_dir, nads_dir, "dataset.variant=nad_flip", "trainer=ddp_cpu",
-                                      f"hydra.run.dir={run_dir}", "dataset.batch_size=64"))
+    done = run_cli(
+        *cifar10_overrides(
+            cifar10_dir, nads_dir, "dataset.variant=nad_flip", "trainer=ddp_cpu", f"hydra.run.dir={run_dir}", "dataset.batch_size=64"
+        )
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads((run_dir / "result.json").read_text())
     assert result["world_size"] == 2 and result["steps"] == 2  # 250 images / (2 ranks x 64)
     assert result["variant"] == "nad_flip" and (run_dir / "checkpoints" / "last.ckpt").exists()
 
 
-@pytest.mark.parametrize("damage, words", [
-    ("missing", ["dataset.data_dir", "dataset.download=true", "cifar-10-python.tar.gz"]),
-    ("truncated", ["dataset.data_dir", "not readable CIFAR-10 batches"]),
-    ("checksums", ["dataset.data_dir", "checksums"]),
-])
+@pytest.mark.parametrize(
+    "damage, words",
+    [
+        ("missing", ["dataset.data_dir", "dataset.download=true", "cifar-10-python.tar.gz"]),
+        ("truncated", ["dataset.data_dir", "not readable CIFAR-10 batches"]),
+        ("checksums", ["dataset.data_dir", "checksums"]),
+    ],
+)
 def test_a_missing_or_corrupt_data_folder_gives_one_clear_message(tmp_path, cifar10_dir, nads_dir, damage, words):
     import shutil
 
@@ -188,12 +194,15 @@ def test_a_missing_or_corrupt_data_folder_gives_one_clear_message(tmp_path, cifa
     assert all(w in message for w in words), message
 
 
-@pytest.mark.parametrize("override, words", [
-    ("dataset.variant=rotated", ["dataset.variant", "plain, nad_flip, fourier_flip, poison"]),
-    ("dataset.nad_index=63", ["dataset.nad_index", "between 0 and 62"]),
-    ("dataset.nads=/nowhere", ["dataset.nads", "does not exist"]),
-    ("dataset.poison_eps=0", ["dataset.poison_eps", "> 0"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("dataset.variant=rotated", ["dataset.variant", "plain, nad_flip, fourier_flip, poison"]),
+        ("dataset.nad_index=63", ["dataset.nad_index", "between 0 and 62"]),
+        ("dataset.nads=/nowhere", ["dataset.nads", "does not exist"]),
+        ("dataset.poison_eps=0", ["dataset.poison_eps", "> 0"]),
+    ],
+)
 def test_impossible_variant_options_are_refused_before_training(tmp_path, cifar10_dir, nads_dir, override, words):
     message = refusal(cifar10_overrides(cifar10_dir, nads_dir, "dataset.variant=poison", override), tmp_path / "run")
     assert all(w in message for w in words), message
@@ -203,19 +212,23 @@ def test_the_figure_configs_run_as_multiruns_and_the_report_draws_table_and_curv
     common = [o for o in cifar10_overrides(cifar10_dir, nads_dir) if not o.startswith(("experiment=", "arch="))]
     flips = run_cli("experiment=cifar10_flip_table", "arch=lenet", *common, f"hydra.sweep.dir={tmp_path}")
     assert flips.returncode == 0, flips.stderr
-    poison = run_cli("experiment=cifar10_poison_resnet18", "arch=lenet", "dataset.nad_index=2,5", *common,
-                     f"hydra.sweep.dir={tmp_path}")
+    poison = run_cli("experiment=cifar10_poison_resnet18", "arch=lenet", "dataset.nad_index=2,5", *common, f"hydra.sweep.dir={tmp_path}")
     assert poison.returncode == 0, poison.stderr
     names = sorted(p.parent.name for p in tmp_path.glob("*/result.json"))  # label, then the digest of max_epochs=1
-    assert [name.rsplit("-", 1)[0] for name in names] == ["lenet-cifar10-fourier_flip-s0", "lenet-cifar10-nad_flip-s0",
-                                                          "lenet-cifar10-plain-s0", "lenet-cifar10-poison2-s0",
-                                                          "lenet-cifar10-poison5-s0"]
+    assert [name.rsplit("-", 1)[0] for name in names] == [
+        "lenet-cifar10-fourier_flip-s0",
+        "lenet-cifar10-nad_flip-s0",
+        "lenet-cifar10-plain-s0",
+        "lenet-cifar10-poison2-s0",
+        "lenet-cifar10-poison5-s0",
+    ]
     assert len({name.rsplit("-", 1)[1] for name in names}) == 1  # what the experiments sweep themselves adds nothing
     assert (tmp_path / "report" / "poison_curve.png").is_file()  # drawn at the end of the multirun
 
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "nadexp.reports", str(tmp_path), "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "nadexp.reports", str(tmp_path), "--out", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     table = (out / "flip_table.md").read_text().splitlines()
     assert table[0].startswith("| arch | dataset | seed | plain | nad_flip | fourier_flip |")
@@ -242,8 +255,11 @@ def test_the_slurm_ddp_launcher_asks_for_one_task_per_gpu_on_each_node():
 
     register_configs()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose("config", return_hydra_config=True, overrides=[
-            "hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "experiment=cifar10"])
+        cfg = compose(
+            "config",
+            return_hydra_config=True,
+            overrides=["hydra/launcher=slurm_ddp", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "experiment=cifar10"],
+        )
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
     assert launcher._target_.endswith("SlurmLauncher") and cfg.trainer.strategy == "ddp" and cfg.trainer.sync_batchnorm
@@ -254,8 +270,11 @@ def test_ten_classes_are_learned_through_the_cifar10_path(tmp_path, compose, nad
     # Separable classes: the 10-class path must reach a high accuracy, and an orthogonal flip of the inputs
     # must not stop logistic regression from getting there.
     write_learnable_cifar10(tmp_path / "data", 1000, 500, noise=40, seed=1)
-    cfg = compose(*cifar10_overrides(tmp_path / "data", nads_dir, "arch=logreg", "trainer.max_epochs=3",
-                                     f"dataset.variant={variant}", "optimizer.lr=0.01"))
+    cfg = compose(
+        *cifar10_overrides(
+            tmp_path / "data", nads_dir, "arch=logreg", "trainer.max_epochs=3", f"dataset.variant={variant}", "optimizer.lr=0.01"
+        )
+    )
     assert train(cfg)["test_acc"] > 0.95
 
 

@@ -8,13 +8,14 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
 from nadexp.estimators.class_density import ClassDensityEstimator, fit_density, relative_entropy_to_diagonal
 from nadexp.estimators.representations import auto_stages, resolve_stages, stage_representations, svd_reduce
 from nadexp.estimators.run import estimate
 from nadexp.training import train
+
+from conftest import check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
 
 
 def tight_and_diffuse(rng, n=300, d=8):
@@ -72,7 +73,12 @@ def test_hooks_capture_the_stages_of_resnet18_and_of_non_residual_archs():
     assert torch.allclose(reps["stages.3"], head_input, atol=1e-5)
     vgg = net_of("vgg11")
     assert [tuple(r.shape) for r in stage_representations(vgg, auto_stages(vgg), images).values()] == [
-        (10, 64), (10, 128), (10, 256), (10, 512), (10, 512)]
+        (10, 64),
+        (10, 128),
+        (10, 256),
+        (10, 512),
+        (10, 512),
+    ]
     assert auto_stages(net_of("lenet")) == ["features.1", "features.4"]
     assert auto_stages(net_of("densenet121"))[-1] == "features" and len(auto_stages(net_of("densenet121"))) == 4
     with pytest.raises(ConfigError, match="estimator.stages: layer9 is not a module of ResNet18"):
@@ -94,13 +100,25 @@ def test_svd_reduction_keeps_the_top_singular_directions():
 
 def test_a_run_on_the_cifar10_fixture_writes_every_output(tmp_path, nads_dir):
     write_learnable_cifar10(tmp_path / "data", 400, 100, noise=60, seed=4)
-    train(compose_config(cifar10_overrides(tmp_path / "data", nads_dir, "trainer.max_epochs=2", "dataset.batch_size=32",
-                                           "optimizer.lr=0.02"), output_dir=tmp_path / "run"))
+    train(
+        compose_config(
+            cifar10_overrides(tmp_path / "data", nads_dir, "trainer.max_epochs=2", "dataset.batch_size=32", "optimizer.lr=0.02"),
+            output_dir=tmp_path / "run",
+        )
+    )
     scores = np.random.default_rng(5).uniform(size=400)
     np.save(tmp_path / "scores.npy", scores)
-    cfg = compose_config(["experiment=class_density_lenet", f"estimator.run_dir={tmp_path / 'run'}", "logger=none",
-                          "estimator.kl_samples=200", "estimator.n_jobs=2", f"estimator.scores={tmp_path / 'scores.npy'}"],
-                         output_dir=tmp_path / "out")
+    cfg = compose_config(
+        [
+            "experiment=class_density_lenet",
+            f"estimator.run_dir={tmp_path / 'run'}",
+            "logger=none",
+            "estimator.kl_samples=200",
+            "estimator.n_jobs=2",
+            f"estimator.scores={tmp_path / 'scores.npy'}",
+        ],
+        output_dir=tmp_path / "out",
+    )
     result = estimate(cfg)
     assert result["stages"] == ["features.1", "features.4"] and result["examples"] == 400
     report = json.loads((tmp_path / "out" / "class_density.json").read_text())
@@ -108,8 +126,15 @@ def test_a_run_on_the_cifar10_fixture_writes_every_output(tmp_path, nads_dir):
     assert len(report["stages"]["features.4"]["classes"]) == 10 and "spearman" in report["stages"]["features.4"]["scores"]
     log_density = np.load(tmp_path / "out" / "log_density.npy")
     assert log_density.shape == (2, 400) and np.isfinite(log_density).all()
-    for name in ("classes.csv", "labels.npy", "sorted_log_density.png", "sorted_log_density.pdf", "kl_vs_log_density.png",
-                 "between_class_kl.png", "result.json"):
+    for name in (
+        "classes.csv",
+        "labels.npy",
+        "sorted_log_density.png",
+        "sorted_log_density.pdf",
+        "kl_vs_log_density.png",
+        "between_class_kl.png",
+        "result.json",
+    ):
         assert (tmp_path / "out" / name).stat().st_size > 0, name
 
 
@@ -118,11 +143,13 @@ def test_a_missing_run_or_checkpoint_gives_one_clear_message(tmp_path):
     assert done.returncode == 2 and "estimator.run_dir" in done.stderr and "Traceback" not in done.stderr
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.yaml").write_text("arch_name: lenet\n")
-    assert "not a training run" in refusal(["experiment=class_density_lenet", f"estimator.run_dir={tmp_path / 'run'}",
-                                            "logger=none"], tmp_path / "out2")
+    assert "not a training run" in refusal(
+        ["experiment=class_density_lenet", f"estimator.run_dir={tmp_path / 'run'}", "logger=none"], tmp_path / "out2"
+    )
     OmegaConf.save(compose_config(["experiment=single", "arch=lenet"]), tmp_path / "run" / "config.yaml")  # no checkpoints/
-    assert "estimator.checkpoint" in refusal(["experiment=class_density_lenet", f"estimator.run_dir={tmp_path / 'run'}",
-                                              "logger=none"], tmp_path / "out3")
+    assert "estimator.checkpoint" in refusal(
+        ["experiment=class_density_lenet", f"estimator.run_dir={tmp_path / 'run'}", "logger=none"], tmp_path / "out3"
+    )
 
 
 @pytest.mark.parametrize("figure", ["class_density_resnet18", "class_density_vgg11", "class_density_lenet"])

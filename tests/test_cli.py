@@ -6,10 +6,11 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import QUICK, ROOT, run_cli
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
-from nadexp.tasks import execute
+from nadexp.runs import execute
+
+from conftest import QUICK, ROOT, run_cli
 
 RESULT_KEYS = {"arch", "dataset", "basis", "direction", "seed", "train_acc", "test_acc", "wall_time_s", "versions", "history"}
 
@@ -20,7 +21,13 @@ def test_a_run_writes_result_json_and_the_resolved_config(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads((run_dir / "result.json").read_text())
     assert RESULT_KEYS <= result.keys()
-    assert (result["arch"], result["dataset"], result["basis"], result["direction"], result["seed"]) == ("logreg", "directional", "fourier", [2, 3], 5)
+    assert (result["arch"], result["dataset"], result["basis"], result["direction"], result["seed"]) == (
+        "logreg",
+        "directional",
+        "fourier",
+        [2, 3],
+        5,
+    )
     assert 0 <= result["test_acc"] <= 1 and result["versions"]["torch"] and len(result["history"]) == 1
     config = OmegaConf.load(run_dir / "config.yaml")
     assert config.dataset.seed == 5 and config.arch_name == "logreg"  # resolved, not ${seed}
@@ -51,7 +58,11 @@ def test_python_run_py_trains_once_and_make_run_is_the_demo_sweep():
     job = OmegaConf.create(run_cli("--cfg", "job").stdout)
     assert job.task == "train" and not job.sweep and job.arch._target_.endswith("LeNet")
     demo = OmegaConf.load(ROOT / "conf" / "experiment" / "fourier_demo.yaml")
-    assert demo.hydra.mode == "MULTIRUN" and demo.hydra.sweeper.params.arch == "logreg,lenet" and (demo.sweep.stride, demo.sweep.max_frequency) == (4, 8)
+    assert (
+        demo.hydra.mode == "MULTIRUN"
+        and demo.hydra.sweeper.params.arch == "logreg,lenet"
+        and (demo.sweep.stride, demo.sweep.max_frequency) == (4, 8)
+    )
     assert "run.py experiment=fourier_demo" in (ROOT / "Makefile").read_text()
 
 
@@ -71,15 +82,22 @@ def test_two_process_ddp_on_cpu_completes(tmp_path):
 
 def test_wandb_offline_writes_a_run_folder_without_network(tmp_path):
     run_dir = tmp_path / "wandb"
-    done = run_cli(*[o for o in QUICK if not o.startswith("logger")], "logger=wandb", "arch=logreg",
-                   f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "", "WANDB_API_KEY": ""}, timeout=300)
+    done = run_cli(
+        *[o for o in QUICK if not o.startswith("logger")],
+        "logger=wandb",
+        "arch=logreg",
+        f"hydra.run.dir={run_dir}",
+        env={"WANDB_MODE": "", "WANDB_API_KEY": ""},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     output = (done.stdout + done.stderr).splitlines()
     assert not [line for line in output if line.startswith("wandb:")]  # not W&B's own block of lines
-    assert [line.split(" - ", 1)[1] for line in output if "wandb sync" in line] == \
-        [f"W&B offline run {runs[0].name.rsplit('-', 1)[1]}: upload it with `wandb sync {runs[0]}`"]
+    assert [line.split(" - ", 1)[1] for line in output if "wandb sync" in line] == [
+        f"W&B offline run {runs[0].name.rsplit('-', 1)[1]}: upload it with `wandb sync {runs[0]}`"
+    ]
 
 
 def test_an_impossible_optimizer_setting_stops_the_run_before_anything_is_written(tmp_path):
@@ -98,11 +116,14 @@ def test_an_earlier_result_is_never_overwritten(tmp_path):
     assert json.loads((run_dir / "result.json").read_text()) == {"test_acc": 0.99}
 
 
-@pytest.mark.parametrize("override, words", [
-    ("arch=transformer", ["arch/transformer", "lenet"]),   # Hydra's own composition error
-    ("dataset.sigma=-1", ["dataset.sigma", ">= 0"]),       # a value the dataset refuses
-    ("dataset.sigmaa=3", ["dataset.sigmaa"]),              # a misspelt key of the typed dataset
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("arch=transformer", ["arch/transformer", "lenet"]),  # Hydra's own composition error
+        ("dataset.sigma=-1", ["dataset.sigma", ">= 0"]),  # a value the dataset refuses
+        ("dataset.sigmaa=3", ["dataset.sigmaa"]),  # a misspelt key of the typed dataset
+    ],
+)
 def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path, override, words):
     run_dir = tmp_path / "bad"
     done = run_cli(*QUICK, override, f"hydra.run.dir={run_dir}")
@@ -114,13 +135,16 @@ def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path,
     assert not (run_dir / "result.json").exists()
 
 
-@pytest.mark.parametrize("override, words", [
-    ("dataset.eps=0", ["dataset.eps", "> 0"]),
-    ("dataset.direction=[40,0]", ["dataset.direction", "kx < 32"]),
-    ("dataset.n_train=1", ["dataset.n_train", ">= 2"]),
-    ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random, nad"]),
-    ("dataset.batch_size=0", ["dataset.batch_size", ">= 1"]),
-])
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("dataset.eps=0", ["dataset.eps", "> 0"]),
+        ("dataset.direction=[40,0]", ["dataset.direction", "kx < 32"]),
+        ("dataset.n_train=1", ["dataset.n_train", ">= 2"]),
+        ("dataset.basis=wavelet", ["dataset.basis", "fourier, pixel, random, nad"]),
+        ("dataset.batch_size=0", ["dataset.batch_size", ">= 1"]),
+    ],
+)
 def test_impossible_values_are_refused_with_a_message_that_names_them(tmp_path, override, words):
     with pytest.raises(ConfigError) as error:
         execute(compose_config([*QUICK, override], output_dir=tmp_path / "bad"), [override])
@@ -130,18 +154,29 @@ def test_impossible_values_are_refused_with_a_message_that_names_them(tmp_path, 
 
 def test_online_wandb_without_credentials_is_refused_instead_of_prompting(tmp_path):
     run_dir = tmp_path / "online"
-    done = run_cli(*[o for o in QUICK if not o.startswith("logger")], "logger=wandb", "logger.wandb.offline=false",
-                   f"hydra.run.dir={run_dir}", env={"HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")})
+    done = run_cli(
+        *[o for o in QUICK if not o.startswith("logger")],
+        "logger=wandb",
+        "logger.wandb.offline=false",
+        f"hydra.run.dir={run_dir}",
+        env={"HOME": str(tmp_path), "WANDB_API_KEY": "", "NETRC": str(tmp_path / "none")},
+    )
     assert done.returncode == 2 and "wandb login" in done.stderr.splitlines()[0]
     assert not (run_dir / "result.json").exists()
 
 
-@pytest.mark.parametrize("logger, pattern", [("csv", "csv/metrics.csv"), ("tensorboard", "tensorboard/events.out.tfevents.*"),
-                                             ("many", "csv/metrics.csv")])
+@pytest.mark.parametrize(
+    "logger, pattern", [("csv", "csv/metrics.csv"), ("tensorboard", "tensorboard/events.out.tfevents.*"), ("many", "csv/metrics.csv")]
+)
 def test_local_loggers_write_their_files(tmp_path, logger, pattern):
     run_dir = tmp_path / logger
-    done = run_cli(*[o for o in QUICK if not o.startswith("logger")], f"logger={logger}", "arch=logreg",
-                   f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "", "WANDB_API_KEY": ""})
+    done = run_cli(
+        *[o for o in QUICK if not o.startswith("logger")],
+        f"logger={logger}",
+        "arch=logreg",
+        f"hydra.run.dir={run_dir}",
+        env={"WANDB_MODE": "", "WANDB_API_KEY": ""},
+    )
     assert done.returncode == 0, done.stderr
     assert list(run_dir.glob(pattern))
 
@@ -158,8 +193,15 @@ def test_the_nads_experiment_is_a_single_estimator_run():
 @pytest.mark.parametrize("launcher", ["local", "submitit_local"])
 def test_parallel_launchers_run_a_two_job_multirun(tmp_path, launcher):
     sweep_dir = tmp_path / launcher
-    done = run_cli("-m", f"hydra/launcher={launcher}", "threads=1", *QUICK, "arch=logreg",
-                   "dataset.direction=[1,0],[2,0]", f"hydra.sweep.dir={sweep_dir}")
+    done = run_cli(
+        "-m",
+        f"hydra/launcher={launcher}",
+        "threads=1",
+        *QUICK,
+        "arch=logreg",
+        "dataset.direction=[1,0],[2,0]",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads((sweep_dir / j / "result.json").read_text())["direction"] for j in ("0", "1")) == [[1, 0], [2, 0]]
 

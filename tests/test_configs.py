@@ -3,8 +3,9 @@ import pytorch_lightning as pl
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from conftest import ARCHS, DATASETS, ROOT, check_config_header
 from nadexp.training import build
+
+from conftest import ARCHS, DATASETS, ROOT, check_config_header
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -39,8 +40,16 @@ class RecordLearningRate(pl.Callback):
 
 
 def test_the_learning_rate_decays_linearly_per_step_to_zero(compose):
-    cfg = compose("experiment=single", "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
-                  "dataset.n_train=256", "dataset.n_test=64", "trainer.max_epochs=2", "trainer.accelerator=cpu")
+    cfg = compose(
+        "experiment=single",
+        "logger=none",
+        "callbacks=none",
+        "trainer.enable_progress_bar=false",
+        "dataset.n_train=256",
+        "dataset.n_test=64",
+        "trainer.max_epochs=2",
+        "trainer.accelerator=cpu",
+    )
     datamodule, model, trainer = build(cfg)
     recorder = RecordLearningRate()
     trainer.callbacks.append(recorder)

@@ -13,15 +13,15 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from nadexp.config import compose_config
+from nadexp.data.directions import fourier_cells, signed
 from nadexp.reports.__main__ import main as report_main
 from nadexp.reports.dashboard import write_dashboard
+from nadexp.reports.metrics import ROW_COLUMNS, summary_metrics
 from nadexp.reports.published import published_map
-from nadexp.sweeps.directions import fourier_cells, signed
-from nadexp.sweeps.metrics import ROW_COLUMNS, summary_metrics
-from nadexp.tasks import execute
-from wandb_files import read_run, table
+from nadexp.runs import execute
 
 from conftest import QUICK
+from wandb_files import read_run, table
 
 LOGGERS = "logger=[wandb,tensorboard]"
 BASE = [o for o in QUICK if not o.startswith(("callbacks", "logger"))]  # a sweep takes no callbacks
@@ -40,8 +40,15 @@ def published_like_sweep(directory):
     published = published_map("lenet")
     for kx, ky in fourier_cells(32, 32, stride=2):
         both = published[signed(ky, 32), signed(kx, 32)] + published[signed(-ky, 32), signed(-kx, 32)]
-        record = {"arch": "lenet", "basis": "fourier", "direction": [kx, ky], "seed": 0, "status": "ok",
-                  "test_acc": both / 2, "train_acc": 1.0}  # the mean of its two published trainings
+        record = {
+            "arch": "lenet",
+            "basis": "fourier",
+            "direction": [kx, ky],
+            "seed": 0,
+            "status": "ok",
+            "test_acc": both / 2,
+            "train_acc": 1.0,
+        }  # the mean of its two published trainings
         (directory / "cells" / f"lenet-fourier-{kx}_{ky}-s0.json").write_text(json.dumps(record))
 
 
@@ -49,11 +56,21 @@ def published_like_sweep(directory):
 def outputs(tmp_path_factory):
     """An outputs folder as users have: a NAD estimate, a Fourier sweep, a NAD sweep, a published-grid sweep."""
     root = tmp_path_factory.mktemp("outputs")
-    nads = run(root / "nads" / "lenet", ["experiment=nads", "arch=lenet", "dataset.shape=[1,16,16]",
-                                         "estimator.num_networks=64", LOGGERS])
+    nads = run(root / "nads" / "lenet", ["experiment=nads", "arch=lenet", "dataset.shape=[1,16,16]", "estimator.num_networks=64", LOGGERS])
     fourier = run(root / "sweeps" / "fourier", SWEEP)
-    nad = run(root / "sweeps" / "nad", [*BASE, "sweep=nad", "arch=lenet", "dataset.shape=[1,16,16]", "trainer.max_epochs=2",
-                                        f"dataset.nads={root / 'nads' / 'lenet'}", "sweep.indices=0:256:32", "logger=none"])
+    nad = run(
+        root / "sweeps" / "nad",
+        [
+            *BASE,
+            "sweep=nad",
+            "arch=lenet",
+            "dataset.shape=[1,16,16]",
+            "trainer.max_epochs=2",
+            f"dataset.nads={root / 'nads' / 'lenet'}",
+            "sweep.indices=0:256:32",
+            "logger=none",
+        ],
+    )
     published_like_sweep(root / "sweeps" / "published")
     return {"root": root, "nads": nads, "fourier": fourier, "nad": nad}
 
@@ -95,8 +112,7 @@ def test_a_nad_estimates_wandb_run_holds_overlaps_and_spectrum_decay(outputs):
 
 
 def test_a_nad_index_sweep_reports_where_its_curve_falls_and_its_area():
-    cells = [{"basis": "nad", "direction": [i], "status": "ok", "test_acc": acc}
-             for i, acc in zip((0, 2, 4, 6), (1.0, 0.9, 0.7, 0.8))]
+    cells = [{"basis": "nad", "direction": [i], "status": "ok", "test_acc": acc} for i, acc in zip((0, 2, 4, 6), (1.0, 0.9, 0.7, 0.8))]
     summary = summary_metrics(cells, "nad", (1, 8, 8))
     assert summary["first_index_below_75"] == 4
     assert summary["auc"] == pytest.approx((0.95 + 0.8 + 0.75) * 2 / 6)
@@ -106,15 +122,15 @@ def test_a_nad_index_sweep_reports_where_its_curve_falls_and_its_area():
 
 
 def test_a_fourier_summary_counts_the_low_window_only_within_it():
-    cells = [{"basis": "fourier", "direction": [kx, 0], "status": "ok", "test_acc": 1.0 if kx <= 6 else 0.5}
-             for kx in range(0, 17)]
+    cells = [{"basis": "fourier", "direction": [kx, 0], "status": "ok", "test_acc": 1.0 if kx <= 6 else 0.5} for kx in range(0, 17)]
     summary = summary_metrics(cells, "fourier", (1, 32, 32))
     assert summary["low_mean_test_acc"] == 1.0 and summary["learned_90"] == pytest.approx(7 / 17)
 
 
 def test_tensorboard_gets_the_figures_scalars_and_hparams(outputs):
-    events = EventAccumulator(str(outputs["root"] / "sweeps" / "fourier" / "tensorboard"),
-                              size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    events = EventAccumulator(
+        str(outputs["root"] / "sweeps" / "fourier" / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    )
     events.Reload()
     tags = events.Tags()
     assert "sweep/heatmap" in tags["images"]
@@ -149,8 +165,22 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def chromium(page, *args):
     """Loads ``page`` in headless Chromium; returns (rendered DOM, console messages)."""
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                           "--virtual-time-budget=15000", *args, page.as_uri()], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+            *args,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.stdout, [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
 
 

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from nadexp.data import DirectionalDataset
 from nadexp.data.datamodule import DirectionalDataModule
+from nadexp.data.directional import DirectionalDataset
 from nadexp.errors import ConfigError
 
 
@@ -32,10 +32,10 @@ def test_noise_is_orthogonal_to_v_with_variance_sigma_squared_elsewhere(data):
     directions -= (directions @ v)[:, None] * v
     directions /= directions.norm(dim=1, keepdim=True)
     variances = (noise @ directions.T).var(dim=0)
-    assert variances.mean().item() == pytest.approx(dataset.sigma ** 2, rel=0.03)
+    assert variances.mean().item() == pytest.approx(dataset.sigma**2, rel=0.03)
     assert noise.mean(0).abs().max() < 5 * dataset.sigma / math.sqrt(len(x))
     total = noise.var(dim=0).sum().item()
-    assert total == pytest.approx(dataset.sigma ** 2 * (v.numel() - 1), rel=0.01)
+    assert total == pytest.approx(dataset.sigma**2 * (v.numel() - 1), rel=0.01)
 
 
 def test_labels_are_balanced_and_shapes_follow_the_config(data):
@@ -60,12 +60,18 @@ def test_draws_are_seeded_and_train_test_independent(data):
     assert distances.min() > 1.0
 
 
-@pytest.mark.parametrize("option, value, words", [
-    ("sigma", -1.0, "dataset.sigma must be >= 0"), ("eps", 0.0, "dataset.eps must be > 0"),
-    ("eps", -2.0, "dataset.eps must be > 0"), ("n_train", 1, "dataset.n_train must be >= 2"),
-    ("n_test", 0, "dataset.n_test must be >= 2"), ("shape", [1, 32], "dataset.shape"),
-    ("direction", [32, 0], "kx < 32"),
-])
+@pytest.mark.parametrize(
+    "option, value, words",
+    [
+        ("sigma", -1.0, "dataset.sigma must be >= 0"),
+        ("eps", 0.0, "dataset.eps must be > 0"),
+        ("eps", -2.0, "dataset.eps must be > 0"),
+        ("n_train", 1, "dataset.n_train must be >= 2"),
+        ("n_test", 0, "dataset.n_test must be >= 2"),
+        ("shape", [1, 32], "dataset.shape"),
+        ("direction", [32, 0], "kx < 32"),
+    ],
+)
 def test_impossible_values_are_refused(option, value, words):
     with pytest.raises(ConfigError) as error:
         DirectionalDataset(**{option: value})

@@ -10,13 +10,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-from conftest import ARCHS, check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
-from nadexp.estimators.hyperplanes import (HyperplaneEstimator, accuracy, analysed_layers, critical_layers,
-                                           filter_cosines, load_weights)
+from nadexp.estimators.hyperplanes import HyperplaneEstimator, accuracy, analysed_layers, critical_layers, filter_cosines
 from nadexp.estimators.run import estimate
+from nadexp.estimators.trained_run import load_weights
 from nadexp.training import train
+
+from conftest import ARCHS, check_config_header, check_result_schema, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
 
 
 def fresh(arch: str, seed: int) -> nn.Module:
@@ -45,8 +46,7 @@ def test_filters_with_positive_sums_have_zero_mass_and_reject_the_null():
             module.weight.abs_()
     found = HyperplaneEstimator().weight_statistics(net, fresh("vgg11", 0), fresh("vgg11", 1))
     assert found["pooled"]["trained"]["mass"] == 0 and found["pooled"]["trained"]["p_mass_null"] < 1e-100
-    assert all(s["trained"]["mass"] == 0 and s["trained"]["p_mass_null"] < 1e-3 and s["p_ks_init"] < 1e-3
-               for s in found["layers"].values())
+    assert all(s["trained"]["mass"] == 0 and s["trained"]["p_mass_null"] < 1e-3 and s["p_ks_init"] < 1e-3 for s in found["layers"].values())
     assert all(s["dist_fro"] > 0 for s in found["layers"].values())
 
 
@@ -71,8 +71,9 @@ def trained_run(tmp_path_factory, nads_dir):
     """LeNet trained 4 epochs with per-epoch snapshots on a learnable stand-in of CIFAR-10."""
     root = tmp_path_factory.mktemp("snapshots")
     write_learnable_cifar10(root / "data", 600, 300, noise=60, seed=2)
-    overrides = cifar10_overrides(root / "data", nads_dir, "experiment=cifar10_snapshots", "trainer.max_epochs=4",
-                                  "optimizer.lr=0.02", "dataset.batch_size=32")
+    overrides = cifar10_overrides(
+        root / "data", nads_dir, "experiment=cifar10_snapshots", "trainer.max_epochs=4", "optimizer.lr=0.02", "dataset.batch_size=32"
+    )
     train(compose_config(overrides, output_dir=root / "run"))
     return root / "run"
 
@@ -93,7 +94,7 @@ def test_critical_layers_restore_exactly_and_own_weights_cost_nothing(trained_ru
     net.load_state_dict(trained)
     net.eval()
     x, y = datamodule.test_set.tensors
-    batches = [(x[i:i + 128], y[i:i + 128]) for i in range(0, len(x), 128)]
+    batches = [(x[i : i + 128], y[i : i + 128]) for i in range(0, len(x), 128)]
     before = accuracy(net, batches)
     assert before == pytest.approx(saved["test_acc"], abs=1e-6) and before > 0.5
     layers = list(analysed_layers(net))
@@ -119,8 +120,7 @@ def test_the_estimator_writes_its_tables_and_figures(tmp_path, trained_run):
 
 def test_a_run_directory_without_snapshots_gives_one_clear_message(tmp_path):
     (tmp_path / "plain_run").mkdir()
-    message = refusal(["experiment=hyperplanes_lenet", f"estimator.run_dir={tmp_path / 'plain_run'}", "logger=none"],
-                      tmp_path / "out")
+    message = refusal(["experiment=hyperplanes_lenet", f"estimator.run_dir={tmp_path / 'plain_run'}", "logger=none"], tmp_path / "out")
     assert "estimator.run_dir" in message and "callbacks=snapshots" in message
     with pytest.raises(ConfigError, match="snapshot_stride"):
         HyperplaneEstimator(snapshot_stride=0)
@@ -139,4 +139,5 @@ def test_the_init_figure_runs_as_a_multirun(tmp_path):
     for arch in ("lenet", "resnet18"):
         result = json.loads((tmp_path / f"{arch}-init-s0" / "result.json").read_text())
         assert result["task"] == "hyperplanes" and result["pooled"]["trained"]["p_mass_null"] > 1e-4
+        check_result_schema(result, "hyperplanes")
         assert (tmp_path / f"{arch}-init-s0" / "cos_violins.png").is_file()

@@ -4,8 +4,14 @@ import pytest
 
 from nadexp.training import build
 
-FIT = ["experiment=single", "logger=none", "callbacks=none", "trainer.enable_progress_bar=false",
-       "trainer.accelerator=cpu", "trainer.check_val_every_n_epoch=1000"]
+FIT = [
+    "experiment=single",
+    "logger=none",
+    "callbacks=none",
+    "trainer.enable_progress_bar=false",
+    "trainer.accelerator=cpu",
+    "trainer.check_val_every_n_epoch=1000",
+]
 
 
 def fit_and_test(compose, *overrides) -> float:

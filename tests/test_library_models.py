@@ -8,16 +8,17 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import LIBRARY_ARCHS, QUICK, cifar10_overrides, write_learnable_cifar10
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
 from nadexp.estimators.hyperplanes import analysed_layers
 from nadexp.estimators.nads import NADEstimator
 from nadexp.estimators.representations import auto_stages, stage_representations
 from nadexp.models.library import timm_model, torchvision_model
+from nadexp.runs import execute
 from nadexp.sweeps.runner import plan
-from nadexp.tasks import execute
 from nadexp.training.stacked import stacking_failure
+
+from conftest import LIBRARY_ARCHS, QUICK, cifar10_overrides, write_learnable_cifar10
 
 timm = pytest.importorskip("timm")
 
@@ -109,8 +110,9 @@ def test_a_sweep_of_a_model_that_cannot_be_stacked_trains_one_cell_at_a_time(mon
 
     assert "item" in stacking_failure(Unstackable((1, 8, 8), 2), (1, 8, 8))
     monkeypatch.setattr("nadexp.models.LogReg", Unstackable)
-    cfg = compose_config(["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "logger=none",
-                          "sweep.models_at_once=2"])
+    cfg = compose_config(
+        ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "logger=none", "sweep.models_at_once=2"]
+    )
     with pytest.raises(ConfigError, match="cannot be trained as stacked models"):
         plan(cfg)
     caplog.set_level("INFO")
@@ -133,8 +135,9 @@ def test_a_trained_vit_goes_through_both_analyses(tmp_path, nads_dir):
     patch embedding among the conv layers) and its class densities (blocks at each quarter of its depth)."""
     write_learnable_cifar10(tmp_path / "data", 200, 100, noise=60, seed=4)
     vit = ["arch=vit_tiny"]  # 4 blocks
-    overrides = cifar10_overrides(tmp_path / "data", nads_dir, "experiment=cifar10_snapshots", *vit, "trainer.max_epochs=1",
-                                  "dataset.batch_size=50")
+    overrides = cifar10_overrides(
+        tmp_path / "data", nads_dir, "experiment=cifar10_snapshots", *vit, "trainer.max_epochs=1", "dataset.batch_size=50"
+    )
     overrides = [o for o in overrides if o != "arch=lenet"]
     execute(compose_config(overrides, output_dir=tmp_path / "run"), overrides)
     common = [*vit, f"estimator.run_dir={tmp_path / 'run'}", "logger=none"]

@@ -6,14 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import QUICK, refusal, run_cli
 from nadexp.config import compose_config
-from nadexp.data import DirectionalDataset
+from nadexp.data.directional import DirectionalDataset
+from nadexp.data.nad_file import load_nads, save_nads
 from nadexp.errors import ConfigError
-from nadexp.estimators import NADEstimator, load_nads, principal_directions, subspace_overlap
-from nadexp.estimators.nads import convergence, save_nads
+from nadexp.estimators.nads import NADEstimator, principal_directions, subspace_overlap
 from nadexp.models import LeNet, LogReg
-from nadexp.tasks import execute
+from nadexp.runs import execute
+
+from conftest import QUICK, check_result_schema, refusal, run_cli
 
 SMALL = (1, 8, 8)
 
@@ -51,7 +52,7 @@ def test_logistic_regression_nads_are_isotropic_with_the_init_variance(logreg_gr
     ratio = math.sqrt(dim / len(fd))
     assert eigenvalues.max() < expected * (1 + ratio) ** 2 * 1.1
     assert eigenvalues.min() > expected * (1 - ratio) ** 2 * 0.9
-    assert torch.allclose(singular_values ** 2 / (len(fd) - 1), eigenvalues)
+    assert torch.allclose(singular_values**2 / (len(fd) - 1), eigenvalues)
 
 
 def test_finite_differences_equal_autograd_on_a_linear_model(logreg_gradients):
@@ -98,25 +99,24 @@ def test_overlap_is_one_for_equal_spans_and_k_over_d_for_random_ones():
     basis = torch.linalg.qr(torch.randn(dim, dim, dtype=torch.float64, generator=generator))[0].T
     rotation = torch.linalg.qr(torch.randn(k, k, dtype=torch.float64, generator=generator))[0]
     assert subspace_overlap(basis[:k], rotation @ basis[:k], k) == pytest.approx(1.0)
-    assert subspace_overlap(basis[:k], basis[k:2 * k], k) == pytest.approx(0.0, abs=1e-12)
-    randoms = [subspace_overlap(basis, torch.linalg.qr(torch.randn(dim, k, dtype=torch.float64, generator=generator))[0].T, k)
-               for _ in range(20)]
+    assert subspace_overlap(basis[:k], basis[k : 2 * k], k) == pytest.approx(0.0, abs=1e-12)
+    randoms = [
+        subspace_overlap(basis, torch.linalg.qr(torch.randn(dim, k, dtype=torch.float64, generator=generator))[0].T, k) for _ in range(20)
+    ]
     assert np.mean(randoms) == pytest.approx(k / dim, rel=0.25)
 
 
 @pytest.mark.parametrize("method", ["finite_difference", "autograd"])
 def test_the_same_seed_gives_the_same_nads(method):
     make_net = lambda: LeNet((1, 16, 16), 1)  # noqa: E731
-    first, again, other = (estimate(make_net, (1, 16, 16), method=method, num_networks=50, seed=seed)["nads"]
-                           for seed in (0, 0, 1))
+    first, again, other = (estimate(make_net, (1, 16, 16), method=method, num_networks=50, seed=seed)["nads"] for seed in (0, 0, 1))
     assert np.array_equal(first, again) and not np.allclose(first, other)
 
 
 def test_other_seeds_give_the_same_leading_nads_once_converged():
     # Finite differences (the published quantity) on LeNet at 16 x 16: 2,000 networks converge the top 10.
     make_net = lambda: LeNet((1, 16, 16), 1)  # noqa: E731
-    first, other = (NADEstimator(num_networks=2000, seed=seed, device="cpu").gradients(make_net, (1, 16, 16))
-                    for seed in (0, 1))
+    first, other = (NADEstimator(num_networks=2000, seed=seed, device="cpu").gradients(make_net, (1, 16, 16)) for seed in (0, 1))
     assert subspace_overlap(principal_directions(first)[0], principal_directions(other)[0], 10) > 0.85
 
 
@@ -132,12 +132,16 @@ def test_the_nad_basis_dataset_is_d_of_u_i(tmp_path):
     assert noise.var(0).sum().item() == pytest.approx(9 * 1023, rel=0.02)
 
 
-@pytest.mark.parametrize("content, words", [
-    (None, "does not exist"), (b"not a numpy file", "not a readable .npy"),
-    (np.zeros((4, 1, 16, 16), np.float32), "dataset.shape is [1, 32, 32]"),
-    (np.zeros((4, 1024), np.float32), "expected floats of shape (k, C, H, W)"),
-    (np.ones((4, 1, 32, 32), np.float32), "unit vectors"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (None, "does not exist"),
+        (b"not a numpy file", "not a readable .npy"),
+        (np.zeros((4, 1, 16, 16), np.float32), "dataset.shape is [1, 32, 32]"),
+        (np.zeros((4, 1024), np.float32), "expected floats of shape (k, C, H, W)"),
+        (np.ones((4, 1, 32, 32), np.float32), "unit vectors"),
+    ],
+)
 def test_bad_nad_files_get_a_clear_error(tmp_path, content, words):
     path = tmp_path / "nads.npy"
     if isinstance(content, bytes):
@@ -150,16 +154,16 @@ def test_bad_nad_files_get_a_clear_error(tmp_path, content, words):
 
 
 def test_nad_index_outside_the_estimate_is_refused(tmp_path):
-    save_nads(tmp_path, estimate(lambda: LeNet((1, 32, 32), 1), (1, 32, 32), num_networks=8, method="autograd",
-                                 num_components=5))
+    save_nads(tmp_path, estimate(lambda: LeNet((1, 32, 32), 1), (1, 32, 32), num_networks=8, method="autograd", num_components=5))
     with pytest.raises(ConfigError, match="index < 5"):
         DirectionalDataset(basis="nad", nads=str(tmp_path), direction=[5])
     with pytest.raises(ConfigError, match="dataset.nads"):
         DirectionalDataset(basis="nad", direction=[0])
 
 
-@pytest.mark.parametrize("option, value", [("method", "jacobian"), ("eval_point", "mean"), ("num_networks", 2),
-                                           ("scale", 0.0), ("dtype", "float16")])
+@pytest.mark.parametrize(
+    "option, value", [("method", "jacobian"), ("eval_point", "mean"), ("num_networks", 2), ("scale", 0.0), ("dtype", "float16")]
+)
 def test_bad_estimator_options_are_refused(option, value):
     with pytest.raises(ConfigError, match=f"estimator.{option}"):
         NADEstimator(**{option: value})
@@ -175,12 +179,20 @@ def test_eval_point_options(tmp_path):
 
 def test_estimator_run_writes_the_documented_files_and_feeds_a_training_run(tmp_path):
     run_dir = tmp_path / "nads"
-    done = run_cli("experiment=nads", "estimator.num_networks=240", "logger=wandb",
-                   "arch=lenet", f"hydra.run.dir={run_dir}", env={"WANDB_MODE": "", "WANDB_API_KEY": ""})
+    done = run_cli(
+        "experiment=nads",
+        "estimator.num_networks=240",
+        "logger=wandb",
+        "arch=lenet",
+        f"hydra.run.dir={run_dir}",
+        env={"WANDB_MODE": "", "WANDB_API_KEY": ""},
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads((run_dir / "result.json").read_text())
     assert (result["task"], result["method"], result["arch"], result["num_networks"]) == ("nads", "finite_difference", "lenet", 240)
     assert set(result["diagnostic"]["split_half_overlap"]) == {"top1", "top10", "top100"}
+    check_result_schema(result, "nads")
+    assert result["objective"] == result["diagnostic"]["split_half_overlap"]["top10"]
     for name in ("nads.npy", "eigenvalues.npy", "singular_values.npy", "nads.png", "nads_fourier.png", "spectrum.png"):
         assert (run_dir / name).stat().st_size > 0
     nads = np.load(run_dir / "nads.npy")
@@ -192,5 +204,6 @@ def test_estimator_run_writes_the_documented_files_and_feeds_a_training_run(tmp_
     assert execute(compose_config(overrides, output_dir=tmp_path / "train"), overrides)["basis"] == "nad"
     assert json.loads((tmp_path / "train" / "result.json").read_text())["basis"] == "nad"
 
-    assert "dataset.nads" in refusal([*QUICK, "dataset.basis=nad", f"dataset.nads={tmp_path / 'missing'}",
-                                      "dataset.direction=[2]"], tmp_path / "bad")
+    assert "dataset.nads" in refusal(
+        [*QUICK, "dataset.basis=nad", f"dataset.nads={tmp_path / 'missing'}", "dataset.direction=[2]"], tmp_path / "bad"
+    )

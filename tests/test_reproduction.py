@@ -12,7 +12,7 @@ from nadexp.errors import ConfigError
 from nadexp.reports.__main__ import main as report_main
 from nadexp.reports.comparison import comparison_grids, match_directions, summarise
 from nadexp.reports.published import PUBLISHED_CSV, published_map
-from nadexp.tasks import execute
+from nadexp.runs import execute
 
 
 def coded_map():
@@ -101,8 +101,15 @@ def test_the_report_command_writes_the_comparison_of_any_subset_of_cells(tmp_pat
 
 
 def test_a_fourier_sweep_of_logistic_regression_ends_with_its_comparison_to_the_published_map(tmp_path):
-    overrides = ["experiment=fourier_logreg", "sweep.stride=16", "dataset.n_train=4000", "dataset.n_test=500",
-                 "trainer.max_epochs=5", "logger=none", "trainer.accelerator=cpu"]
+    overrides = [
+        "experiment=fourier_logreg",
+        "sweep.stride=16",
+        "dataset.n_train=4000",
+        "dataset.n_test=500",
+        "trainer.max_epochs=5",
+        "logger=none",
+        "trainer.accelerator=cpu",
+    ]
     result = execute(compose_config(overrides, output_dir=tmp_path), overrides)
     assert "published_comparison.png" in result["files"] and result["published_comparison"]["all"]["directions"] == 4
     with (tmp_path / "published_comparison.csv").open() as file:

@@ -13,18 +13,30 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from conftest import ARCHS, QUICK, ROOT, cifar10_overrides, run_cli
 from nadexp.config import CONFIG_DIR, compose_config, register_configs
 from nadexp.errors import ConfigError
-from nadexp.identity import claim_new_dir, settings_suffix
-from nadexp.results import remove_if_unused, write_json_atomic
-from nadexp.sweeps.runner import models_at_once, train_cells_stacked
-from nadexp.tasks import check_overrides, decide_task, execute
-from nadexp.training.stacked import epoch_order, fit_stacked, unsupported_trainer_settings
+from nadexp.identity import claim_new_dir, remove_if_unused, settings_suffix
 from nadexp.models import LeNet
+from nadexp.results import write_json_atomic
+from nadexp.runs import execute
+from nadexp.sweeps.runner import models_at_once, train_cells_stacked
+from nadexp.tasks import check_overrides, decide_task
+from nadexp.training.stacked import epoch_order, fit_stacked, unsupported_trainer_settings
 
-SWEEP = ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "sweep.stride=4", "dataset.n_train=256",
-         "dataset.n_test=64", "trainer.max_epochs=1", "logger=none", "trainer.accelerator=cpu"]
+from conftest import ARCHS, QUICK, ROOT, check_result_schema, cifar10_overrides, run_cli
+
+SWEEP = [
+    "experiment=single",
+    "sweep=fourier",
+    "arch=logreg",
+    "dataset.shape=[1,8,8]",
+    "sweep.stride=4",
+    "dataset.n_train=256",
+    "dataset.n_test=64",
+    "trainer.max_epochs=1",
+    "logger=none",
+    "trainer.accelerator=cpu",
+]
 
 
 def suffix(*overrides) -> str:
@@ -38,24 +50,50 @@ def suffix(*overrides) -> str:
 
 # --- identity ------------------------------------------------------------------------------------------------
 
+
 def test_the_experiments_own_settings_keep_the_plain_name_and_named_choices_do_not_count():
-    for overrides in (["experiment=fourier_lenet"], ["experiment=fourier_lenet", "seed=3", "arch=vgg11"],
-                      ["experiment=single", "sweep=fourier", "arch=lenet"], ["experiment=fourier_lenet", "dataset.sigma=3"],
-                      ["experiment=nads", "arch=resnet18"], ["experiment=cifar10", "arch=lenet"]):
+    for overrides in (
+        ["experiment=fourier_lenet"],
+        ["experiment=fourier_lenet", "seed=3", "arch=vgg11"],
+        ["experiment=single", "sweep=fourier", "arch=lenet"],
+        ["experiment=fourier_lenet", "dataset.sigma=3"],
+        ["experiment=nads", "arch=resnet18"],
+        ["experiment=cifar10", "arch=lenet"],
+    ):
         assert suffix(*overrides) == "", overrides
 
 
 def test_settings_that_do_not_change_the_numbers_keep_the_name():
-    for extra in ("trainer.accelerator=cpu", "trainer=gpu", "sweep.models_at_once=1", "dataset.eval_batch_size=64",
-                  "trainer.enable_progress_bar=false", "sweep.num_shards=2", "logger=csv", "threads=1"):
+    for extra in (
+        "trainer.accelerator=cpu",
+        "trainer=gpu",
+        "sweep.models_at_once=1",
+        "dataset.eval_batch_size=64",
+        "trainer.enable_progress_bar=false",
+        "sweep.num_shards=2",
+        "logger=csv",
+        "threads=1",
+    ):
         assert suffix("experiment=fourier_lenet", extra) == "", extra
     assert suffix("experiment=nads", "estimator.device=cpu", "estimator.chunk_size=64") == ""
 
 
 def test_every_result_defining_setting_gives_its_own_directory_name():
-    changes = ["dataset.sigma=1", "dataset.sigma=2", "dataset.eps=1", "dataset=directional_reference_code",
-               "dataset.n_train=5000", "optimizer=adam", "optimizer.lr=0.1", "scheduler=constant", "trainer.max_epochs=5", "trainer.gradient_clip_val=1",
-               "sweep.stride=4", "dataset.fourier_phase=sine", "dataset.seed=5"]
+    changes = [
+        "dataset.sigma=1",
+        "dataset.sigma=2",
+        "dataset.eps=1",
+        "dataset=directional_reference_code",
+        "dataset.n_train=5000",
+        "optimizer=adam",
+        "optimizer.lr=0.1",
+        "scheduler=constant",
+        "trainer.max_epochs=5",
+        "trainer.gradient_clip_val=1",
+        "sweep.stride=4",
+        "dataset.fourier_phase=sine",
+        "dataset.seed=5",
+    ]
     names = {change: suffix("experiment=fourier_lenet", change) for change in changes}
     assert all(len(name) == 9 and name.startswith("-") for name in names.values()), names
     assert len(set(names.values())) == len(changes), names
@@ -79,6 +117,7 @@ def test_a_multirun_over_dataset_settings_gives_each_job_a_directory_and_resumes
 
 # --- validation before writing ---------------------------------------------------------------------------------
 
+
 def bad_then_fixed(tmp_path, overrides, bad, fixed):
     """A bad value stops the run and leaves nothing in its directory; the same command with it fixed then runs."""
     run_dir = tmp_path / "run"
@@ -91,6 +130,8 @@ def bad_then_fixed(tmp_path, overrides, bad, fixed):
 def test_a_bad_value_then_the_fixed_command_succeeds_for_a_single_run(tmp_path):
     result = bad_then_fixed(tmp_path, [*QUICK, "arch=logreg"], ["optimizer.lr=-1"], ["optimizer.lr=0.1"])
     assert result["task"] == "train" and 0 <= result["test_acc"] <= 1
+    check_result_schema(result, "train")
+    assert result["objective"] == result["test_acc"] and result["summary"]["test_acc"] == result["test_acc"]
 
 
 @pytest.mark.parametrize("bad", [["dataset.sigma=-1"], ["sweep.models_at_once=0"], ["sweep.max_frequency=-1"]])
@@ -109,12 +150,20 @@ def test_a_bad_value_then_the_fixed_command_succeeds_for_each_estimator(tmp_path
     assert result["layers"] == 2
 
     data = tmp_path / "cifar"
-    from conftest import write_learnable_cifar10
     from nadexp.training import train
+
+    from conftest import write_learnable_cifar10
+
     write_learnable_cifar10(data / "data", 200, 50, noise=40, seed=0)
     train(compose_config(cifar10_overrides(data / "data", nads_dir, "dataset.batch_size=50"), output_dir=data / "trained"))
-    density = ["experiment=class_density_lenet", f"estimator.run_dir={data / 'trained'}", "estimator.density=gaussian",
-               "estimator.kl_samples=0", "estimator.n_jobs=1", "logger=none"]
+    density = [
+        "experiment=class_density_lenet",
+        f"estimator.run_dir={data / 'trained'}",
+        "estimator.density=gaussian",
+        "estimator.kl_samples=0",
+        "estimator.n_jobs=1",
+        "logger=none",
+    ]
     result = bad_then_fixed(tmp_path / "density", density, ["estimator.checkpoint=missing.ckpt"], ["estimator.checkpoint=last"])
     assert result["examples"] == 200
 
@@ -136,6 +185,7 @@ def test_only_a_directory_of_hydras_own_files_is_removed(tmp_path):
 
 # --- the task and the command line ------------------------------------------------------------------------------
 
+
 def test_the_task_comes_from_the_chosen_groups():
     assert decide_task(compose_config([])) == "train"  # python run.py trains once
     assert decide_task(compose_config(["arch=vgg11"])) == "train"
@@ -147,15 +197,18 @@ def test_the_task_comes_from_the_chosen_groups():
     assert "experiment=fourier_demo" in (ROOT / "Makefile").read_text()  # make run keeps the demo
 
 
-@pytest.mark.parametrize("overrides, task, words", [
-    (["trainer=gpu"], "nads", ["trainer=gpu", "estimator.device"]),
-    (["optimizer.lr=0.1"], "hyperplanes", ["optimizer.lr=0.1", "estimator=hyperplanes"]),
-    (["dataset.sigma=2"], "nads", ["dataset.sigma=2", "dataset.shape"]),
-    (["dataset.direction=[1,0]"], "sweep", ["dataset.direction", "sweep.stride"]),
-    (["callbacks=checkpoints"], "sweep", ["callbacks=checkpoints"]),
-    (["sweep.stride=2"], "train", ["sweep.stride=2", "sweep=fourier"]),
-    (["task=nads"], "train", ["task=nads"]),
-])
+@pytest.mark.parametrize(
+    "overrides, task, words",
+    [
+        (["trainer=gpu"], "nads", ["trainer=gpu", "estimator.device"]),
+        (["optimizer.lr=0.1"], "hyperplanes", ["optimizer.lr=0.1", "estimator=hyperplanes"]),
+        (["dataset.sigma=2"], "nads", ["dataset.sigma=2", "dataset.shape"]),
+        (["dataset.direction=[1,0]"], "sweep", ["dataset.direction", "sweep.stride"]),
+        (["callbacks=checkpoints"], "sweep", ["callbacks=checkpoints"]),
+        (["sweep.stride=2"], "train", ["sweep.stride=2", "sweep=fourier"]),
+        (["task=nads"], "train", ["task=nads"]),
+    ],
+)
 def test_an_override_the_task_would_ignore_stops_the_run_naming_it(overrides, task, words):
     with pytest.raises(ConfigError) as error:
         check_overrides(overrides, task)
@@ -163,8 +216,21 @@ def test_an_override_the_task_would_ignore_stops_the_run_naming_it(overrides, ta
 
 
 def test_overrides_the_task_honours_pass():
-    check_overrides(["arch=vgg11", "seed=1", "dataset.shape=[1,8,8]", "estimator.num_networks=8", "logger=none",
-                     "hydra.run.dir=x", "hydra/launcher=local", "threads=1", "experiment=nads", "+tags=[a]"], "nads")
+    check_overrides(
+        [
+            "arch=vgg11",
+            "seed=1",
+            "dataset.shape=[1,8,8]",
+            "estimator.num_networks=8",
+            "logger=none",
+            "hydra.run.dir=x",
+            "hydra/launcher=local",
+            "threads=1",
+            "experiment=nads",
+            "+tags=[a]",
+        ],
+        "nads",
+    )
     check_overrides([*QUICK, "optimizer=adam", "scheduler=constant", "~callbacks.progress_bar", "resume=true"], "train")
     check_overrides([*SWEEP, "sweep.models_at_once=2", "channels_last=false"], "sweep")
 
@@ -177,25 +243,42 @@ SHAPES = {"vgg11": "[1,32,32]", "vgg11_bn": "[1,32,32]", "lenet": "[1,16,16]", "
 @pytest.mark.parametrize("arch", ARCHS)
 def test_every_arch_trains_stacked_reproducibly(arch):
     # What the GPU default (16 stacked models) runs, on the CPU: dropout (VGG) and BatchNorm included.
-    cfg = compose_config(["experiment=single", "sweep=fourier", f"arch={arch}", f"dataset.shape={SHAPES.get(arch, '[1,8,8]')}",
-                          "logger=none", "trainer.accelerator=cpu", "trainer.max_epochs=1", "dataset.n_train=16",
-                          "dataset.n_test=8", "dataset.batch_size=8"])
+    cfg = compose_config(
+        [
+            "experiment=single",
+            "sweep=fourier",
+            f"arch={arch}",
+            f"dataset.shape={SHAPES.get(arch, '[1,8,8]')}",
+            "logger=none",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            "dataset.n_train=16",
+            "dataset.n_test=8",
+            "dataset.batch_size=8",
+        ]
+    )
     first, again = (train_cells_stacked(cfg, [[1, 0], [2, 1]]) for _ in range(2))
     assert [r["direction"] for r in first] == [[1, 0], [2, 1]]
-    assert all(r["status"] == "ok" and r["engine"] == "stacked" and r["models_at_once"] == 2 and r["steps"] == 2
-               and math.isfinite(r["test_loss"]) for r in first)
+    assert all(
+        r["status"] == "ok" and r["engine"] == "stacked" and r["models_at_once"] == 2 and r["steps"] == 2 and math.isfinite(r["test_loss"])
+        for r in first
+    )
     assert [r["history"] for r in first] == [r["history"] for r in again]  # the same numbers, dropout too
 
 
 # --- one reading of the trainer config ----------------------------------------------------------------------------
 
+
 def test_the_stacked_engine_lists_the_trainer_settings_it_does_not_implement():
     default = compose_config(["experiment=single", "sweep=fourier"]).trainer
     assert unsupported_trainer_settings(default) == []
-    for extra, listed in (("+trainer.max_steps=5", "trainer.max_steps=5"), ("+trainer.accumulate_grad_batches=2",
-                          "trainer.accumulate_grad_batches=2"), ("trainer.precision=bf16-mixed", "trainer.precision=bf16-mixed"),
-                          ("trainer.deterministic=true", "trainer.deterministic=True"), ("+trainer.limit_train_batches=3",
-                          "trainer.limit_train_batches=3")):
+    for extra, listed in (
+        ("+trainer.max_steps=5", "trainer.max_steps=5"),
+        ("+trainer.accumulate_grad_batches=2", "trainer.accumulate_grad_batches=2"),
+        ("trainer.precision=bf16-mixed", "trainer.precision=bf16-mixed"),
+        ("trainer.deterministic=true", "trainer.deterministic=True"),
+        ("+trainer.limit_train_batches=3", "trainer.limit_train_batches=3"),
+    ):
         trainer = compose_config(["experiment=single", "sweep=fourier", extra]).trainer
         assert unsupported_trainer_settings(trainer) == [listed], extra
     clip_value = compose_config(["experiment=single", "sweep=fourier", "trainer.gradient_clip_algorithm=value"]).trainer
@@ -217,12 +300,13 @@ def test_clipping_by_value_is_the_clipping_of_torch():
         single.load_state_dict(net.state_dict())
     x, y = torch.randn(2, 64, 1, 16, 16), torch.randint(0, 2, (2, 64))
     sgd = partial(torch.optim.SGD, lr=0.5)
-    stacked, _ = fit_stacked(nets, (x, y), (x, y), [torch.Generator().manual_seed(k) for k in range(2)], sgd,
-                             epochs=1, batch_size=32, clip_value=0.01)
+    stacked, _ = fit_stacked(
+        nets, (x, y), (x, y), [torch.Generator().manual_seed(k) for k in range(2)], sgd, epochs=1, batch_size=32, clip_value=0.01
+    )
     for k, net in enumerate(singles):
         opt, order = sgd(params=net.parameters()), epoch_order(torch.Generator().manual_seed(k), 64)
         for start in range(0, 64, 32):
-            idx = order[start:start + 32]
+            idx = order[start : start + 32]
             opt.zero_grad()
             F.cross_entropy(net(x[k][idx]), y[k][idx]).backward()
             torch.nn.utils.clip_grad_value_(net.parameters(), 0.01)
@@ -232,6 +316,7 @@ def test_clipping_by_value_is_the_clipping_of_torch():
 
 
 # --- concurrent starts --------------------------------------------------------------------------------------------
+
 
 def test_a_claimed_directory_is_never_handed_out_twice(tmp_path):
     (tmp_path / "run").mkdir()  # someone else's

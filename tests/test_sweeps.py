@@ -8,16 +8,25 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, refusal, run_cli
 from nadexp.config import compose_config
+from nadexp.data.directions import conjugate, fourier_cells, index_list, sweep_directions
 from nadexp.errors import ConfigError
 from nadexp.reports.heatmap import fourier_grid
-from nadexp.sweeps.directions import conjugate, fourier_cells, index_list, sweep_directions
+from nadexp.runs import execute
 from nadexp.sweeps.runner import models_at_once
-from nadexp.tasks import execute
 
-SMALL_SWEEP = ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "dataset.n_train=2000",
-               "dataset.n_test=500", "logger=none", "trainer.accelerator=cpu"]
+from conftest import ROOT, check_result_schema, refusal, run_cli
+
+SMALL_SWEEP = [
+    "experiment=single",
+    "sweep=fourier",
+    "arch=logreg",
+    "dataset.shape=[1,8,8]",
+    "dataset.n_train=2000",
+    "dataset.n_test=500",
+    "logger=none",
+    "trainer.accelerator=cpu",
+]
 
 
 @pytest.mark.parametrize("height, width", [(8, 8), (32, 32), (6, 10)])
@@ -54,12 +63,15 @@ def test_a_logreg_fourier_sweep_scores_over_95_percent_on_every_cell_and_writes_
         assert (run_dir / name).stat().st_size > 0
     result = json.loads((run_dir / "result.json").read_text())
     assert (result["cells"], result["cells_failed"]) == (34, 0)
+    check_result_schema(result, "sweep")
+    assert result["objective"] == result["mean_test_acc"] == result["summary"]["mean_test_acc"]
     assert str(run_dir / "heatmap.png") in done.stdout
 
 
 def test_two_shard_jobs_of_one_sweep_share_its_directory_and_train_every_cell_once(tmp_path):
-    done = run_cli("-m", *SMALL_SWEEP, "sweep.stride=2", "sweep.num_shards=2", "sweep.shard=0,1", "trainer.max_epochs=2",
-                   f"hydra.sweep.dir={tmp_path}")
+    done = run_cli(
+        "-m", *SMALL_SWEEP, "sweep.stride=2", "sweep.num_shards=2", "sweep.shard=0,1", "trainer.max_epochs=2", f"hydra.sweep.dir={tmp_path}"
+    )
     assert done.returncode == 0, done.stderr
     (sweep_dir,) = [p for p in tmp_path.iterdir() if (p / "cells").is_dir()]
     directions = sorted(json.loads(p.read_text())["direction"] for p in (sweep_dir / "cells").glob("*.json"))
@@ -69,8 +81,8 @@ def test_two_shard_jobs_of_one_sweep_share_its_directory_and_train_every_cell_on
 
 def test_auto_stacks_models_on_a_cpu_only_for_nets_too_small_to_keep_it_busy():
     def pick(*overrides):
-        return models_at_once(compose_config(["experiment=single", "sweep=fourier", "logger=none", "trainer.accelerator=cpu",
-                                              *overrides]))
+        return models_at_once(compose_config(["experiment=single", "sweep=fourier", "logger=none", "trainer.accelerator=cpu", *overrides]))
+
     assert pick("arch=logreg") == 16 and pick("arch=lenet", "dataset.shape=[1,16,16]") == 16
     assert pick("arch=lenet") == 1 and pick("arch=resnet18", "dataset.shape=[1,16,16]") == 1
     assert pick("arch=lenet", "dataset.shape=[1,16,16]", "trainer.precision=bf16-mixed") == 1  # stacking is float32 only
@@ -84,8 +96,13 @@ def test_an_impossible_number_of_stacked_models_is_refused(tmp_path):
 def test_a_killed_sweep_resumes_with_every_cell_exactly_once(tmp_path):
     run_dir = tmp_path / "resume"
     args = [*SMALL_SWEEP, "trainer.max_epochs=8", f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(list((run_dir / "cells").glob("*.json"))) < 5:
         time.sleep(0.2)
@@ -107,8 +124,14 @@ def test_a_killed_sweep_resumes_with_every_cell_exactly_once(tmp_path):
 
 def test_a_diverged_cell_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
     run_dir = tmp_path / "nan"
-    done = run_cli(*SMALL_SWEEP, "sweep.stride=4", "optimizer.lr=1e38", "trainer.gradient_clip_val=null",
-                   "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")
+    done = run_cli(
+        *SMALL_SWEEP,
+        "sweep.stride=4",
+        "optimizer.lr=1e38",
+        "trainer.gradient_clip_val=null",
+        "trainer.max_epochs=3",
+        f"hydra.run.dir={run_dir}",
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(p.read_text()) for p in (run_dir / "cells").glob("*.json")]
     assert len(records) == len(fourier_cells(8, 8, 4))
@@ -145,8 +168,12 @@ def test_the_report_command_draws_every_sweep(tmp_path):
         overrides = [*SMALL_SWEEP, f"sweep.stride={stride}", "trainer.max_epochs=2"]
         execute(compose_config(overrides, output_dir=tmp_path / f"s{stride}"), overrides)
     out = tmp_path / "report"
-    done = subprocess.run([sys.executable, "-m", "nadexp.reports", str(tmp_path / "s2"), str(tmp_path / "s4"), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "nadexp.reports", str(tmp_path / "s2"), str(tmp_path / "s4"), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     for name in ("heatmap_s2.png", "heatmap_s2.pdf", "heatmap_s4.png", "heatmap_panel.png", "heatmap_panel.pdf", "cells.csv"):
         assert (out / name).stat().st_size > 0, name
@@ -158,9 +185,19 @@ def test_the_report_command_draws_every_sweep(tmp_path):
 
 
 def test_a_multirun_of_sweeps_over_archs_ends_with_a_panel(tmp_path):
-    done = run_cli("-m", "experiment=single", "sweep=fourier", "arch=logreg,lenet", "dataset.shape=[1,16,16]",
-                   "sweep.stride=8", "dataset.n_train=1000", "dataset.n_test=200", "trainer.max_epochs=2", "logger=none",
-                   f"hydra.sweep.dir={tmp_path}")
+    done = run_cli(
+        "-m",
+        "experiment=single",
+        "sweep=fourier",
+        "arch=logreg,lenet",
+        "dataset.shape=[1,16,16]",
+        "sweep.stride=8",
+        "dataset.n_train=1000",
+        "dataset.n_test=200",
+        "trainer.max_epochs=2",
+        "logger=none",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in tmp_path.iterdir() if (p / "cells").is_dir())  # the label, then the digest of
     assert [name.rsplit("-", 1)[0] for name in names] == ["lenet-fourier-stride8-s0", "logreg-fourier-stride8-s0"]  # the overrides

@@ -21,8 +21,8 @@ def records(path: Path):
         if BLOCK - position % BLOCK < 7:  # too little room left in the block for a chunk header: padding
             position += BLOCK - position % BLOCK
             continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
-        chunk = data[position + 7:position + 7 + length]
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk = data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind == 0 and length == 0:  # zero padding at the end
             break

@@ -1,6 +1,3 @@
-"""Datasets. The Lightning data modules live in ``nadexp.data.datamodule`` (imported on use)."""
-
-from nadexp.data.bases import BASES, direction_vector, fourier_direction, validate_direction
-from nadexp.data.directional import DirectionalDataset
-
-__all__ = ["BASES", "DirectionalDataset", "direction_vector", "fourier_direction", "validate_direction"]
+"""Datasets: D(v) (directional), CIFAR-10/100 (cifar10, cifar10_files, variants), their settings (settings, no
+torch), the direction bases and grids (bases, directions), the NAD file format (nad_file) and the Lightning
+data modules (datamodule)."""

@@ -16,10 +16,7 @@ import math
 
 import torch
 
-from nadexp.errors import ConfigError
-
-
-FOURIER_PHASES = ("sine", "cosine")
+from nadexp.data.settings import validate_direction
 
 
 def fourier_direction(kx: int, ky: int, shape, dtype=torch.float32, device=None, phase: str = "sine") -> torch.Tensor:
@@ -49,41 +46,9 @@ def random_direction(index: int, shape, seed: int, dtype=torch.float32, device=N
     return q[:, index].reshape(shape).to(dtype=dtype, device=device)
 
 
-def _address_ranges(basis: str, shape, nads=None) -> dict[str, int]:
-    """Name and exclusive upper bound of each integer in a direction address."""
-    channels, height, width = shape
-    return {
-        "fourier": {"kx": width, "ky": height},
-        "pixel": {"row": height, "col": width},
-        "random": {"index": channels * height * width},
-        "nad": {"index": 0 if nads is None else len(nads)},
-    }[basis]
-
-
-BASES = ("fourier", "pixel", "random", "nad")
-
-
-def validate_direction(basis: str, direction, shape, nads=None) -> None:
-    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape``.
-
-    For ``basis="nad"``, ``nads`` is the (k, C, H, W) array of an NAD estimate.
-    """
-    if basis not in BASES:
-        raise ConfigError(f"dataset.basis={basis!r} is unknown: choose one of {', '.join(BASES)}")
-    ranges = _address_ranges(basis, shape, nads)
-    names = ", ".join(ranges)
-    if len(direction) != len(ranges):
-        raise ConfigError(f"dataset.direction must be [{names}] for basis={basis}, got {list(direction)}")
-    for (name, bound), value in zip(ranges.items(), direction):
-        if not 0 <= value < bound:
-            raise ConfigError(
-                f"dataset.direction={list(direction)} is outside the {basis} grid: need 0 <= {name} < {bound} "
-                f"for images of shape {list(shape)}"
-            )
-
-
-def direction_vector(basis: str, direction, shape, basis_seed: int = 0, nads=None, dtype=torch.float32,
-                     device=None, fourier_phase: str = "sine") -> torch.Tensor:
+def direction_vector(
+    basis: str, direction, shape, basis_seed: int = 0, nads=None, dtype=torch.float32, device=None, fourier_phase: str = "sine"
+) -> torch.Tensor:
     """The unit vector of shape ``shape`` that ``direction`` addresses in ``basis``."""
     validate_direction(basis, direction, shape, nads)
     if basis == "fourier":

@@ -8,13 +8,15 @@ import numpy as np
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from nadexp.data.cifar10 import CLASSES, NUM_CLASSES, SHAPE
+from nadexp.data.settings import CLASSES, NUM_CLASSES, SHAPE
 from nadexp.errors import ConfigError
 
 TORCHVISION = {"cifar10": CIFAR10, "cifar100": CIFAR100}
 DISPLAY = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-FILES_HELP = ("{source} is not in {folder}. On a machine that is online, add dataset.download=true; otherwise download "
-              "{url} and unpack it into {root} (which then holds {files}), or set dataset.data_dir")
+FILES_HELP = (
+    "{source} is not in {folder}. On a machine that is online, add dataset.download=true; otherwise download "
+    "{url} and unpack it into {root} (which then holds {files}), or set dataset.data_dir"
+)
 
 
 def reader(source: str, root, train: bool, download: bool = False, check_md5: bool = True):
@@ -46,8 +48,13 @@ def files_present(data_dir, source: str = "cifar10") -> bool:
 
 def files_help(source: str, root: Path) -> str:
     base = TORCHVISION[source]
-    return FILES_HELP.format(source=DISPLAY[source], folder=root / base.base_folder, url=base.url,
-                             root=root, files=f"{base.base_folder}/{', '.join(file_names(source))}")
+    return FILES_HELP.format(
+        source=DISPLAY[source],
+        folder=root / base.base_folder,
+        url=base.url,
+        root=root,
+        files=f"{base.base_folder}/{', '.join(file_names(source))}",
+    )
 
 
 def require_files(data_dir, source: str = "cifar10") -> None:
@@ -65,21 +72,28 @@ def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = 
         dataset = reader(source, root, train, download, check_md5)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
         require_files(root, source)
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: the files in {folder} do not match {DISPLAY[source]}'s checksums "
-                          "(corrupt or partial download?). Delete the folder and download again; set "
-                          "dataset.check_md5=false only for files you built yourself") from None
+        raise ConfigError(
+            f"dataset.data_dir={str(root)!r}: the files in {folder} do not match {DISPLAY[source]}'s checksums "
+            "(corrupt or partial download?). Delete the folder and download again; set "
+            "dataset.check_md5=false only for files you built yourself"
+        ) from None
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: the files in {folder} are not readable {DISPLAY[source]} batches "
-                          f"({type(error).__name__}: {error}); delete the folder and download again") from None
+        raise ConfigError(
+            f"dataset.data_dir={str(root)!r}: the files in {folder} are not readable {DISPLAY[source]} batches "
+            f"({type(error).__name__}: {error}); delete the folder and download again"
+        ) from None
     except OSError as error:  # the download itself failed (offline, proxy, disk full)
-        raise ConfigError(f"dataset.download=true could not fetch {DISPLAY[source]} into {root} ({error}). "
-                          + files_help(source, root)) from None
+        raise ConfigError(
+            f"dataset.download=true could not fetch {DISPLAY[source]} into {root} ({error}). " + files_help(source, root)
+        ) from None
     images = torch.from_numpy(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)))
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     classes = NUM_CLASSES[source]
     if images.shape[1:] != SHAPE or labels.min() < 0 or labels.max() >= classes or len(images) != len(labels):
-        raise ConfigError(f"dataset.data_dir={str(root)!r}: {folder} holds images of shape {tuple(images.shape[1:])} "
-                          f"or labels outside 0..{classes - 1}; expected {DISPLAY[source]}'s 3 x 32 x 32 images and {classes} classes")
+        raise ConfigError(
+            f"dataset.data_dir={str(root)!r}: {folder} holds images of shape {tuple(images.shape[1:])} "
+            f"or labels outside 0..{classes - 1}; expected {DISPLAY[source]}'s 3 x 32 x 32 images and {classes} classes"
+        )
     return images, labels
 
 
@@ -89,13 +103,20 @@ def write_cifar100_files(root, train: tuple, test: tuple) -> Path:
     folder = Path(root) / CIFAR100.base_folder
     folder.mkdir(parents=True, exist_ok=True)
     for name, (images, labels) in (("train", train), ("test", test)):
-        entry = {"data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1), "fine_labels": [int(t) for t in labels],
-                 "coarse_labels": [int(t) // 5 for t in labels], "filenames": [f"image_{i}.png" for i in range(len(images))]}
+        entry = {
+            "data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1),
+            "fine_labels": [int(t) for t in labels],
+            "coarse_labels": [int(t) // 5 for t in labels],
+            "filenames": [f"image_{i}.png" for i in range(len(images))],
+        }
         with open(folder / name, "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
     with open(folder / "meta", "wb") as handle:
-        pickle.dump({"fine_label_names": [f"class_{i}" for i in range(100)],
-                     "coarse_label_names": [f"superclass_{i}" for i in range(20)]}, handle, protocol=2)
+        pickle.dump(
+            {"fine_label_names": [f"class_{i}" for i in range(100)], "coarse_label_names": [f"superclass_{i}" for i in range(20)]},
+            handle,
+            protocol=2,
+        )
     return folder
 
 
@@ -106,9 +127,12 @@ def write_cifar10_files(root, train: tuple, test: tuple, batches: int = 5) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
 
     def dump(name, images, labels, batch_label):
-        entry = {"batch_label": batch_label, "labels": [int(t) for t in labels],
-                 "data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1),
-                 "filenames": [f"image_{i}.png" for i in range(len(images))]}
+        entry = {
+            "batch_label": batch_label,
+            "labels": [int(t) for t in labels],
+            "data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1),
+            "filenames": [f"image_{i}.png" for i in range(len(images))],
+        }
         with open(folder / name, "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
 
@@ -117,6 +141,5 @@ def write_cifar10_files(root, train: tuple, test: tuple, batches: int = 5) -> Pa
         dump(f"data_batch_{i + 1}", x, y, f"training batch {i + 1} of {batches}")
     dump("test_batch", *test, "testing batch 1 of 1")
     with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({"label_names": list(CLASSES), "num_cases_per_batch": len(images) // batches, "num_vis": 3072},
-                    handle, protocol=2)
+        pickle.dump({"label_names": list(CLASSES), "num_cases_per_batch": len(images) // batches, "num_vis": 3072}, handle, protocol=2)
     return folder

@@ -9,8 +9,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nadexp.data.cifar10 import CLASSES, NUM_CLASSES, SHAPE, CIFARSpec
+from nadexp.data.cifar10 import CIFARDataset
 from nadexp.data.directional import DirectionalDataset
+from nadexp.data.settings import CLASSES, NUM_CLASSES, SHAPE
 from nadexp.errors import ConfigError
 
 
@@ -61,8 +62,9 @@ class TensorDataModule(pl.LightningDataModule):
         return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch,
-                          generator=self.shuffle_generator())
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch, generator=self.shuffle_generator()
+        )
 
     def val_dataloader(self):
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=keep_batch)
@@ -98,7 +100,7 @@ class CIFARDataModule(TensorDataModule):
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, seed: int = 0, **spec):
         super().__init__(batch_size, eval_batch_size)
-        self.spec = CIFARSpec(**spec)
+        self.spec = CIFARDataset(**spec)
         self.seed = seed
         self.num_classes = NUM_CLASSES[self.spec.source]
         self.class_names = CLASSES if self.spec.source == "cifar10" else None
@@ -110,8 +112,9 @@ class CIFARDataModule(TensorDataModule):
         return self.spec.load(split, device)
 
     def train_dataloader(self):
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed),
-                          collate_fn=keep_batch)
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed), collate_fn=keep_batch
+        )
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         if self.spec.augment and self.trainer is not None and self.trainer.training:

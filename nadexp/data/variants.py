@@ -36,6 +36,7 @@ def complete_basis(vectors: torch.Tensor) -> torch.Tensor:
 def dct_basis(height: int, width: int) -> torch.Tensor:
     """The orthonormal 2-D DCT-II basis of H x W images as columns, ordered by increasing frequency
     (radius sqrt(kx^2 + ky^2), ties by ky then kx): the Fourier-order control for NAD flips."""
+
     def dct_1d(n):
         k, i = torch.arange(n, dtype=torch.float64)[:, None], torch.arange(n, dtype=torch.float64)[None, :]
         basis = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2 / n)

@@ -1,5 +1,2 @@
-"""Estimators of an architecture's bias, selected by the `estimator` config group."""
-
-from nadexp.estimators.nads import NADEstimator, load_nads, principal_directions, subspace_overlap
-
-__all__ = ["NADEstimator", "load_nads", "principal_directions", "subspace_overlap"]
+"""Estimators of an architecture's bias, one module each (nads, hyperplanes, class_density) behind the interface
+of nadexp.estimators.base, chosen by the `estimator` config group and run by nadexp.estimators.run."""

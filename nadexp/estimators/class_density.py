@@ -5,23 +5,37 @@ Dirichlet-process Gaussian mixture (BayesianGaussianMixture with a Dirichlet-pro
 substitute for the paper's collapsed Gibbs sampler with a Normal-inverse-Wishart base; or one Gaussian
 (``density: gaussian``, fast). Per class: mean and std of the log-density of its own examples; classes sorted
 by the mean and split into two groups at the largest gap; relative entropy to a diagonal Gaussian (Monte
-Carlo); mean within-class distance; KL between chosen classes; correlation with per-example scores.
+Carlo); mean within-class distance; KL between chosen classes; correlation with per-example scores. Written as
+`estimator=class_density` runs: class_density.json, classes.csv, the log-densities and figures.
 """
 
+import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 from joblib import Parallel, delayed
+from omegaconf import DictConfig
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import BayesianGaussianMixture, GaussianMixture
 
 from nadexp.errors import ConfigError
-from nadexp.estimators.devices import OnDevice
+from nadexp.estimators.base import Estimator
+from nadexp.estimators.representations import resolve_stages, stage_representations, svd_reduce
+from nadexp.estimators.trained_run import data_and_net_factory, load_weights, training_run_config
+from nadexp.generators import drawing_from, seeded
+from nadexp.loggers import log_outcome
+from nadexp.reports.class_density_figures import between_class_kl, kl_vs_log_density, sorted_log_density
+from nadexp.results import write_csv_atomic, write_json_atomic
+
+log = logging.getLogger(__name__)
+CLASS_COLUMNS = ("stage", "class", "name", "n", "mean", "std", "kl_diagonal", "within_distance", "components", "converged", "group")
 
 DENSITIES = ("dp_mixture", "gaussian")
 
@@ -36,9 +50,15 @@ def fit_density(x: np.ndarray, density: str = "dp_mixture", max_components: int 
     if density == "gaussian":
         model = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=seed)
     else:
-        model = BayesianGaussianMixture(n_components=max(1, min(max_components, len(x) // 2)), covariance_type="full",
-                                        weight_concentration_prior_type="dirichlet_process", reg_covar=1e-6,
-                                        max_iter=500, init_params="kmeans", random_state=seed)
+        model = BayesianGaussianMixture(
+            n_components=max(1, min(max_components, len(x) // 2)),
+            covariance_type="full",
+            weight_concentration_prior_type="dirichlet_process",
+            reg_covar=1e-6,
+            max_iter=500,
+            init_params="kmeans",
+            random_state=seed,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(x)
@@ -87,8 +107,14 @@ def split_at_largest_gap(means: dict, stds: dict, counts: dict, threshold: float
     a, b = order[at], order[at + 1]
     se = math.sqrt(stds[a] ** 2 / counts[a] + stds[b] ** 2 / counts[b])
     gap_z = gaps[at] / se if se > 0 else float("inf")
-    return {"order": order, "high": order[:at + 1], "low": order[at + 1:], "gap": float(gaps[at]),
-            "gap_z": float(gap_z), "meaningful": bool(gap_z > threshold)}
+    return {
+        "order": order,
+        "high": order[: at + 1],
+        "low": order[at + 1 :],
+        "gap": float(gaps[at]),
+        "gap_z": float(gap_z),
+        "meaningful": bool(gap_z > threshold),
+    }
 
 
 def _fit_class(x, density, max_components, seed, kl_samples):
@@ -99,7 +125,7 @@ def _fit_class(x, density, max_components, seed, kl_samples):
 
 
 @dataclass
-class ClassDensityEstimator(OnDevice):
+class ClassDensityEstimator(Estimator):
     """`estimator=class_density` (options in conf/estimator/class_density.yaml)."""
 
     name: str = "class_density"
@@ -133,6 +159,116 @@ class ClassDensityEstimator(OnDevice):
         if self.stages != "auto" and (isinstance(self.stages, str) or not list(self.stages)):
             raise ConfigError(f"estimator.stages must be auto or a list of module names, got {self.stages!r}")
 
+    def prepare(self, cfg: DictConfig):
+        """The training run's data module, its trained network and the stage names; scores if given."""
+        if self.run_dir is None:
+            raise ConfigError(
+                "estimator=class_density needs estimator.run_dir: the directory of a trained run "
+                "(e.g. outputs/cifar10/resnet18-cifar10-plain-s0 from `python run.py experiment=cifar10 arch=resnet18`)"
+            )
+        datamodule, make_net = data_and_net_factory(training_run_config(self.run_dir, cfg))
+        checkpoint = (
+            Path(self.checkpoint)
+            if self.checkpoint not in ("last", "best")
+            else Path(self.run_dir) / "checkpoints" / f"{self.checkpoint}.ckpt"
+        )
+        if not checkpoint.is_file():
+            raise ConfigError(
+                f"estimator.checkpoint={self.checkpoint!r}: {checkpoint} does not exist (train with "
+                "callbacks=checkpoints, as experiment=cifar10 does, or give the path of a checkpoint)"
+            )
+        with drawing_from(seeded(self.seed)):  # its weights are the checkpoint's
+            net = make_net()
+        net.load_state_dict(load_weights(checkpoint))
+        stages = resolve_stages(net, self.stages)
+        scores = None
+        if self.scores:
+            try:
+                scores = np.load(self.scores, allow_pickle=False).astype(np.float64).ravel()
+            except (OSError, ValueError) as error:
+                raise ConfigError(f"estimator.scores={self.scores!r} is not a readable .npy file ({error})") from None
+        return datamodule, net, stages, scores
+
+    def run(self, cfg: DictConfig, prepared, output_dir: Path, loggers: list) -> dict:
+        datamodule, net, stages, scores = prepared
+        images, labels = datamodule.load("train")  # the training examples only; batches go to the device one by one
+        images, labels = images[: self.max_examples], labels[: self.max_examples].cpu().numpy()
+        if scores is not None and len(scores) < len(labels):
+            raise ConfigError(f"estimator.scores has {len(scores)} values for {len(labels)} training examples")
+        scores = scores[: len(labels)] if scores is not None else None
+        start = time.perf_counter()
+        representations = stage_representations(net, stages, images, self.batch_size, self.resolved_device())
+        extraction_s = time.perf_counter() - start
+        reduced, spectra = {}, {}
+        for index, stage in enumerate(stages):
+            reduced[stage], _, singular_values = svd_reduce(representations[stage], self.dim_of(index))
+            reduced[stage] = reduced[stage].numpy()
+            spectra[stage] = singular_values.tolist()
+        start = time.perf_counter()
+        found = self.analyse(reduced, labels, scores)
+        fitting_s = time.perf_counter() - start
+
+        names = getattr(datamodule, "class_names", None)
+        np.save(output_dir / "log_density.npy", np.stack([found["log_density"][s] for s in stages]))
+        np.save(output_dir / "labels.npy", labels)
+        report = {
+            "stages": found["stages"],
+            "stage_names": stages,
+            "singular_values": spectra,
+            "density": self.density,
+            "density_note": "variational Dirichlet-process Gaussian mixture (scikit-learn), a substitute for the paper's "
+            "collapsed Gibbs sampler"
+            if self.density == "dp_mixture"
+            else "one Gaussian per class",
+            "examples": int(len(labels)),
+            "extraction_s": round(extraction_s, 3),
+            "fitting_s": round(fitting_s, 3),
+        }
+        write_json_atomic(output_dir / "class_density.json", report)
+        rows = [
+            {
+                "stage": stage,
+                "class": c,
+                "name": names[c] if names else c,
+                **values,
+                "group": "high" if c in found["stages"][stage]["split"]["high"] else "low",
+            }
+            for stage in stages
+            for c, values in found["stages"][stage]["classes"].items()
+        ]
+        write_csv_atomic(output_dir / "classes.csv", CLASS_COLUMNS, rows)
+        title = f"{cfg.arch_name}: class-conditional densities ({self.density})"
+        figures = sorted_log_density(found["stages"], output_dir / "sorted_log_density", title, names)
+        figures += kl_vs_log_density(found["stages"], output_dir / "kl_vs_log_density", title)
+        figures += between_class_kl(found["stages"], output_dir / "between_class_kl", title, names)
+
+        metrics = {f"class_density/{stage}/{key}": found["stages"][stage]["split"][key] for stage in stages for key in ("gap", "gap_z")}
+        tables = {"class_density/classes": (CLASS_COLUMNS, [[r[c] for c in CLASS_COLUMNS] for r in rows])}
+        log_outcome(loggers, cfg, metrics, {f"class_density/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
+        splits = {stage: {k: found["stages"][stage]["split"][k] for k in ("gap", "gap_z", "meaningful", "high", "low")} for stage in stages}
+        log.info(
+            "class densities of %s over %d examples: extraction %.1f s, fitting %.1f s; splits %s -> %s",
+            cfg.arch_name,
+            len(labels),
+            extraction_s,
+            fitting_s,
+            {s: round(v["gap_z"], 1) for s, v in splits.items()},
+            output_dir / "class_density.json",
+        )
+        return {
+            "objective": splits[stages[-1]]["gap_z"],
+            "summary": {k.removeprefix("class_density/"): v for k, v in metrics.items()},
+            "run_dir": self.run_dir,
+            "stages": stages,
+            "seed": self.seed,
+            "density": self.density,
+            "examples": int(len(labels)),
+            "splits": splits,
+            "extraction_s": round(extraction_s, 3),
+            "fitting_s": round(fitting_s, 3),
+            "files": ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)],
+        }
+
     def dim_of(self, index: int) -> int:
         return self.dims[min(index, len(self.dims) - 1)]
 
@@ -143,7 +279,8 @@ class ClassDensityEstimator(OnDevice):
         jobs = [(stage, c) for stage in reduced for c in classes]
         fits = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_class)(reduced[stage][members[c]], self.density, self.max_components, self.seed, self.kl_samples)
-            for stage, c in jobs)
+            for stage, c in jobs
+        )
         fitted = dict(zip(jobs, fits))  # (stage, class) -> (model, log-densities of its examples, relative entropy)
         out = {"stages": {}, "log_density": {}}
         kl_classes = [c for c in (self.kl_classes if self.kl_classes is not None else classes[:10]) if c in classes]
@@ -153,15 +290,34 @@ class ClassDensityEstimator(OnDevice):
             for c in classes:
                 model, values, kl = fitted[(stage, c)]
                 log_density[members[c]] = values
-                per_class[c] = {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()),
-                                "kl_diagonal": kl, "within_distance": within_class_distance(x[members[c]], seed=self.seed),
-                                "components": int((model.weights_ > 0.01).sum()), "converged": bool(model.converged_)}
-            split = split_at_largest_gap({c: v["mean"] for c, v in per_class.items()}, {c: v["std"] for c, v in per_class.items()},
-                                         {c: v["n"] for c, v in per_class.items()}, self.gap_threshold)
-            between = [[0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], self.kl_samples or 1000, self.seed)
-                        for b in kl_classes] for a in kl_classes]
-            out["stages"][stage] = {"dim": int(x.shape[1]), "classes": per_class, "split": split,
-                                    "between_kl": {"classes": kl_classes, "kl": between}}
+                per_class[c] = {
+                    "n": int(len(values)),
+                    "mean": float(values.mean()),
+                    "std": float(values.std()),
+                    "kl_diagonal": kl,
+                    "within_distance": within_class_distance(x[members[c]], seed=self.seed),
+                    "components": int((model.weights_ > 0.01).sum()),
+                    "converged": bool(model.converged_),
+                }
+            split = split_at_largest_gap(
+                {c: v["mean"] for c, v in per_class.items()},
+                {c: v["std"] for c, v in per_class.items()},
+                {c: v["n"] for c, v in per_class.items()},
+                self.gap_threshold,
+            )
+            between = [
+                [
+                    0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], self.kl_samples or 1000, self.seed)
+                    for b in kl_classes
+                ]
+                for a in kl_classes
+            ]
+            out["stages"][stage] = {
+                "dim": int(x.shape[1]),
+                "classes": per_class,
+                "split": split,
+                "between_kl": {"classes": kl_classes, "kl": between},
+            }
             if scores is not None:
                 out["stages"][stage]["scores"] = score_correlation(log_density, scores, self.score_bins)
             out["log_density"][stage] = log_density
@@ -173,8 +329,14 @@ def score_correlation(log_density: np.ndarray, scores: np.ndarray, bins: int) ->
     (quantile bins)."""
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
     index = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
-    per_bin = [{"low": float(edges[i]), "high": float(edges[i + 1]), "n": int((index == i).sum()),
-                "mean_log_density": float(log_density[index == i].mean()) if (index == i).any() else float("nan")}
-               for i in range(len(edges) - 1)]
+    per_bin = [
+        {
+            "low": float(edges[i]),
+            "high": float(edges[i + 1]),
+            "n": int((index == i).sum()),
+            "mean_log_density": float(log_density[index == i].mean()) if (index == i).any() else float("nan"),
+        }
+        for i in range(len(edges) - 1)
+    ]
     rho, p = stats.spearmanr(log_density, scores)
     return {"spearman": float(rho), "p_value": float(p), "bins": per_bin}

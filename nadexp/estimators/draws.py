@@ -1,21 +1,25 @@
-"""Many fresh initialisations of one architecture, drawn one after another from the global torch RNG.
+"""Many fresh initialisations of one architecture, drawn one after another from one generator.
 
-Network k is a function of the seed alone: the estimators seed once and draw networks 0, 1, 2, ... in order,
-so every method (and every batch size) sees the same networks.
+Network k is a function of the generator's seed alone: the estimators draw networks 0, 1, 2, ... in order from a
+generator seeded with theirs, so every method (and every batch size) sees the same networks. torch's global
+generator is not used (nadexp.generators).
 """
 
 import queue
 import threading
+from collections.abc import Iterator
 from itertools import chain
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from nadexp.generators import drawing_from
 
-def fresh_networks(template: nn.Module, count: int, make_net=None) -> Iterator[nn.Module]:
-    """``count`` independent initialisations, drawn one after another into ``template`` (no copies).
+
+def fresh_networks(template: nn.Module, count: int, make_net=None, *, generator: torch.Generator) -> Iterator[nn.Module]:
+    """``count`` independent initialisations from ``generator``, drawn one after another into ``template`` (no copies).
 
     Each draw resets every layer as constructing the network again would. Children are reset before
     their parents, so an architecture's own ``reset_parameters`` (VGG's reference init) has the last
@@ -27,13 +31,16 @@ def fresh_networks(template: nn.Module, count: int, make_net=None) -> Iterator[n
         if make_net is None:
             raise ValueError(f"{type(template).__name__} has parameters no reset_parameters draws: pass make_net")
         for _ in range(count):
-            template.load_state_dict(make_net().state_dict())
+            with drawing_from(generator):
+                net = make_net()
+            template.load_state_dict(net.state_dict())
             yield template
         return
     resets = _resets(template)
     for _ in range(count):
-        for reset in resets:
-            reset()
+        with drawing_from(generator):
+            for reset in resets:
+                reset()
         yield template
 
 
@@ -44,7 +51,9 @@ def resettable(net: nn.Module) -> bool:
     return type(net).__module__.startswith("nadexp.models.") and all(hasattr(m, "reset_parameters") for m in owners)
 
 
-def stacked_networks(template: nn.Module, count: int, batch: int, make_net=None) -> Iterator[dict[str, torch.Tensor]]:
+def stacked_networks(
+    template: nn.Module, count: int, batch: int, make_net=None, *, generator: torch.Generator
+) -> Iterator[dict[str, torch.Tensor]]:
     """The same networks as ``fresh_networks``, ``batch`` at a time, as {name: tensor of shape (b, *shape)} for
     every parameter and buffer. Where a reset is a fixed list of in-place tensor ops (the zoo: uniform_, normal_,
     fill_, zero_), the ops are replayed straight into the stacked tensors, which skips the per-layer Python of
@@ -53,21 +62,22 @@ def stacked_networks(template: nn.Module, count: int, batch: int, make_net=None)
     recipe = init_recipe(template) if resettable(template) else None
     state = dict(chain(template.named_parameters(), template.named_buffers()))
     plan = _one_draw_plan(recipe, state)
-    networks = None if recipe is not None else fresh_networks(template, count, make_net)
+    networks = None if recipe is not None else fresh_networks(template, count, make_net, generator=generator)
     draws = None  # reused from batch to batch: fresh memory for every batch costs page faults
     for start in range(0, count, batch):
         size = min(batch, count - start)
         if plan is not None:
             if draws is None or len(draws) != size:
                 draws = torch.empty(size, plan[1])
-            yield _draw_at_once(plan, state, draws)
+            yield _draw_at_once(plan, state, draws, generator)
             continue
         stacked = {name: torch.empty(size, *t.shape, dtype=t.dtype, device=t.device) for name, t in state.items()}
         with torch.no_grad():
             if recipe is not None:
-                for k in range(size):
-                    for op, name, args, kwargs in recipe:
-                        op(stacked[name][k], *args, **kwargs)
+                with drawing_from(generator):
+                    for k in range(size):
+                        for op, name, args, kwargs in recipe:
+                            op(stacked[name][k], *args, **kwargs)
                 for name in state.keys() - {name for _, name, _, _ in recipe}:  # never re-drawn: as built
                     stacked[name].copy_(state[name].expand_as(stacked[name]))
             else:
@@ -87,7 +97,7 @@ def _one_draw_plan(recipe: Optional[list], state: dict) -> Optional[tuple[dict, 
     final, offset = {}, 0
     for op, name, args, kwargs in recipe:
         if op is torch.ops.aten.uniform_.default and state[name].dtype == torch.float32 and kwargs.get("generator") is None:
-            low, high = (list(args) + [0.0, 1.0][len(args):])[:2]
+            low, high = (list(args) + [0.0, 1.0][len(args) :])[:2]
             final[name] = ("uniform", offset, low, high)
             offset += state[name].numel()
         elif op in (torch.ops.aten.fill_.Scalar, torch.ops.aten.zero_.default):
@@ -95,21 +105,27 @@ def _one_draw_plan(recipe: Optional[list], state: dict) -> Optional[tuple[dict, 
         else:
             return None
     plan = (final, offset)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        seed = torch.seed()
-        drawn = _draw_at_once(plan, state, torch.empty(2, offset))
-        torch.manual_seed(seed)
-        replayed = {name: torch.full((2, *t.shape), -7, dtype=t.dtype) for name, t in state.items()}
+    first, second = _twin_generators()
+    drawn = _draw_at_once(plan, state, torch.empty(2, offset), first)
+    replayed = {name: torch.full((2, *t.shape), -7, dtype=t.dtype) for name, t in state.items()}
+    with torch.no_grad(), drawing_from(second):
         for k in range(2):
             for op, name, args, kwargs in recipe:
                 op(replayed[name][k], *args, **kwargs)
     return plan if all(torch.equal(drawn[name], replayed[name]) for name in final) else None
 
 
-def _draw_at_once(plan: tuple[dict, int], state: dict, draws: torch.Tensor) -> dict[str, torch.Tensor]:
+def _twin_generators() -> tuple[torch.Generator, torch.Generator]:
+    """Two generators in one random state: the same draws made two ways must agree bitwise."""
+    first = torch.Generator()
+    first.seed()
+    return first, torch.Generator().set_state(first.get_state())
+
+
+def _draw_at_once(plan: tuple[dict, int], state: dict, draws: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
     final, size = plan[0], len(draws)
     with torch.no_grad():
-        draws.uniform_()
+        draws.uniform_(generator=generator)
         stacked = {}
         for name, t in state.items():
             how = final.get(name)
@@ -119,7 +135,7 @@ def _draw_at_once(plan: tuple[dict, int], state: dict, draws: torch.Tensor) -> d
                 _, offset, low, high = how
                 low32, high32 = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
                 out = torch.empty(size, *t.shape)
-                torch.addcmul(low32, draws[:, offset:offset + t.numel()], high32 - low32, out=out.view(size, -1))
+                torch.addcmul(low32, draws[:, offset : offset + t.numel()], high32 - low32, out=out.view(size, -1))
                 stacked[name] = out
             else:
                 _, op, args, kwargs = how
@@ -141,19 +157,23 @@ def init_recipe(template: nn.Module) -> Optional[list]:
     """The tensor ops one reset of ``template`` runs, as (op, parameter or buffer name, other args, kwargs), or None
     when a reset does anything else (reads another tensor, makes temporaries): then only a real reset is exact.
 
-    Checked: replaying the recipe after re-seeding gives bitwise the parameters a real reset gives."""
+    Checked: replaying the recipe from a generator in the same state gives bitwise the parameters a real reset gives."""
     names = {(t.data_ptr(), t.shape): name for name, t in chain(template.named_parameters(), template.named_buffers())}
     recorder = _Recorder()
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        with recorder:
-            for reset in _resets(template):
-                reset()
+    with torch.no_grad(), drawing_from(torch.Generator()), recorder:  # recorded as called: with no generator
+        for reset in _resets(template):
+            reset()
     recipe = []
     for func, args, kwargs in recorder.calls:
         target = args[0] if args else None
         rest = list(args[1:]) + list(kwargs.values())
-        if not (isinstance(target, torch.Tensor) and func._schema.name.endswith("_") and func._schema.is_mutable
-                and (target.data_ptr(), target.shape) in names and not any(isinstance(a, torch.Tensor) for a in rest)):
+        if not (
+            isinstance(target, torch.Tensor)
+            and func._schema.name.endswith("_")
+            and func._schema.is_mutable
+            and (target.data_ptr(), target.shape) in names
+            and not any(isinstance(a, torch.Tensor) for a in rest)
+        ):
             return None
         recipe.append((func, names[(target.data_ptr(), target.shape)], args[1:], kwargs))
     return recipe if recipe and _replays_exactly(template, recipe) else None
@@ -161,16 +181,17 @@ def init_recipe(template: nn.Module) -> Optional[list]:
 
 def _replays_exactly(template: nn.Module, recipe: list) -> bool:
     state = dict(chain(template.named_parameters(), template.named_buffers()))
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        seed = torch.seed()
-        for reset in _resets(template):
-            reset()
+    first, second = _twin_generators()
+    with torch.no_grad():
+        with drawing_from(first):
+            for reset in _resets(template):
+                reset()
         expected = {name: t.clone() for name, t in state.items()}
-        torch.manual_seed(seed)
         drawn = {name for _, name, _, _ in recipe}  # start from garbage, as the stacked tensors do
         replayed = {name: torch.full_like(t, -7) if name in drawn else t.clone() for name, t in state.items()}
-        for op, name, args, kwargs in recipe:
-            op(replayed[name], *args, **kwargs)
+        with drawing_from(second):
+            for op, name, args, kwargs in recipe:
+                op(replayed[name], *args, **kwargs)
     return all(torch.equal(expected[name], replayed[name]) for name in state)
 
 

@@ -1,7 +1,8 @@
 """Input gradients of many randomly initialised networks: the raw material of NADs.
 
 Both estimators return an (N, D) float32 matrix, one row per fresh initialisation of the architecture
-(one output, eval mode). Network k is a function of the seed alone, so both methods see the same networks.
+(one output, eval mode), drawn in order from the ``generator`` given: network k is a function of its seed alone,
+so both methods see the same networks.
 """
 
 import copy
@@ -30,8 +31,16 @@ def eval_points(kind: str, shape, count: int, generator: torch.Generator) -> tor
 
 
 def finite_difference_gradients(
-    template: nn.Module, points: torch.Tensor, scale: float = 100.0, chunk_size="auto",
-    dtype: torch.dtype = torch.float32, device="cpu", make_net=None, networks_per_batch="auto",
+    template: nn.Module,
+    points: torch.Tensor,
+    scale: float = 100.0,
+    chunk_size="auto",
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    make_net=None,
+    networks_per_batch="auto",
+    *,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """g_k[i] = (f_k(x0 + s e_i) - f_k(x0 - s e_i)) / (2 s) for every pixel axis i (the published NADs).
 
@@ -45,8 +54,7 @@ def finite_difference_gradients(
     count, shape = len(points), tuple(points.shape[1:])
     runner, how = None, "each network has its own x0 (eval_point=per_network)"
     if points.stride(0) == 0:  # one x0 for all networks
-        with torch.random.fork_rng(devices=[]):  # two networks to check with, not taken from the seed's stream
-            probe = next(stacked_networks(template, 2, 2, make_net))
+        probe = next(stacked_networks(template, 2, 2, make_net, generator=_probe_generator()))
         runner, how = side_by_side(template, shape, probe, dtype, device)
     networks = 1 if runner is None else _resolve(networks_per_batch, lambda: auto_networks_per_batch(template, runner, device))
     if runner is not None and networks == 1 and not runner.first_is_linear:  # nothing to share: the plain network is faster
@@ -55,22 +63,27 @@ def finite_difference_gradients(
         activations = layer_inputs(template, shape)
         chunk = _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(activations, 1, dtype, device))
         log.info("finite differences one network at a time, %d perturbed inputs per pass: %s", chunk, how)
-        return _one_network_at_a_time(template, points, scale, chunk, dtype, device, make_net)
+        return _one_network_at_a_time(template, points, scale, chunk, dtype, device, make_net, generator=generator)
     pixels = max(1, _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(runner.activations, networks, dtype, device)) // 2)
-    log.info("finite differences: %d networks per pass (%s), %d perturbed inputs each%s", networks, how, 2 * pixels,
-             "; first layer from its weights" if runner.first_is_linear else "")
+    log.info(
+        "finite differences: %d networks per pass (%s), %d perturbed inputs each%s",
+        networks,
+        how,
+        2 * pixels,
+        "; first layer from its weights" if runner.first_is_linear else "",
+    )
     dim = math.prod(shape)
     gradients = torch.empty(count, dim)
     done = 0
     with torch.inference_mode():
-        for stacked in stacked_networks(template, count, networks, make_net):
+        for stacked in stacked_networks(template, count, networks, make_net, generator=generator):
             runner.load(stacked)
             runner.perturb_around(points[0], scale)
             for start in range(0, dim, pixels):
                 part = slice(start, min(start + pixels, dim))
                 out = runner.perturbed_outputs(part).float()
                 n = part.stop - part.start
-                gradients[done:done + runner.count, part] = ((out[:, :n] - out[:, n:]) / (2 * scale)).cpu()
+                gradients[done : done + runner.count, part] = ((out[:, :n] - out[:, n:]) / (2 * scale)).cpu()
             done += runner.count
     return gradients
 
@@ -86,7 +99,7 @@ def auto_networks_per_batch(template: nn.Module, runner, device) -> int:
         return max(1, min(512, int(free // 4 // per_network)))
     first = runner.first_module
     channels = getattr(first, "out_channels", getattr(first, "out_features", 1))
-    return max(1, min(64, math.ceil(64 / channels), 2 ** 30 // per_network))
+    return max(1, min(64, math.ceil(64 / channels), 2**30 // per_network))
 
 
 def auto_pixels_per_pass(activations: int, networks: int, dtype: torch.dtype, device) -> int:
@@ -97,7 +110,7 @@ def auto_pixels_per_pass(activations: int, networks: int, dtype: torch.dtype, de
     if torch.device(device).type == "cuda":
         budget = torch.cuda.mem_get_info(device)[0] // 10
     else:
-        budget = 16 * 2 ** 20
+        budget = 16 * 2**20
     per_pixel = 2 * networks * activations * torch.finfo(dtype).bits // 8
     return max(math.ceil(32 / networks), budget // max(per_pixel, 1))
 
@@ -106,7 +119,12 @@ def _resolve(value, auto) -> int:
     return auto() if value in (None, "auto") else int(value)
 
 
-def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, make_net) -> torch.Tensor:
+def _probe_generator() -> torch.Generator:
+    """Two networks to check a runner with come from a stream of their own, not from the estimate's."""
+    return torch.Generator().manual_seed(2**31 - 1)
+
+
+def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, make_net, *, generator: torch.Generator) -> torch.Tensor:
     """Network by network, drawn into ``template`` and copied into a channels-last twin in ``dtype``; its 2 D
     perturbed inputs go through in chunks of ``chunk_size``."""
     count, shape = len(points), points.shape[1:]
@@ -116,7 +134,7 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
     shared = bool(points.stride(0) == 0)  # one x0 for all networks: build the perturbed batch once
     batch = None
     with torch.inference_mode():
-        for k, net in enumerate(fresh_networks(template, count, make_net)):
+        for k, net in enumerate(fresh_networks(template, count, make_net, generator=generator)):
             _copy_weights(net, worker)
             if batch is None or not shared:
                 batch = perturbed_inputs(points[k], scale, device, dtype)(slice(0, dim))
@@ -126,16 +144,21 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
 
 
 def autograd_gradients(
-    template: nn.Module, points: torch.Tensor, networks_per_batch="auto", device="cpu", make_net=None,
+    template: nn.Module,
+    points: torch.Tensor,
+    networks_per_batch="auto",
+    device="cpu",
+    make_net=None,
+    *,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """grad_x f_k(x0) for many networks at once, drawn straight into stacked tensors (one batch ahead, in a
     background thread): K networks as one wide network, each on its own copy of x0, and one backward pass; or,
     for architectures that cannot run as one, vmap over the stacked parameters (torch.func)."""
     count, shape = len(points), points.shape[1:]
     networks = _resolve(networks_per_batch, lambda: auto_autograd_networks(template, shape, device))
-    batches = drawn_ahead(stacked_networks(template, count, networks, make_net))
-    with torch.random.fork_rng(devices=[]):
-        probe = next(stacked_networks(template, 2, 2, make_net))
+    probe = next(stacked_networks(template, 2, 2, make_net, generator=_probe_generator()))
+    batches = drawn_ahead(stacked_networks(template, count, networks, make_net, generator=generator))
     try:
         wide = WideNetwork(template, shape, torch.float32, device, own_inputs=True)
         _check_own_inputs(wide, template, shape, probe)
@@ -176,7 +199,7 @@ def auto_autograd_networks(template: nn.Module, shape, device) -> int:
     """Networks per vmap call: 256, or fewer where their stacked parameters would pass a quarter of the free GPU
     memory or 1 GiB of a CPU's (a 17 M-parameter MLP-Mixer: 15)."""
     params = sum(p.numel() for p in template.parameters())
-    budget = torch.cuda.mem_get_info(device)[0] // 4 if torch.device(device).type == "cuda" else 2 ** 30
+    budget = torch.cuda.mem_get_info(device)[0] // 4 if torch.device(device).type == "cuda" else 2**30
     return max(1, min(256, budget // (4 * params * 4)))  # the stacked copy, its vmap temporaries and gradients
 
 

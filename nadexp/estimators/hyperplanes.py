@@ -4,9 +4,11 @@ A conv filter w in R^d (d = C_in x k x k) cuts every receptive field with a hype
 the angle cos = sum(w) / (||w|| sqrt(d)) with the identity line 1. For an i.i.d. zero-mean symmetric
 initialisation cos ~ N(0, 1/d) and the mass P(cos <= 0) is 0.5 (the null baseline); training moves both.
 This module computes the per-layer statistics, their tests against init and the null, distances from
-init, and the critical-layer analysis (re-initialise one layer, measure the drop in test accuracy).
+init, and the critical-layer analysis (re-initialise one layer, measure the drop in test accuracy), and
+writes them as `estimator=hyperplanes` runs: hyperplanes.json, layers/epochs/critical CSVs and figures.
 """
 
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -15,12 +17,38 @@ from typing import Optional
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from scipy import stats
 from torch import nn
 
 from nadexp.errors import ConfigError
-from nadexp.estimators.devices import OnDevice
+from nadexp.estimators.base import Estimator
+from nadexp.estimators.trained_run import data_and_net_factory, load_weights, training_run_config
+from nadexp.generators import drawing_from, seeded
+from nadexp.loggers import log_outcome
+from nadexp.reports.hyperplane_figures import cos_violins, mass_and_critical
+from nadexp.results import write_csv_atomic, write_json_atomic
 from nadexp.training.snapshots import SNAPSHOT_PATTERN
+
+log = logging.getLogger(__name__)
+LAYER_COLUMNS = (
+    "layer",
+    "kind",
+    "filters",
+    "d",
+    "mean",
+    "mass",
+    "p_mass_null",
+    "p_ks_null",
+    "init_mean",
+    "init_mass",
+    "fresh_mass",
+    "p_ks_init",
+    "p_ks_fresh",
+    "dist_fro",
+    "dist_max",
+)
+FRESH_STREAM = 1  # the fresh random initialisation's stream of the seed (the analysed network's is the seed's own)
 
 
 def analysed_layers(net: nn.Module, include_linear: bool = False) -> dict[str, nn.Module]:
@@ -44,7 +72,11 @@ def cosine_statistics(cos: np.ndarray, d: int) -> dict:
     Kolmogorov-Smirnov test of the distribution against N(0, 1/d)."""
     below = int((cos <= 0).sum())
     return {
-        "filters": len(cos), "d": d, "mean": float(cos.mean()), "std": float(cos.std()), "mass": below / len(cos),
+        "filters": len(cos),
+        "d": d,
+        "mean": float(cos.mean()),
+        "std": float(cos.std()),
+        "mass": below / len(cos),
         "p_mass_null": float(stats.binomtest(below, len(cos), 0.5).pvalue),
         "p_ks_null": float(stats.kstest(cos, stats.norm(0, 1 / math.sqrt(d)).cdf).pvalue),
     }
@@ -61,19 +93,12 @@ def find_snapshots(run_dir) -> dict[int, Path]:
     run_dir = Path(run_dir)
     paths = sorted((run_dir / "snapshots").glob(SNAPSHOT_PATTERN))
     if not run_dir.is_dir() or not paths:
-        raise ConfigError(f"estimator.run_dir={str(run_dir)!r} holds no weight snapshots (snapshots/{SNAPSHOT_PATTERN}): "
-                          "train with per-epoch snapshots first, e.g. `python run.py experiment=cifar10 arch=vgg11 "
-                          "callbacks=snapshots`, or set estimator.run_dir=null to analyse a fresh initialisation")
+        raise ConfigError(
+            f"estimator.run_dir={str(run_dir)!r} holds no weight snapshots (snapshots/{SNAPSHOT_PATTERN}): "
+            "train with per-epoch snapshots first, e.g. `python run.py experiment=cifar10 arch=vgg11 "
+            "callbacks=snapshots`, or set estimator.run_dir=null to analyse a fresh initialisation"
+        )
     return {int(re.search(r"(\d+)", p.stem).group(1)): p for p in paths}
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The network's state dict from a Lightning checkpoint of the Classifier (keys without ``net.``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except Exception as error:  # a truncated or foreign file: name it
-        raise ConfigError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error})") from None
-    return {key.removeprefix("net."): value for key, value in state.items()}
 
 
 def layer_parameters(state: dict, layer: str) -> dict[str, torch.Tensor]:
@@ -105,21 +130,22 @@ def reset_layers(net: nn.Module, layers: list[str], label: str, state: dict, bat
         acc = accuracy(net, batches)
         for name, value in kept.items():
             params[name].copy_(value)
-        rows.append({"layer": layer, "snapshot": label, "acc": acc,
-                     "drop": (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")})
+        rows.append(
+            {"layer": layer, "snapshot": label, "acc": acc, "drop": (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")}
+        )
     return rows
 
 
 def critical_layers(net: nn.Module, layers: list[str], replacements, batches) -> tuple[float, list[dict]]:
-    """The critical-layer table of ``net`` for each of ``replacements`` ((label, state dict) pairs, in order):
-    the accuracy acc* of ``net`` as given, then ``reset_layers`` per replacement."""
+    """The critical-layer table of ``net`` for each of ``replacements`` ((label, state dict) pairs, in order, read
+    one at a time): the accuracy acc* of ``net`` as given, then ``reset_layers`` per replacement."""
     net.eval()
     trained_acc = accuracy(net, batches)
     return trained_acc, [row for label, state in replacements for row in reset_layers(net, layers, label, state, batches, trained_acc)]
 
 
 @dataclass
-class HyperplaneEstimator(OnDevice):
+class HyperplaneEstimator(Estimator):
     """`estimator=hyperplanes` (options in conf/estimator/hyperplanes.yaml)."""
 
     name: str = "hyperplanes"
@@ -138,16 +164,128 @@ class HyperplaneEstimator(OnDevice):
             raise ConfigError(f"estimator.test_samples must be >= 1 or null (all), got {self.test_samples}")
         self.snapshots = find_snapshots(self.run_dir) if self.run_dir is not None else {}
         if self.snapshots and 0 not in self.snapshots:
-            raise ConfigError(f"estimator.run_dir={self.run_dir!r} has no snapshots/epoch_000.ckpt (the weights at "
-                              "initialisation): train it again with callbacks=snapshots")
+            raise ConfigError(
+                f"estimator.run_dir={self.run_dir!r} has no snapshots/epoch_000.ckpt (the weights at "
+                "initialisation): train it again with callbacks=snapshots"
+            )
+
+    def prepare(self, cfg: DictConfig):
+        """The data module and network factory: the training run's own (run_dir), or cfg's."""
+        return data_and_net_factory(cfg if self.run_dir is None else training_run_config(self.run_dir, cfg))
+
+    def networks(self, make_net) -> tuple[nn.Module, nn.Module, nn.Module]:
+        """(analysed, its init, a fresh random init): the trained network (the last snapshot of run_dir) and its
+        epoch-0 weights; without run_dir, a network drawn from the seed's stream, twice the same. The fresh init
+        is drawn from a stream of its own, so no seed's fresh network is another seed's analysed one."""
+        with drawing_from(seeded(self.seed, FRESH_STREAM)):
+            fresh = make_net()
+        if not self.snapshots:
+            with drawing_from(seeded(self.seed)):
+                net = make_net()
+            return net, net, fresh
+        with drawing_from(seeded(self.seed)):  # their weights are the snapshots'
+            net, init = make_net(), make_net()
+        net.load_state_dict(load_weights(self.snapshots[max(self.snapshots)]))
+        init.load_state_dict(load_weights(self.snapshots[0]))
+        return net, init, fresh
+
+    def run(self, cfg: DictConfig, prepared, output_dir: Path, loggers: list) -> dict:
+        """The trained network against its init, the fresh random init and the null, snapshot by snapshot; the
+        critical layers at every snapshot_stride-th snapshot and the last, then with random weights."""
+        datamodule, make_net = prepared
+        net, init, fresh = self.networks(make_net)
+        found = self.weight_statistics(net, init, fresh)
+        layer_names, snapshots = list(found["layers"]), self.snapshots
+        found["epochs"] = {}
+        chosen = set(sorted(snapshots)[:: self.snapshot_stride]) | ({max(snapshots)} if snapshots else set())
+
+        def replacements():  # each snapshot file is read once, for both analyses
+            for epoch, path in sorted(snapshots.items()):
+                state = load_weights(path)
+                found["epochs"][epoch] = snapshot_statistics(state, init, layer_names)
+                if epoch in chosen:
+                    yield str(epoch), state
+            yield "random", fresh.state_dict()
+
+        trained_acc, critical = None, []
+        if self.critical and snapshots:  # acc* of the trained network on the test split only
+            device = self.resolved_device()
+            x, y = datamodule.load("test", device)
+            x, y = x[: self.test_samples], y[: self.test_samples]
+            size = datamodule.eval_batch_size
+            batches = [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
+            trained_acc, critical = critical_layers(net.to(device), layer_names, replacements(), batches)
+        else:
+            for _ in replacements():  # the per-snapshot statistics alone
+                pass
+        return self._outputs(cfg, found, trained_acc, critical, output_dir, loggers)
+
+    def _outputs(self, cfg: DictConfig, found: dict, trained_acc, critical: list, output_dir: Path, loggers: list) -> dict:
+        rows = [
+            {
+                "layer": name,
+                "kind": s["kind"],
+                **{k: s["trained"][k] for k in ("filters", "d", "mean", "mass", "p_mass_null", "p_ks_null")},
+                "init_mean": s["init"]["mean"],
+                "init_mass": s["init"]["mass"],
+                "fresh_mass": s["fresh"]["mass"],
+                **{k: s[k] for k in ("p_ks_init", "p_ks_fresh", "dist_fro", "dist_max")},
+            }
+            for name, s in found["layers"].items()
+        ]
+        epoch_rows = [{"epoch": e, "layer": n, **v} for e, layers in found["epochs"].items() for n, v in layers.items()]
+        write_csv_atomic(output_dir / "layers.csv", LAYER_COLUMNS, rows)
+        write_csv_atomic(output_dir / "epochs.csv", ("epoch", "layer", "mass", "dist_fro", "dist_max"), epoch_rows)
+        write_csv_atomic(output_dir / "critical.csv", ("layer", "snapshot", "acc", "drop"), critical)
+        write_json_atomic(output_dir / "hyperplanes.json", {**found, "trained_acc": trained_acc, "critical": critical})
+        title = f"{cfg.arch_name}: " + (f"trained ({Path(self.run_dir).name})" if self.run_dir else "fresh initialisation")
+        figures = cos_violins(found["layers"], output_dir / "cos_violins", title)
+        if self.snapshots:
+            figures += mass_and_critical(found["epochs"], critical, list(found["layers"]), output_dir / "mass_critical", title)
+
+        pooled = found["pooled"]
+        metrics = {
+            "hyperplanes/mass": pooled["trained"]["mass"],
+            "hyperplanes/mean_cos": pooled["trained"]["mean"],
+            "hyperplanes/init_mass": pooled["init"]["mass"],
+            "hyperplanes/p_mass_null": pooled["trained"]["p_mass_null"],
+        }
+        tables = {"hyperplanes/layers": (LAYER_COLUMNS, [[r[c] for c in LAYER_COLUMNS] for r in rows])}
+        if critical:
+            metrics["hyperplanes/trained_acc"] = trained_acc
+            tables["hyperplanes/critical"] = (("layer", "snapshot", "acc", "drop"), [list(r.values()) for r in critical])
+        log_outcome(loggers, cfg, metrics, {f"hyperplanes/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
+        log.info(
+            "hyperplanes of %s: %d layers, pooled mass %.3f (init %.3f, p vs 0.5 = %.2g)%s -> %s",
+            cfg.arch_name,
+            len(rows),
+            pooled["trained"]["mass"],
+            pooled["init"]["mass"],
+            pooled["trained"]["p_mass_null"],
+            f", test acc {trained_acc:.4f}" if trained_acc is not None else "",
+            output_dir / "hyperplanes.json",
+        )
+        return {
+            "objective": pooled["trained"]["mass"],
+            "summary": {k.removeprefix("hyperplanes/"): v for k, v in metrics.items()},
+            "run_dir": self.run_dir,
+            "layers": len(rows),
+            "snapshots": sorted(self.snapshots),
+            "pooled": pooled,
+            "trained_acc": trained_acc,
+            "seed": self.seed,
+            "files": ["hyperplanes.json", "layers.csv", "epochs.csv", "critical.csv", *(p.name for p in figures)],
+        }
 
     def weight_statistics(self, net: nn.Module, init: nn.Module, fresh: nn.Module) -> dict:
         """Per layer: the statistics of ``net``, tests against init and the fresh random init, and distances
         from init; pooled over the layers. ``init`` and ``fresh`` are networks of the same architecture."""
         layers = analysed_layers(net, self.include_linear)
         if not layers:
-            raise ConfigError(f"{type(net).__name__} has no conv layers larger than 1 x 1 to analyse"
-                              + ("" if self.include_linear else " (estimator.include_linear=true adds linear layers)"))
+            raise ConfigError(
+                f"{type(net).__name__} has no conv layers larger than 1 x 1 to analyse"
+                + ("" if self.include_linear else " (estimator.include_linear=true adds linear layers)")
+            )
         init_modules, fresh_modules = dict(init.named_modules()), dict(fresh.named_modules())
         per_layer, pooled = {}, {"trained": [], "init": [], "fresh": []}
         for name, module in layers.items():
@@ -155,8 +293,10 @@ class HyperplaneEstimator(OnDevice):
             cos, cos_init, cos_fresh = (filter_cosines(w) for w in (weight, w0, fresh_modules[name].weight))
             d = weight[0].numel()
             per_layer[name] = {
-                "kind": type(module).__name__, "trained": cosine_statistics(cos, d),
-                "init": cosine_statistics(cos_init, d), "fresh": cosine_statistics(cos_fresh, d),
+                "kind": type(module).__name__,
+                "trained": cosine_statistics(cos, d),
+                "init": cosine_statistics(cos_init, d),
+                "fresh": cosine_statistics(cos_fresh, d),
                 "p_ks_init": float(stats.ks_2samp(cos, cos_init).pvalue) if not np.array_equal(cos, cos_init) else 1.0,
                 "p_ks_fresh": float(stats.ks_2samp(cos, cos_fresh).pvalue),
                 **distance_from(weight.detach().cpu(), w0.detach().cpu()),
@@ -164,8 +304,10 @@ class HyperplaneEstimator(OnDevice):
             }
             for key, values in (("trained", cos), ("init", cos_init), ("fresh", cos_fresh)):
                 pooled[key].append(values)
-        summary = {key: {"filters": int(sum(map(len, v))), "mean": float(np.concatenate(v).mean()),
-                         "mass": float((np.concatenate(v) <= 0).mean())} for key, v in pooled.items()}
+        summary = {
+            key: {"filters": int(sum(map(len, v))), "mean": float(np.concatenate(v).mean()), "mass": float((np.concatenate(v) <= 0).mean())}
+            for key, v in pooled.items()
+        }
         trained = np.concatenate(pooled["trained"])
         summary["trained"]["p_mass_null"] = float(stats.binomtest(int((trained <= 0).sum()), len(trained), 0.5).pvalue)
         return {"layers": per_layer, "pooled": summary}
@@ -174,6 +316,10 @@ class HyperplaneEstimator(OnDevice):
 def snapshot_statistics(state: dict, init: nn.Module, layers: list[str]) -> dict:
     """Mass and distance from init of each of ``layers`` in one snapshot's state dict."""
     init_modules = dict(init.named_modules())
-    return {name: {"mass": float((filter_cosines(state[f"{name}.weight"]) <= 0).mean()),
-                   **distance_from(state[f"{name}.weight"], init_modules[name].weight.detach().cpu())}
-            for name in layers}
+    return {
+        name: {
+            "mass": float((filter_cosines(state[f"{name}.weight"]) <= 0).mean()),
+            **distance_from(state[f"{name}.weight"], init_modules[name].weight.detach().cpu()),
+        }
+        for name in layers
+    }

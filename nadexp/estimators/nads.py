@@ -1,16 +1,27 @@
-"""Neural Anisotropy Directions: principal directions of input gradients over random initialisations."""
+"""`estimator=nads`: Neural Anisotropy Directions, the principal directions of input gradients over random
+initialisations; written as nads.npy (nadexp.data.nad_file) with figures of the first NADs and the spectrum."""
 
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
+from nadexp.data.nad_file import save_nads
 from nadexp.errors import ConfigError
-from nadexp.estimators.devices import OnDevice
+from nadexp.estimators.base import Estimator
 from nadexp.estimators.gradients import autograd_gradients, eval_points, finite_difference_gradients
+from nadexp.generators import drawing_from, seeded
+from nadexp.loggers import log_outcome
+from nadexp.reports.nad_figures import nad_figures, spectrum_summary
+
+log = logging.getLogger(__name__)
 
 METHODS = ("finite_difference", "autograd")
 EVAL_POINTS = ("fixed", "zero", "per_network")
@@ -53,13 +64,13 @@ def convergence(gradients: torch.Tensor, ks=OVERLAP_KS) -> dict[str, float]:
     """Overlap of the top-k NADs estimated from two independent halves of the networks."""
     half = len(gradients) // 2
     first, _, _ = principal_directions(gradients[:half])
-    second, _, _ = principal_directions(gradients[half:2 * half])
+    second, _, _ = principal_directions(gradients[half : 2 * half])
     usable = min(first.shape[1], half - 1)  # a centred half has rank at most half - 1
     return {f"top{k}": round(subspace_overlap(first, second, k), 4) for k in ks if 0 < k <= usable}
 
 
 @dataclass
-class NADEstimator(OnDevice):
+class NADEstimator(Estimator):
     """`estimator=nads`: estimate the NADs of the configured architecture (options in conf/estimator/nads.yaml)."""
 
     name: str = "nads"
@@ -75,8 +86,11 @@ class NADEstimator(OnDevice):
     dtype: str = "auto"
 
     def __post_init__(self):
-        for option, value, allowed in (("method", self.method, METHODS), ("eval_point", self.eval_point, EVAL_POINTS),
-                                       ("dtype", self.dtype, ("auto", *DTYPES))):
+        for option, value, allowed in (
+            ("method", self.method, METHODS),
+            ("eval_point", self.eval_point, EVAL_POINTS),
+            ("dtype", self.dtype, ("auto", *DTYPES)),
+        ):
             if value not in allowed:
                 raise ConfigError(f"estimator.{option}={value!r} is unknown: choose one of {', '.join(allowed)}")
         if self.num_networks < 4:
@@ -100,21 +114,33 @@ class NADEstimator(OnDevice):
     def gradients(self, make_net: Callable[[], torch.nn.Module], shape) -> torch.Tensor:
         """The (N, D) gradient matrix of ``num_networks`` fresh initialisations of ``make_net()``."""
         device = self.resolved_device()
-        torch.manual_seed(self.seed)
-        points = eval_points(self.eval_point, tuple(shape), self.num_networks, torch.Generator().manual_seed(self.seed))
-        template = make_net().to(device).eval()
+        networks = seeded(self.seed)  # the template first, then network 0, 1, ...
+        points = eval_points(self.eval_point, tuple(shape), self.num_networks, seeded(self.seed))
+        with drawing_from(networks):
+            template = make_net().to(device).eval()
         if self.method == "finite_difference":
-            return finite_difference_gradients(template, points, self.scale, self.chunk_size,
-                                               self.resolved_dtype(device), device, make_net, self.networks_per_batch)
-        return autograd_gradients(template, points, self.networks_per_batch, device, make_net)
+            return finite_difference_gradients(
+                template,
+                points,
+                self.scale,
+                self.chunk_size,
+                self.resolved_dtype(device),
+                device,
+                make_net,
+                self.networks_per_batch,
+                generator=networks,
+            )
+        return autograd_gradients(template, points, self.networks_per_batch, device, make_net, generator=networks)
 
     def estimate(self, make_net: Callable[[], torch.nn.Module], shape) -> dict:
         start = time.perf_counter()
         gradients = self.gradients(make_net, shape)
         gradient_time = time.perf_counter() - start
         if not gradients.abs().max() > 0:
-            raise ConfigError("every input gradient is zero: the network is constant at initialisation, so it has no NADs "
-                              "(timm zero-initialises some classifiers, e.g. the MLP-Mixer's: add arch.reset_head=true)")
+            raise ConfigError(
+                "every input gradient is zero: the network is constant at initialisation, so it has no NADs "
+                "(timm zero-initialises some classifiers, e.g. the MLP-Mixer's: add arch.reset_head=true)"
+            )
         nads, eigenvalues, singular_values = principal_directions(gradients, self.num_components)
         diagnostic = convergence(gradients)
         return {
@@ -126,55 +152,49 @@ class NADEstimator(OnDevice):
             "total_time_s": round(time.perf_counter() - start, 3),
         }
 
+    def prepare(self, cfg: DictConfig) -> Callable[[], torch.nn.Module]:
+        """The network factory of cfg.arch for inputs of dataset.shape and one output; a bad arch fails here."""
+        shape = tuple(cfg.dataset.shape)
+        make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
+        with drawing_from(torch.Generator()):  # a throwaway network: the estimate's stream is untouched
+            make_net()
+        return make_net
 
-def save_nads(run_dir: Path, estimate: dict) -> None:
-    run_dir = Path(run_dir)
-    np.save(run_dir / "nads.npy", estimate["nads"].astype(np.float32))
-    np.save(run_dir / "eigenvalues.npy", estimate["eigenvalues"])
-    np.save(run_dir / "singular_values.npy", estimate["singular_values"])
-
-
-def spectrum_summary(eigenvalues) -> dict[str, float]:
-    """How fast the NAD spectrum decays: the number of NADs holding 90 % of its sum, its effective rank
-    (exp of the entropy of the normalised spectrum) and the 10th eigenvalue over the first."""
-    values = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0, None)
-    if not len(values) or values.sum() <= 0:
-        return {}
-    share = values / values.sum()
-    nonzero = share[share > 0]
-    summary = {"components_90": int(np.searchsorted(np.cumsum(share), 0.9) + 1),
-               "effective_rank": round(float(np.exp(-(nonzero * np.log(nonzero)).sum())), 4)}
-    if len(values) > 10:
-        summary["eigenvalue_ratio_10"] = float(values[10] / values[0])
-    return summary
-
-
-def eigenvalues_of(nads_path) -> np.ndarray | None:
-    """The eigenvalues saved beside a nads.npy (or in the run directory given), if any."""
-    path = Path(nads_path)
-    path = (path if path.is_dir() else path.parent) / "eigenvalues.npy"
-    return np.load(path, allow_pickle=False) if path.is_file() else None
-
-
-def load_nads(path, shape=None) -> np.ndarray:
-    """NADs from ``nads.npy`` or from a run directory that holds one, checked for shape and orthonormality."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "nads.npy"
-    if not path.is_file():
-        raise ConfigError(f"dataset.nads={str(path)!r} does not exist: give a nads.npy or the run directory of an estimator=nads run "
-                          "(`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0)")
-    try:
-        nads = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ConfigError(f"dataset.nads={str(path)!r} is not a readable .npy file ({error})") from error
-    if nads.ndim != 4 or not np.issubdtype(nads.dtype, np.floating):
-        raise ConfigError(f"dataset.nads={str(path)!r} holds an array of shape {nads.shape} and dtype {nads.dtype}; "
-                          "expected floats of shape (k, C, H, W)")
-    if shape is not None and tuple(nads.shape[1:]) != tuple(shape):
-        raise ConfigError(f"dataset.nads={str(path)!r} holds NADs of shape {list(nads.shape[1:])}, "
-                          f"but dataset.shape is {list(shape)}")
-    norms = np.linalg.norm(nads.reshape(len(nads), -1), axis=1)
-    if not np.allclose(norms, 1, atol=1e-3):
-        raise ConfigError(f"dataset.nads={str(path)!r} does not hold unit vectors (norms {norms.min():.3g} to {norms.max():.3g})")
-    return nads
+    def run(self, cfg: DictConfig, make_net, output_dir: Path, loggers: list) -> dict:
+        shape = tuple(cfg.dataset.shape)
+        found = self.estimate(make_net, shape)
+        save_nads(output_dir, found)
+        figures = nad_figures(found["nads"], found["eigenvalues"], output_dir, label=f"({cfg.arch_name}, {self.method})")
+        spectrum = spectrum_summary(found["eigenvalues"])
+        metrics = {f"nads/overlap_{key}": value for key, value in found["diagnostic"].items()}
+        metrics.update({f"nads/{key}": value for key, value in spectrum.items()}, **{"nads/gradient_time_s": found["gradient_time_s"]})
+        images = {f"nads/{name.removesuffix('.png')}": path for name, path in figures.items()}
+        table = (("nad_index", "eigenvalue"), [[index, float(value)] for index, value in enumerate(found["eigenvalues"])])
+        log_outcome(loggers, cfg, metrics, images, {"nads/spectrum_table": table})
+        device = self.resolved_device()
+        log.info(
+            "%s NADs of %s from %d networks in %.1f s; split-half overlap %s -> %s",
+            self.method,
+            cfg.arch_name,
+            self.num_networks,
+            found["total_time_s"],
+            found["diagnostic"],
+            output_dir / "nads.npy",
+        )
+        return {
+            "objective": found["diagnostic"].get("top10"),
+            "summary": {key.removeprefix("nads/"): value for key, value in metrics.items()},
+            "seed": self.seed,
+            "method": self.method,
+            "num_networks": self.num_networks,
+            "eval_point": self.eval_point,
+            "scale": self.scale if self.method == "finite_difference" else None,
+            "shape": list(shape),
+            "dtype": str(self.resolved_dtype(device)).removeprefix("torch."),
+            "device": str(device),
+            "num_components": len(found["nads"]),
+            "diagnostic": {"split_half_overlap": found["diagnostic"]},
+            "top_eigenvalues": [round(float(v), 8) for v in found["eigenvalues"][:10]],
+            "gradient_time_s": found["gradient_time_s"],
+            "files": ["nads.npy", "eigenvalues.npy", "singular_values.npy", *figures],
+        }

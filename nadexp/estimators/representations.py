@@ -28,12 +28,13 @@ def auto_stages(net: nn.Module) -> list[str]:
         return [f"layer{i}" for i in range(1, 5)]
     features = getattr(net, "features", None)
     if not isinstance(features, nn.Sequential):
-        raise ConfigError(f"{type(net).__name__} has no stages to analyse (no `stages` or `features` container); "
-                          "give module names in estimator.stages")
+        raise ConfigError(
+            f"{type(net).__name__} has no stages to analyse (no `stages` or `features` container); give module names in estimator.stages"
+        )
     children = list(features.named_children())
     pools = [i for i, (_, m) in enumerate(children) if isinstance(m, POOLS)]
     names = [f"features.{children[i][0]}" for i in pools]
-    after_last = children[pools[-1] + 1:] if pools else children
+    after_last = children[pools[-1] + 1 :] if pools else children
     if any(any(True for _ in m.parameters()) for _, m in after_last):
         names.append("features")
     return names
@@ -45,17 +46,20 @@ def resolve_stages(net: nn.Module, stages) -> list[str]:
     modules = dict(net.named_modules())
     unknown = [name for name in names if name not in modules]
     if unknown:
-        raise ConfigError(f"estimator.stages: {', '.join(unknown)} is not a module of {type(net).__name__}; "
-                          f"use auto (here: {', '.join(auto_stages(net)) if stages != 'auto' else 'none'}) or module names "
-                          f"such as {', '.join(list(modules)[1:6])}")
+        raise ConfigError(
+            f"estimator.stages: {', '.join(unknown)} is not a module of {type(net).__name__}; "
+            f"use auto (here: {', '.join(auto_stages(net)) if stages != 'auto' else 'none'}) or module names "
+            f"such as {', '.join(list(modules)[1:6])}"
+        )
     if not names:
         raise ConfigError(f"estimator.stages resolves to no stage for {type(net).__name__}")
     return names
 
 
 @torch.no_grad()
-def stage_representations(net: nn.Module, stages: list[str], images: torch.Tensor, batch_size: int = 1024,
-                          device=None) -> dict[str, torch.Tensor]:
+def stage_representations(
+    net: nn.Module, stages: list[str], images: torch.Tensor, batch_size: int = 1024, device=None
+) -> dict[str, torch.Tensor]:
     """{stage: (N, C) spatial means of its output} for all ``images``, in one pass of batches on ``device``;
     results are gathered on the CPU in float32."""
     device = torch.device(device or "cpu")
@@ -64,16 +68,18 @@ def stage_representations(net: nn.Module, stages: list[str], images: torch.Tenso
     captured: dict[str, list] = {name: [] for name in stages}
     handles = []
     for name in stages:
+
         def hook(module, inputs, output, name=name):
             if output.dim() == 3:  # (N, tokens, C) of a transformer or mixer block: the mean token
                 pooled = output.float().mean(dim=1)
             else:  # (N, C, H, W): the spatial mean
                 pooled = output.float().mean(dim=tuple(range(2, output.dim()))) if output.dim() > 2 else output.float()
             captured[name].append(pooled.to("cpu", non_blocking=True))
+
         handles.append(modules[name].register_forward_hook(hook))
     try:
         for start in range(0, len(images), batch_size):
-            net(images[start:start + batch_size].to(device, non_blocking=True))
+            net(images[start : start + batch_size].to(device, non_blocking=True))
     finally:
         for handle in handles:
             handle.remove()
@@ -87,5 +93,5 @@ def svd_reduce(x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor, t
     reduced (n, k) matrix (k = min(dim, d)), the (d, k) basis, and all singular values."""
     x64 = x.double()
     _, singular_values, vh = torch.linalg.svd(x64, full_matrices=False)
-    basis = vh[:min(dim, x.shape[1])].T
+    basis = vh[: min(dim, x.shape[1])].T
     return (x64 @ basis).float(), basis.float(), singular_values

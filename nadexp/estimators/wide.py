@@ -18,8 +18,22 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-CHANNELWISE = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.MaxPool2d,
-               nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity)
+CHANNELWISE = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.Dropout,
+    nn.Identity,
+)
 CONTAINERS = (nn.Sequential, nn.ModuleList)
 
 
@@ -44,8 +58,9 @@ class WideBatchNorm2d(nn.Module):
         self.eps = norm.eps
 
     def load(self, weight, bias, running_mean, running_var):
-        self.weight, self.bias, self.mean, self.var = (None if t is None else t.reshape(-1)
-                                                       for t in (weight, bias, running_mean, running_var))
+        self.weight, self.bias, self.mean, self.var = (
+            None if t is None else t.reshape(-1) for t in (weight, bias, running_mean, running_var)
+        )
 
     def forward(self, x):
         return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
@@ -93,8 +108,7 @@ def call_order(net: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Modu
     calls, handles = [], []
     for name, module in net.named_modules():
         if not list(module.children()):
-            handles.append(module.register_forward_pre_hook(
-                lambda m, args, name=name: calls.append((name, m, args[0] if args else None))))
+            handles.append(module.register_forward_pre_hook(lambda m, args, name=name: calls.append((name, m, args[0] if args else None))))
     try:
         with torch.no_grad():
             net(example)
@@ -133,8 +147,10 @@ class WideNetwork:
         self.first_name, first_module, first_input = calls[first]
         self.first_module = first_module
         self.first_is_linear = not own_inputs and (
-            isinstance(first_module, (nn.Linear, nn.Conv2d)) and first_input is not None
-            and first_input.data_ptr() == example.data_ptr() and first_input.numel() == example.numel()
+            isinstance(first_module, (nn.Linear, nn.Conv2d))
+            and first_input is not None
+            and first_input.data_ptr() == example.data_ptr()
+            and first_input.numel() == example.numel()
             and (isinstance(first_module, nn.Linear) or (first_module.groups == 1 and first_module.padding_mode == "zeros"))
         )
         self.activations = _elements_read(calls)  # per network and input; sizes the passes (`estimators.gradients`)
@@ -175,8 +191,7 @@ class WideNetwork:
 
     def load(self, stacked: dict[str, torch.Tensor]) -> None:
         """Takes K networks' parameters and buffers, {name: (K, *shape)} as `draws.stacked_networks` gives them."""
-        self.stacked = {name: t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device)
-                        for name, t in stacked.items()}
+        self.stacked = {name: t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device) for name, t in stacked.items()}
         self.count = len(next(iter(stacked.values())))
         for name, module in self.net.named_modules():
             prefix = f"{name}." if name else ""
@@ -284,8 +299,9 @@ class WideNetwork:
         """(K, N, outputs) for the shared inputs ``x``, or from the first layer's output ``first``."""
         if first is not None:
             self.injected.value = first
-            x = torch.empty(len(first) if first.dim() == 4 else first.shape[1], *self.input_shape,
-                            device=self.device, dtype=self.dtype)  # never read: the first layer is injected
+            x = torch.empty(
+                len(first) if first.dim() == 4 else first.shape[1], *self.input_shape, device=self.device, dtype=self.dtype
+            )  # never read: the first layer is injected
         try:
             return self.net(x.to(self.dtype))
         finally:
@@ -312,13 +328,11 @@ class VmappedNetworks:
         self.first_module = next((m for _, m, _ in calls if next(m.parameters(), None) is not None), None)
         skeleton = copy.deepcopy(template).eval().to("meta")
         self.parameter_names = {name for name, _ in template.named_parameters()}
-        self.batched = vmap(lambda params, buffers, x: functional_call(skeleton, (params, buffers), (x,)),
-                            in_dims=(0, 0, None))
+        self.batched = vmap(lambda params, buffers, x: functional_call(skeleton, (params, buffers), (x,)), in_dims=(0, 0, None))
 
     def load(self, stacked: dict[str, torch.Tensor]) -> None:
         self.count = len(next(iter(stacked.values())))
-        moved = {name: t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device)
-                 for name, t in stacked.items()}
+        moved = {name: t.to(self.device, self.dtype) if t.is_floating_point() else t.to(self.device) for name, t in stacked.items()}
         self.params = {name: t for name, t in moved.items() if name in self.parameter_names}
         self.buffers = {name: t for name, t in moved.items() if name not in self.parameter_names}
 
@@ -341,6 +355,7 @@ def perturbed_inputs(x0: torch.Tensor, step: float, device, dtype):
         batch[rows, rows + pixels.start] += step
         batch[rows + n, rows + pixels.start] -= step
         return batch.reshape(2 * n, *x0.shape).to(dtype).contiguous(memory_format=torch.channels_last)
+
     return inputs
 
 
@@ -370,8 +385,7 @@ def _check(runner, template: nn.Module, input_shape, probe: dict) -> None:
         finally:
             runner.dtype = dtype
         inputs = perturbed_inputs(x, 1.0, runner.device, torch.float32)(slice(0, 2))
-        want = torch.stack([functional_call(template, {n: t[k] for n, t in probe.items()}, (inputs,)).reshape(-1)
-                            for k in range(len(got))])
+        want = torch.stack([functional_call(template, {n: t[k] for n, t in probe.items()}, (inputs,)).reshape(-1) for k in range(len(got))])
     if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-3, atol=1e-5 * float(want.abs().max())):
         raise ValueError("the networks side by side compute something else than one by one (e.g. they concatenate maps)")
 

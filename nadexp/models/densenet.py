@@ -7,8 +7,7 @@ from torch import nn
 
 
 def _bn_relu_conv(in_planes: int, out_planes: int, kernel: int) -> list[nn.Module]:
-    return [nn.BatchNorm2d(in_planes), nn.ReLU(inplace=True),
-            nn.Conv2d(in_planes, out_planes, kernel, padding=kernel // 2, bias=False)]
+    return [nn.BatchNorm2d(in_planes), nn.ReLU(inplace=True), nn.Conv2d(in_planes, out_planes, kernel, padding=kernel // 2, bias=False)]
 
 
 class Bottleneck(nn.Module):
@@ -23,8 +22,9 @@ class Bottleneck(nn.Module):
 class DenseNet121(nn.Module):
     """The reference ends with a 4 x 4 average pool; the adaptive pool here is the same on 32 x 32."""
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, growth: int = 32,
-                 blocks=(6, 12, 24, 16), reduction: float = 0.5):
+    def __init__(
+        self, input_shape: tuple[int, int, int], num_classes: int, growth: int = 32, blocks=(6, 12, 24, 16), reduction: float = 0.5
+    ):
         super().__init__()
         planes = 2 * growth
         layers: list[nn.Module] = [nn.Conv2d(input_shape[0], planes, 3, padding=1, bias=False)]

@@ -20,21 +20,29 @@ class LeNet(nn.Module):
         channels, height, width = input_shape
         pooling = (lambda: [nn.MaxPool2d(2)]) if pool else (lambda: [])  # a module per place, so hooks can tell them apart
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 6, 5), *pooling(), nn.ReLU(inplace=True),
-            nn.Conv2d(6, 16, 5), *pooling(), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 6, 5),
+            *pooling(),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(6, 16, 5),
+            *pooling(),
+            nn.ReLU(inplace=True),
         )
         for _ in range(2):  # each stage: a valid 5x5 conv, then the optional 2x2 pool
             height, width = height - 4, width - 4
             if pool:
                 height, width = height // 2, width // 2
         if height < 1 or width < 1:
-            raise ConfigError(f"dataset.shape={list(input_shape)} is too small for LeNet: its two 5 x 5 convolutions"
-                              f"{' and 2 x 2 pools' if pool else ''} need images of at least {16 if pool else 9} x "
-                              f"{16 if pool else 9}")
+            raise ConfigError(
+                f"dataset.shape={list(input_shape)} is too small for LeNet: its two 5 x 5 convolutions"
+                f"{' and 2 x 2 pools' if pool else ''} need images of at least {16 if pool else 9} x "
+                f"{16 if pool else 9}"
+            )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(16 * height * width, 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(16 * height * width, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
             nn.Linear(84, num_classes),
         )
 

@@ -32,15 +32,14 @@ def torchvision_model(input_shape, num_classes: int, name: str, kwargs=None) -> 
     net = _build(f"arch=torchvision arch.name={name}", lambda: torchvision.models.get_model(name, **options))
     if channels != 3:
         _replace_first_conv(net, channels)
-    return _checked(net, input_shape, num_classes, f"arch=torchvision arch.name={name}",
-                    ("torchvision", name, options))
+    return _checked(net, input_shape, num_classes, f"arch=torchvision arch.name={name}", ("torchvision", name, options))
 
 
 def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head: bool = False) -> nn.Module:
     try:
         import timm
     except ImportError:
-        raise ConfigError("arch=timm needs the timm package: pip install -e \".[timm]\" (part of .[dev])") from None
+        raise ConfigError('arch=timm needs the timm package: pip install -e ".[timm]" (part of .[dev])') from None
     _check_name("timm", name, timm.list_models())
     channels, height, width = input_shape
     given = _plain(kwargs)
@@ -59,8 +58,10 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
             if extra == {}:
                 raise ConfigError(f"{where}: timm refuses these settings ({error}); see arch.kwargs") from None
         except Exception as error:  # noqa: BLE001 - the library's own message is the useful part
-            raise ConfigError(f"{where} cannot be built for images of shape {list(input_shape)}: {error} "
-                              "(adjust arch.kwargs, e.g. patch_size, or dataset.shape)") from None
+            raise ConfigError(
+                f"{where} cannot be built for images of shape {list(input_shape)}: {error} "
+                "(adjust arch.kwargs, e.g. patch_size, or dataset.shape)"
+            ) from None
     if reset_head:  # timm zero-initialises some classifiers (MLP-Mixer): the network is then constant at init
         net.get_classifier().reset_parameters()
     return _checked(net, input_shape, num_classes, where, ("timm", name, extra, given, reset_head))
@@ -75,7 +76,7 @@ def _check_name(library: str, name: str, names: list[str]) -> None:
     if name not in names:
         starts = {}  # names by their first len(name) characters: "vit_tinny" is close to "vit_tiny_patch16_224"
         for candidate in names:
-            starts.setdefault(candidate[:len(name)], []).append(candidate)
+            starts.setdefault(candidate[: len(name)], []).append(candidate)
         close = [full for start in difflib.get_close_matches(name, starts, n=3, cutoff=0.75) for full in starts[start][:3]]
         close = list(dict.fromkeys(close + difflib.get_close_matches(name, names, n=5, cutoff=0.5)))[:6]
         hint = f"close matches: {', '.join(close)}" if close else f"{len(names)} names, e.g. {', '.join(names[:5])}"
@@ -94,9 +95,21 @@ def _replace_first_conv(net: nn.Module, channels: int) -> None:
     for parent in net.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):
-                setattr(parent, child_name, nn.Conv2d(
-                    channels, child.out_channels, child.kernel_size, child.stride, child.padding, child.dilation,
-                    child.groups if child.groups == 1 else channels, child.bias is not None, child.padding_mode))
+                setattr(
+                    parent,
+                    child_name,
+                    nn.Conv2d(
+                        channels,
+                        child.out_channels,
+                        child.kernel_size,
+                        child.stride,
+                        child.padding,
+                        child.dilation,
+                        child.groups if child.groups == 1 else channels,
+                        child.bias is not None,
+                        child.padding_mode,
+                    ),
+                )
                 return
     raise ConfigError("the model has no Conv2d layer to take other than 3 input channels: use dataset.shape=[3,H,W]")
 
@@ -114,8 +127,9 @@ def _checked(net: nn.Module, input_shape, num_classes: int, where: str, settings
         with torch.no_grad():
             out = net.eval()(torch.zeros(2, *input_shape))
     except Exception as error:  # noqa: BLE001
-        raise ConfigError(f"{where} cannot take images of shape {list(input_shape)}: {error} "
-                          "(adjust arch.kwargs or dataset.shape)") from None
+        raise ConfigError(
+            f"{where} cannot take images of shape {list(input_shape)}: {error} (adjust arch.kwargs or dataset.shape)"
+        ) from None
     if tuple(out.shape) != (2, num_classes):
         raise ConfigError(f"{where} gives outputs of shape {list(out.shape[1:])} for {num_classes} classes")
     _CHECKED.add(key)

@@ -8,8 +8,11 @@ class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, 1, 1, bias=False), nn.BatchNorm2d(planes),
+            nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(planes, planes, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(planes),
         )
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
@@ -30,9 +33,7 @@ class ResNet18(nn.Module):
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2), pool: bool = True):
         super().__init__()
-        self.stem = nn.Sequential(
-            nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True)
-        )
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
         stages, in_planes = [], 64
         for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
             strides = [1 if index == 0 else 2] + [1] * (count - 1)

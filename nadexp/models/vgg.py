@@ -36,13 +36,16 @@ class VGG(nn.Module):
                 layers += [nn.Conv2d(channels, item, 3, padding=1), *norm, nn.ReLU(inplace=True)]
                 channels = item
         if height < 1 or width < 1:
-            raise ConfigError(f"dataset.shape={list(input_shape)} is too small for VGG: its five pools need images of "
-                              "at least 32 x 32")
+            raise ConfigError(f"dataset.shape={list(input_shape)} is too small for VGG: its five pools need images of at least 32 x 32")
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout), nn.Linear(channels * height * width, 512), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(channels * height * width, 512),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(512, 512),
+            nn.ReLU(inplace=True),
             nn.Linear(512, num_classes),
         )
         self.reset_parameters()

@@ -11,13 +11,25 @@ from nadexp.reports.sweep_report import make_report
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nadexp.reports", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument("dirs", nargs="+", type=Path, help="run directories of sweep=fourier|pixel|nad runs, and/or "
-                        "directories holding CIFAR-10 runs (e.g. outputs/cifar10)")
+    parser.add_argument(
+        "dirs",
+        nargs="+",
+        type=Path,
+        help="run directories of sweep=fourier|pixel|nad runs, and/or directories holding CIFAR-10 runs (e.g. outputs/cifar10)",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/reports/latest"), help="where the report goes")
-    parser.add_argument("--published", action="store_true", help="also draw each Fourier sweep of lenet or logreg "
-                        "beside the published heat map and their difference, with a per-cell table and summary")
-    parser.add_argument("--html", action="store_true", help="write OUT/dashboard.html instead: one self-contained page "
-                        "comparing every sweep and estimate found below the directories (e.g. outputs)")
+    parser.add_argument(
+        "--published",
+        action="store_true",
+        help="also draw each Fourier sweep of lenet or logreg "
+        "beside the published heat map and their difference, with a per-cell table and summary",
+    )
+    parser.add_argument(
+        "--html",
+        action="store_true",
+        help="write OUT/dashboard.html instead: one self-contained page "
+        "comparing every sweep and estimate found below the directories (e.g. outputs)",
+    )
     args = parser.parse_args(argv)
     if args.html:
         from nadexp.reports.dashboard import write_dashboard

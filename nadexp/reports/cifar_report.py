@@ -67,10 +67,10 @@ def poison_curve(runs: list[dict], out_dir: Path) -> list[Path]:
     poisoned = sorted((r for r in runs if r["variant"] == "poison"), key=lambda r: (r["arch"], r["seed"], r["nad_index"]))
     write_csv_atomic(out_dir / "poison_curve.csv", POISON_COLUMNS, poisoned)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for (arch, seed) in sorted({(r["arch"], r["seed"]) for r in poisoned}):
+    for arch, seed in sorted({(r["arch"], r["seed"]) for r in poisoned}):
         mine = [r for r in poisoned if (r["arch"], r["seed"]) == (arch, seed)]
         index = [r["nad_index"] for r in mine]
-        line, = axes[0].plot(index, [r["test_acc"] for r in mine], marker="o", label=f"{arch} s{seed}: clean test")
+        (line,) = axes[0].plot(index, [r["test_acc"] for r in mine], marker="o", label=f"{arch} s{seed}: clean test")
         axes[0].plot(index, [r["train_acc"] for r in mine], ls=":", color=line.get_color(), label=f"{arch} s{seed}: poisoned train")
         plain = [r["test_acc"] for r in runs if (r["arch"], r["seed"], r["variant"]) == (arch, seed, "plain")]
         if plain:

@@ -16,11 +16,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from nadexp.data.directions import conjugate, signed  # noqa: E402
 from nadexp.reports.heatmap import fourier_grid, save_figure  # noqa: E402
+from nadexp.reports.metrics import LOW_FREQUENCY, is_low  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE, has_published_map, published_map  # noqa: E402
 from nadexp.results import write_csv_atomic  # noqa: E402
-from nadexp.sweeps.directions import conjugate, signed  # noqa: E402
-from nadexp.sweeps.metrics import LOW_FREQUENCY, is_low  # noqa: E402
 
 # Windows of the summary: every matched direction; the low frequencies, where LeNet learns; the high-frequency
 # corner (both frequencies at least 10 in size), where the published LeNet map is at chance.
@@ -31,8 +31,7 @@ WINDOWS = {
 }
 # The signed frequencies of the published grid's rows and columns: the even ones, -16 .. 14.
 PUBLISHED_FREQUENCIES = np.arange(-PUBLISHED_SHAPE[1] // 2, PUBLISHED_SHAPE[1] // 2, 2)
-TABLE_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "reproduced", "published", "published_cell", "published_conjugate",
-                 "difference")
+TABLE_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "reproduced", "published", "published_cell", "published_conjugate", "difference")
 
 
 def comparable(sweep: dict) -> bool:
@@ -55,10 +54,19 @@ def match_directions(records: list[dict], published: dict[tuple[int, int], float
         if cell not in published:  # an odd frequency: not on the published grid
             continue
         reproduced, mean_published = 100 * record["test_acc"], 50 * (published[cell] + published[mirror])
-        rows.append({"kx": kx, "ky": ky, "f_rows": cell[0], "f_cols": cell[1], "reproduced": round(reproduced, 2),
-                     "published": round(mean_published, 2), "published_cell": round(100 * published[cell], 2),
-                     "published_conjugate": round(100 * published[mirror], 2),
-                     "difference": round(reproduced - mean_published, 2)})
+        rows.append(
+            {
+                "kx": kx,
+                "ky": ky,
+                "f_rows": cell[0],
+                "f_cols": cell[1],
+                "reproduced": round(reproduced, 2),
+                "published": round(mean_published, 2),
+                "published_cell": round(100 * published[cell], 2),
+                "published_conjugate": round(100 * published[mirror], 2),
+                "difference": round(reproduced - mean_published, 2),
+            }
+        )
     return sorted(rows, key=lambda row: (max(abs(row["f_rows"]), abs(row["f_cols"])), row["f_rows"], row["f_cols"]))
 
 
@@ -91,8 +99,7 @@ def _round(value, digits: int = 2):
 
 def summary_markdown(summary: dict[str, dict], title: str) -> str:
     keys = list(next(iter(summary.values())))
-    lines = [f"{title}", "", "| window | " + " | ".join(k.replace("_", " ") for k in keys) + " |",
-             "| --- |" + " ---: |" * len(keys)]
+    lines = [f"{title}", "", "| window | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "| --- |" + " ---: |" * len(keys)]
     for name, numbers in summary.items():
         lines.append(f"| {name} | " + " | ".join("-" if numbers[k] is None else str(numbers[k]) for k in keys) + " |")
     return "\n".join(lines) + "\n"
@@ -110,8 +117,7 @@ def comparison_grids(records: list[dict], published_cells: dict[tuple[int, int],
     return reproduced, published
 
 
-def comparison_figure(records: list[dict], published_cells: dict, arch: str, name: str, overall: dict,
-                      path: Path) -> list[Path]:
+def comparison_figure(records: list[dict], published_cells: dict, arch: str, name: str, overall: dict, path: Path) -> list[Path]:
     reproduced, published = comparison_grids(records, published_cells)
     extent = (-17, 15, 15, -17)  # cells of width 2 centred on the even frequencies -16 .. 14, DC in the middle
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), layout="constrained")
@@ -123,8 +129,11 @@ def comparison_figure(records: list[dict], published_cells: dict, arch: str, nam
     difference = axes[2].imshow(100 * (reproduced - published), cmap="RdBu_r", vmin=-30, vmax=30, extent=extent)
     fig.colorbar(difference, ax=axes[2], label="reproduced - published (points)", shrink=0.85)
     axes[2].set_title("reproduced - published", fontsize=9)
-    fig.suptitle(f"{overall['directions']} directions compared: mean absolute difference {overall['mean_abs_difference']} "
-                 f"points, correlation {overall['correlation']}", fontsize=10)
+    fig.suptitle(
+        f"{overall['directions']} directions compared: mean absolute difference {overall['mean_abs_difference']} "
+        f"points, correlation {overall['correlation']}",
+        fontsize=10,
+    )
     for ax in axes:
         ax.set_xlabel("f_cols = kx (horizontal frequency)")
         ax.set_ylabel("f_rows = ky (vertical frequency)")
@@ -140,8 +149,9 @@ def write_comparison(sweep: dict, path: Path) -> tuple[list[Path], dict, str]:
     summary = summarise(rows)
     dataset = sweep["config"].dataset
     protocol = f"eps {dataset.get('eps')}, {dataset.get('fourier_phase', 'sine')} phase"
-    text = summary_markdown(summary, f"{sweep['name']} ({protocol}) against the published {sweep['arch']} heat map "
-                                     "(accuracies in %, differences in points)")
+    text = summary_markdown(
+        summary, f"{sweep['name']} ({protocol}) against the published {sweep['arch']} heat map (accuracies in %, differences in points)"
+    )
     files = comparison_figure(sweep["cells"], published, sweep["arch"], sweep["name"], summary["all"], path) if rows else []
     write_csv_atomic(path.with_suffix(".csv"), TABLE_COLUMNS, rows)
     table = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " ---: |" * len(TABLE_COLUMNS)]

@@ -18,13 +18,13 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from nadexp.errors import ConfigError
-from nadexp.estimators.nads import spectrum_summary
 from nadexp.reports.comparison import PUBLISHED_FREQUENCIES, comparable, comparison_grids, match_directions, summarise
 from nadexp.reports.heatmap import centred, fourier_grid
+from nadexp.reports.metrics import cell_rows, summary_metrics
+from nadexp.reports.nad_figures import spectrum_summary
 from nadexp.reports.published import published_map
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
 from nadexp.results import write_text_atomic
-from nadexp.sweeps.metrics import cell_rows, summary_metrics
 from nadexp.tasks import ESTIMATORS
 
 SKIPPED = {"wandb", "tensorboard", "csv", ".hydra", "cells", "checkpoints", "snapshots", "report"}
@@ -59,14 +59,28 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
     rows = []
     for sweep in sweeps:
         summary = summary_metrics(sweep["cells"], sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-        rows.append({"run": _relative(sweep["dir"], root), "task": f"sweep ({sweep['basis']})", "arch": sweep["arch"],
-                     "seed": sweep["config"].get("seed"), **summary})
+        rows.append(
+            {
+                "run": _relative(sweep["dir"], root),
+                "task": f"sweep ({sweep['basis']})",
+                "arch": sweep["arch"],
+                "seed": sweep["config"].get("seed"),
+                **summary,
+            }
+        )
     for estimate in estimates:
         summary = estimate.get("summary") or {}
         if not summary and estimate["task"] == "nads":  # a run from before summaries were stored
             summary = spectrum_summary(np.load(estimate["dir"] / "eigenvalues.npy"))
-        rows.append({"run": _relative(estimate["dir"], root), "task": estimate["task"], "arch": estimate.get("arch"),
-                     "seed": estimate.get("seed"), **{k: v for k, v in summary.items() if k != "gradient_time_s"}})
+        rows.append(
+            {
+                "run": _relative(estimate["dir"], root),
+                "task": estimate["task"],
+                "arch": estimate.get("arch"),
+                "seed": estimate.get("seed"),
+                **{k: v for k, v in summary.items() if k != "gradient_time_s"},
+            }
+        )
     return rows
 
 
@@ -92,20 +106,27 @@ def heatmaps(sweeps: list[dict]) -> go.Figure:
     """Every Fourier sweep's heat map, side by side, on one colour scale."""
     cols = min(len(sweeps), 4)
     rows = -(-len(sweeps) // cols)
-    fig = make_subplots(rows, cols, subplot_titles=[s["name"] for s in sweeps], horizontal_spacing=0.1,
-                        vertical_spacing=0.12)
+    fig = make_subplots(rows, cols, subplot_titles=[s["name"] for s in sweeps], horizontal_spacing=0.1, vertical_spacing=0.12)
     for index, sweep in enumerate(sweeps):
         _, height, width = sweep["shape"]
         image, fy, fx = centred(fourier_grid(sweep["cells"], height, width), sweep["stride"])
-        fig.add_trace(go.Heatmap(z=image, x=fx, y=fy, coloraxis="coloraxis", name=sweep["name"],
-                                 hovertemplate="f_rows (ky) %{y}, f_cols (kx) %{x}<br>test acc %{z:.4f}<extra>%{fullData.name}</extra>"),
-                      index // cols + 1, index % cols + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=image,
+                x=fx,
+                y=fy,
+                coloraxis="coloraxis",
+                name=sweep["name"],
+                hovertemplate="f_rows (ky) %{y}, f_cols (kx) %{x}<br>test acc %{z:.4f}<extra>%{fullData.name}</extra>",
+            ),
+            index // cols + 1,
+            index % cols + 1,
+        )
     for index in range(len(sweeps)):  # square cells: each y axis scaled to its own x axis
         fig.update_yaxes(scaleanchor=f"x{index + 1 if index else ''}", row=index // cols + 1, col=index % cols + 1)
     fig.update_yaxes(autorange="reversed", title_text="f_rows", constrain="domain")
     fig.update_xaxes(title_text="f_cols", constrain="domain")
-    fig.update_layout(coloraxis=ACCURACY_SCALE, height=320 * rows + 80, width=300 * cols + 140,
-                      title="Fourier heat maps (test accuracy)")
+    fig.update_layout(coloraxis=ACCURACY_SCALE, height=320 * rows + 80, width=300 * cols + 140, title="Fourier heat maps (test accuracy)")
     return fig
 
 
@@ -114,10 +135,18 @@ def nad_curves(sweeps: list[dict]) -> go.Figure:
     for sweep in sweeps:
         columns, rows = cell_rows(sweep["cells"], "nad", sweep["shape"], sweep["eigenvalues"])
         ok = [row for row in rows if row["status"] == "ok"]
-        fig.add_trace(go.Scatter(x=[r["nad_index"] for r in ok], y=[r["test_acc"] for r in ok], mode="lines+markers",
-                                 name=sweep["name"], hovertemplate="NAD %{x}<br>test acc %{y:.4f}"))
-    fig.update_layout(title="Test accuracy along the NADs", xaxis_title="NAD index", yaxis_title="test accuracy",
-                      yaxis_range=[0.45, 1.02], height=420)
+        fig.add_trace(
+            go.Scatter(
+                x=[r["nad_index"] for r in ok],
+                y=[r["test_acc"] for r in ok],
+                mode="lines+markers",
+                name=sweep["name"],
+                hovertemplate="NAD %{x}<br>test acc %{y:.4f}",
+            )
+        )
+    fig.update_layout(
+        title="Test accuracy along the NADs", xaxis_title="NAD index", yaxis_title="test accuracy", yaxis_range=[0.45, 1.02], height=420
+    )
     return fig
 
 
@@ -126,8 +155,18 @@ def leading_nads(estimate: dict) -> go.Figure:
     fig = make_subplots(1, len(nads), subplot_titles=[f"u{i}" for i in range(len(nads))], horizontal_spacing=0.01)
     for index, nad in enumerate(nads):
         limit = float(np.abs(nad).max()) or 1.0
-        fig.add_trace(go.Heatmap(z=nad, zmin=-limit, zmax=limit, colorscale="RdBu", showscale=False,
-                                 hovertemplate="row %{y}, col %{x}<br>%{z:.4f}<extra></extra>"), 1, index + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=nad,
+                zmin=-limit,
+                zmax=limit,
+                colorscale="RdBu",
+                showscale=False,
+                hovertemplate="row %{y}, col %{x}<br>%{z:.4f}<extra></extra>",
+            ),
+            1,
+            index + 1,
+        )
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(title=f"{estimate.get('arch')}: leading NADs ({Path(estimate['dir']).name})", height=240)
@@ -139,8 +178,7 @@ def spectra(estimates: list[dict]) -> go.Figure:
     for estimate in estimates:
         values = np.load(estimate["dir"] / "eigenvalues.npy")
         values = values[values > values.max() * 1e-12]  # past the rank of the gradients: numerical zeros
-        fig.add_trace(go.Scatter(y=values, mode="lines", name=Path(estimate['dir']).name,
-                                 hovertemplate="NAD %{x}<br>eigenvalue %{y:.4g}"))
+        fig.add_trace(go.Scatter(y=values, mode="lines", name=Path(estimate["dir"]).name, hovertemplate="NAD %{x}<br>eigenvalue %{y:.4g}"))
     fig.update_layout(title="NAD spectra", xaxis_title="NAD index", yaxis_title="eigenvalue", yaxis_type="log", height=420)
     return fig
 
@@ -150,17 +188,36 @@ def published_panel(sweep: dict) -> go.Figure:
     reproduced, theirs = comparison_grids(sweep["cells"], published)
     overall = summarise(match_directions(sweep["cells"], published))["all"]
     frequencies = PUBLISHED_FREQUENCIES
-    fig = make_subplots(1, 3, subplot_titles=[f"{sweep['name']} (reproduced)", f"published {sweep['arch']}",
-                                              "reproduced - published (points)"], horizontal_spacing=0.08)
+    fig = make_subplots(
+        1,
+        3,
+        subplot_titles=[f"{sweep['name']} (reproduced)", f"published {sweep['arch']}", "reproduced - published (points)"],
+        horizontal_spacing=0.08,
+    )
     hover = "f_rows %{y}, f_cols %{x}<br>%{z:.3f}<extra></extra>"
     for col, grid in ((1, reproduced), (2, theirs)):
         fig.add_trace(go.Heatmap(z=grid, x=frequencies, y=frequencies, coloraxis="coloraxis", hovertemplate=hover), 1, col)
-    fig.add_trace(go.Heatmap(z=100 * (reproduced - theirs), x=frequencies, y=frequencies, colorscale="RdBu_r", zmin=-30,
-                             zmax=30, colorbar=dict(title="points", x=1.08), hovertemplate=hover), 1, 3)
+    fig.add_trace(
+        go.Heatmap(
+            z=100 * (reproduced - theirs),
+            x=frequencies,
+            y=frequencies,
+            colorscale="RdBu_r",
+            zmin=-30,
+            zmax=30,
+            colorbar=dict(title="points", x=1.08),
+            hovertemplate=hover,
+        ),
+        1,
+        3,
+    )
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(coloraxis={**ACCURACY_SCALE, "colorbar": dict(title="test acc", x=0.64)}, height=420,
-                      title=f"{sweep['name']} against the published {sweep['arch']} map: {overall['directions']} directions, "
-                            f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation'] or 'n/a'}")
+    fig.update_layout(
+        coloraxis={**ACCURACY_SCALE, "colorbar": dict(title="test acc", x=0.64)},
+        height=420,
+        title=f"{sweep['name']} against the published {sweep['arch']} map: {overall['directions']} directions, "
+        f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation'] or 'n/a'}",
+    )
     return fig
 
 
@@ -216,14 +273,21 @@ def write_dashboard(roots, path: Path) -> Path:
         sweeps += found[0]
         estimates += found[1]
     if not sweeps and not estimates:
-        raise ConfigError(f"nothing to show: no direction sweep (config.yaml and cells/) and no estimate (result.json of "
-                          f"estimator={'|'.join(ESTIMATORS)}) below {', '.join(map(str, roots))}")
+        raise ConfigError(
+            f"nothing to show: no direction sweep (config.yaml and cells/) and no estimate (result.json of "
+            f"estimator={'|'.join(ESTIMATORS)}) below {', '.join(map(str, roots))}"
+        )
     base = Path(os.path.commonpath([root.resolve() for root in roots]))
-    sections = "\n".join(f'<section><h2>{html.escape(heading)}</h2>\n{body}</section>'
-                         for heading, body in dashboard_sections(sweeps, estimates, base))
-    page = PAGE.format(title=f"nadexp: {html.escape(base.name)}", plotly=get_plotlyjs(),
-                       count=f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s);",
-                       when=datetime.now().strftime("%Y-%m-%d %H:%M"),
-                       root=html.escape(" ".join(map(str, roots))), sections=sections)
+    sections = "\n".join(
+        f"<section><h2>{html.escape(heading)}</h2>\n{body}</section>" for heading, body in dashboard_sections(sweeps, estimates, base)
+    )
+    page = PAGE.format(
+        title=f"nadexp: {html.escape(base.name)}",
+        plotly=get_plotlyjs(),
+        count=f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s);",
+        when=datetime.now().strftime("%Y-%m-%d %H:%M"),
+        root=html.escape(" ".join(map(str, roots))),
+        sections=sections,
+    )
     write_text_atomic(path, page)
     return Path(path)

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nadexp.sweeps.directions import conjugate, signed  # noqa: E402
+from nadexp.data.directions import conjugate, signed  # noqa: E402
 
 
 def fourier_grid(records: list[dict], height: int, width: int) -> np.ndarray:
@@ -32,8 +32,8 @@ def centred(grid: np.ndarray, stride: int = 1):
     image = grid[np.ix_(ys[np.argsort(signed(ys, height))], xs[np.argsort(signed(xs, width))])]
     rows, cols = np.flatnonzero(~np.isnan(image).all(1)), np.flatnonzero(~np.isnan(image).all(0))
     if len(rows) and len(cols):  # a low-frequency window: show only that window
-        image = image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        fy, fx = fy[rows[0]:rows[-1] + 1], fx[cols[0]:cols[-1] + 1]
+        image = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        fy, fx = fy[rows[0] : rows[-1] + 1], fx[cols[0] : cols[-1] + 1]
     return image, fy, fx
 
 

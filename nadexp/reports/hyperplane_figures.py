@@ -19,9 +19,12 @@ def cos_violins(layers: dict, path: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4))
     width = 0.8 / len(SERIES)
     for k, (series, colour) in enumerate(SERIES):
-        data = [np.asarray(layers[n]["cos"][series]) if series != "null"
-                else rng.normal(0, 1 / np.sqrt(layers[n]["trained"]["d"]), max(len(layers[n]["cos"]["trained"]), 2))
-                for n in names]
+        data = [
+            np.asarray(layers[n]["cos"][series])
+            if series != "null"
+            else rng.normal(0, 1 / np.sqrt(layers[n]["trained"]["d"]), max(len(layers[n]["cos"]["trained"]), 2))
+            for n in names
+        ]
         positions = np.arange(len(names)) + (k - (len(SERIES) - 1) / 2) * width
         parts = ax.violinplot(data, positions=positions, widths=width, showmeans=True)
         for body in parts["bodies"]:

@@ -1,4 +1,5 @@
-"""Figures of an NAD estimate: the directions, their Fourier magnitudes and the eigenvalue spectrum."""
+"""Figures of an NAD estimate (the directions, their Fourier magnitudes, the eigenvalue spectrum) and the numbers
+that summarise its spectrum."""
 
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def nad_figures(nads: np.ndarray, eigenvalues: np.ndarray, out_dir: Path, label:
     spectra = np.abs(np.fft.fftshift(np.fft.fft2(nads[:count]), axes=(-2, -1))).mean(axis=1)
     figures = {
         "nads.png": _grid(first, f"First {len(first)} NADs {label}".strip(), "RdBu_r", symmetric=True),
-        "nads_fourier.png": _grid(spectra, f"|Fourier| of the first {len(first)} NADs (DC at centre) {label}".strip(),
-                                  "magma", symmetric=False),
+        "nads_fourier.png": _grid(
+            spectra, f"|Fourier| of the first {len(first)} NADs (DC at centre) {label}".strip(), "magma", symmetric=False
+        ),
     }
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.semilogy(np.arange(len(eigenvalues)), np.maximum(eigenvalues, np.finfo(float).tiny))
@@ -51,3 +53,20 @@ def nad_figures(nads: np.ndarray, eigenvalues: np.ndarray, out_dir: Path, label:
         figure.savefig(paths[name], dpi=110)
         plt.close(figure)
     return paths
+
+
+def spectrum_summary(eigenvalues) -> dict[str, float]:
+    """How fast the NAD spectrum decays: the number of NADs holding 90 % of its sum, its effective rank
+    (exp of the entropy of the normalised spectrum) and the 10th eigenvalue over the first."""
+    values = np.clip(np.asarray(eigenvalues, dtype=np.float64), 0, None)
+    if not len(values) or values.sum() <= 0:
+        return {}
+    share = values / values.sum()
+    nonzero = share[share > 0]
+    summary = {
+        "components_90": int(np.searchsorted(np.cumsum(share), 0.9) + 1),
+        "effective_rank": round(float(np.exp(-(nonzero * np.log(nonzero)).sum())), 4),
+    }
+    if len(values) > 10:
+        summary["eigenvalue_ratio_10"] = float(values[10] / values[0])
+    return summary

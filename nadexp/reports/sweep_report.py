@@ -12,14 +12,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
+from nadexp.data.nad_file import eigenvalues_of  # noqa: E402
 from nadexp.errors import ConfigError  # noqa: E402
-from nadexp.estimators.nads import eigenvalues_of  # noqa: E402
 from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report  # noqa: E402
 from nadexp.reports.comparison import comparable, write_comparison  # noqa: E402
-from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS, PUBLISHED_SHAPE  # noqa: E402
-from nadexp.results import write_csv_atomic  # noqa: E402
-from nadexp.sweeps.store import CELL_COLUMNS  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
+from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
+from nadexp.reports.published import PUBLISHED_SHAPE
+from nadexp.results import CELL_COLUMNS, write_csv_atomic  # noqa: E402
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
@@ -33,10 +33,17 @@ def load_sweep(sweep_dir: Path, cells: list[dict] | None = None) -> dict:
     if cells is None:
         cells = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("*.json"))]
     basis = config.sweep.basis
-    return {"name": sweep_dir.name, "dir": sweep_dir, "config": config, "cells": cells,
-            "arch": config.get("arch_name"), "basis": basis, "shape": list(config.dataset.shape),
-            "stride": config.sweep.get("stride", 1),
-            "eigenvalues": eigenvalues_of(config.dataset.nads) if basis == "nad" else None}
+    return {
+        "name": sweep_dir.name,
+        "dir": sweep_dir,
+        "config": config,
+        "cells": cells,
+        "arch": config.get("arch_name"),
+        "basis": basis,
+        "shape": list(config.dataset.shape),
+        "stride": config.sweep.get("stride", 1),
+        "eigenvalues": eigenvalues_of(config.dataset.nads) if basis == "nad" else None,
+    }
 
 
 def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
@@ -47,7 +54,7 @@ def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
     for ax, sweep in zip(axes.flat, sweeps):
         _, height, width = sweep["shape"]
         image = draw(ax, fourier_grid(sweep["cells"], height, width), sweep["stride"], sweep["name"])
-    for ax in list(axes.flat)[len(sweeps):]:
+    for ax in list(axes.flat)[len(sweeps) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, label="test accuracy", shrink=0.8)
     return save_figure(fig, path)
@@ -117,8 +124,10 @@ def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
         elif runs := find_cifar_runs(directory):
             cifar_runs += runs
         else:
-            raise ConfigError(f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/) "
-                              "nor a directory of finished CIFAR-10 runs (result.json)")
+            raise ConfigError(
+                f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/) "
+                "nor a directory of finished CIFAR-10 runs (result.json)"
+            )
     files = make_cifar_report(cifar_runs, out_dir) if cifar_runs else []
     return files + (make_sweep_report(sweep_dirs, out_dir, published) if sweep_dirs else [])
 
@@ -126,8 +135,10 @@ def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
 def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:
     chosen = [sweep for sweep in sweeps if comparable(sweep)]
     if not chosen:
-        raise ConfigError(f"--published: none of the sweeps is a Fourier sweep of an arch with a published map "
-                          f"({', '.join(PUBLISHED_COLUMNS)} on images of shape {list(PUBLISHED_SHAPE)})")
+        raise ConfigError(
+            f"--published: none of the sweeps is a Fourier sweep of an arch with a published map "
+            f"({', '.join(PUBLISHED_COLUMNS)} on images of shape {list(PUBLISHED_SHAPE)})"
+        )
     files = []
     for sweep in chosen:
         compared, _, _ = write_comparison(sweep, out_dir / f"published_comparison_{sweep['name']}")
@@ -147,11 +158,16 @@ def make_sweep_report(sweep_dirs, out_dir: Path, published: bool = False) -> lis
         files += fourier_panel(fourier, out_dir / "heatmap_panel")
 
     write_csv_atomic(out_dir / "cells.csv", CSV_COLUMNS, [{**cell, "sweep": s["name"]} for s in sweeps for cell in s["cells"]])
-    lines = ["| sweep | arch | basis | cells | failed | mean test acc | min | max |", "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| sweep | arch | basis | cells | failed | mean test acc | min | max |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for sweep in sweeps:
         accs = [c["test_acc"] for c in sweep["cells"] if c["status"] == "ok"]
         stats = [f"{f(accs):.4f}" if accs else "" for f in (np.mean, np.min, np.max)]
-        lines.append(f"| {sweep['name']} | {sweep['arch']} | {sweep['basis']} | {len(sweep['cells'])} | "
-                     f"{len(sweep['cells']) - len(accs)} | " + " | ".join(stats) + " |")
+        lines.append(
+            f"| {sweep['name']} | {sweep['arch']} | {sweep['basis']} | {len(sweep['cells'])} | "
+            f"{len(sweep['cells']) - len(accs)} | " + " | ".join(stats) + " |"
+        )
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     return files + [out_dir / "cells.csv", out_dir / "summary.md"]

@@ -1,3 +1,1 @@
-from nadexp.sweeps.summary import SweepSummary, collect_results
-
-__all__ = ["SweepSummary", "collect_results"]
+"""Direction sweeps: every direction of a basis trained as one job (runner), resumably (store)."""

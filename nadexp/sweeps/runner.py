@@ -13,15 +13,16 @@ from omegaconf import DictConfig, open_dict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nadexp.data.directions import sweep_directions
+from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.errors import ConfigError
-from nadexp.estimators.nads import eigenvalues_of, load_nads
+from nadexp.generators import drawing_from
 from nadexp.loggers import build_loggers, finish_loggers, log_cell, log_config, log_outcome
 from nadexp.reports.comparison import comparable, write_comparison
+from nadexp.reports.metrics import cell_row, cell_rows, summary_metrics
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
-from nadexp.results import machine, open_run_dir, package_versions, write_csv_atomic, write_json_atomic
-from nadexp.sweeps.directions import sweep_directions
-from nadexp.sweeps.metrics import cell_row, cell_rows, summary_metrics
-from nadexp.sweeps.store import CELL_COLUMNS, CellStore
+from nadexp.results import CELL_COLUMNS, open_run_dir, result_record, training_fields, write_csv_atomic, write_json_atomic
+from nadexp.sweeps.store import CellStore
 from nadexp.training.stacked import fit_stacked, stacking_failure, trainer_options, unsupported_trainer_settings
 from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
 
@@ -61,12 +62,12 @@ CPU_STACKING_MAX_FLOPS = 250_000
 
 
 def forward_flops(cfg: DictConfig) -> int:
-    """FLOPs of the sweep's arch on one image of the dataset's shape (a throwaway net; global RNG untouched)."""
+    """FLOPs of the sweep's arch on one image of the dataset's shape (a throwaway net, from a generator of its own)."""
     shape = tuple(cfg.dataset.shape)
-    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter:
+    with drawing_from(torch.Generator()):
         net = instantiate(cfg.arch, input_shape=shape, num_classes=2).eval()
-        with torch.no_grad():
-            net(torch.zeros(1, *shape))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, *shape))
     return counter.get_total_flops()
 
 
@@ -81,15 +82,19 @@ def models_at_once(cfg: DictConfig) -> int:
     if setting == "auto":
         wanted = 16 if _device(cfg).type == "cuda" or forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
         if wanted > 1 and unsupported:
-            log.info("sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine "
-                     "does not implement %s", ", ".join(unsupported))
+            log.info(
+                "sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine does not implement %s",
+                ", ".join(unsupported),
+            )
             return 1
         return wanted
     if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
         raise ConfigError(f"sweep.models_at_once must be auto or an integer >= 1, got {setting!r}")
     if setting > 1 and unsupported:
-        raise ConfigError(f"sweep.models_at_once={setting} trains with the stacked engine, which does not implement "
-                          f"{unsupported[0]}: set sweep.models_at_once=1 (Lightning) or remove that setting")
+        raise ConfigError(
+            f"sweep.models_at_once={setting} trains with the stacked engine, which does not implement "
+            f"{unsupported[0]}: set sweep.models_at_once=1 (Lightning) or remove that setting"
+        )
     return setting
 
 
@@ -97,16 +102,20 @@ def _one_process(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     strategy, devices, nodes = str(trainer.get("strategy", "auto")), str(trainer.get("devices", 1)), trainer.get("num_nodes", 1)
     if "ddp" in strategy or devices != "1" or nodes != 1:
-        raise ConfigError(f"a sweep trains its cells in one process on one device, but trainer.strategy={strategy}, "
-                          f"trainer.devices={devices}, trainer.num_nodes={nodes}: spread a sweep over devices or nodes "
-                          "with a multirun of shards instead (-m sweep.num_shards=N sweep.shard=0,1,...,N-1)")
+        raise ConfigError(
+            f"a sweep trains its cells in one process on one device, but trainer.strategy={strategy}, "
+            f"trainer.devices={devices}, trainer.num_nodes={nodes}: spread a sweep over devices or nodes "
+            "with a multirun of shards instead (-m sweep.num_shards=N sweep.shard=0,1,...,N-1)"
+        )
 
 
 def _shard(cfg: DictConfig) -> tuple[int, int]:
     shard, num_shards = cfg.sweep.get("shard", 0), cfg.sweep.get("num_shards", 1)
     if not (isinstance(num_shards, int) and num_shards >= 1 and isinstance(shard, int) and 0 <= shard < num_shards):
-        raise ConfigError(f"sweep.shard must be an integer in [0, sweep.num_shards) and sweep.num_shards >= 1, "
-                          f"got shard={shard!r}, num_shards={num_shards!r}")
+        raise ConfigError(
+            f"sweep.shard must be an integer in [0, sweep.num_shards) and sweep.num_shards >= 1, "
+            f"got shard={shard!r}, num_shards={num_shards!r}"
+        )
     return shard, num_shards
 
 
@@ -124,14 +133,20 @@ def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     # Random layers draw from a stream of the group's own: the same cells stacked together give the same masks.
     seed = int(hashlib.sha256(repr([(c.seed, list(c.dataset.direction)) for c in cells]).encode()).hexdigest()[:15], 16)
     _, metrics = fit_stacked(
-        nets, (stack(0, 0), stack(0, 1)), (stack(1, 0), stack(1, 1)), orders, *optimization(cfg),
-        batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size, seed=seed,
-        **trainer_options(cfg.trainer))
+        nets,
+        (stack(0, 0), stack(0, 1)),
+        (stack(1, 0), stack(1, 1)),
+        orders,
+        *optimization(cfg),
+        batch_size=cfg.dataset.batch_size,
+        eval_batch_size=cfg.dataset.eval_batch_size,
+        seed=seed,
+        channels_last=cfg.get("channels_last", False),
+        **trainer_options(cfg.trainer),
+    )
     records = []
     for cell, metric in zip(cells, metrics):
-        record = {"arch": cell.arch_name, "dataset": cell.dataset_name, "basis": cell.dataset.basis,
-                  "direction": list(cell.dataset.direction), "seed": cell.seed, **metric,
-                  "engine": "stacked", "models_at_once": len(cells)}
+        record = {**training_fields(cell), **metric, "engine": "stacked", "models_at_once": len(cells)}
         records.append(_with_status(record))
     return records
 
@@ -159,8 +174,9 @@ def plan(cfg: DictConfig) -> SweepPlan:
     shard, num_shards = _shard(cfg)
     shape = tuple(cfg.dataset.shape)
     num_nads = len(load_nads(cfg.dataset.nads, shape)) if cfg.sweep.basis == "nad" else 0
-    directions = sweep_directions(cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads,
-                                  cfg.sweep.get("max_frequency"))
+    directions = sweep_directions(
+        cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads, cfg.sweep.get("max_frequency")
+    )
     directions = directions[shard::num_shards]  # parallel jobs of one sweep share its directory, not its cells
     at_once = models_at_once(cfg)
     if directions:  # one cell built as it will be trained: its dataset, network, optimizer (and Lightning trainer)
@@ -168,20 +184,25 @@ def plan(cfg: DictConfig) -> SweepPlan:
         if at_once > 1:
             datamodule, net = build_data_and_net(first)
             optimization(first)
-            failure = stacking_failure(net, datamodule.input_shape)
+            failure = stacking_failure(net, datamodule.input_shape, cfg.get("channels_last", False))
             if failure and cfg.sweep.get("models_at_once", "auto") != "auto":
-                raise ConfigError(f"sweep.models_at_once={at_once}: {cfg.arch_name} cannot be trained as stacked models "
-                                  f"({failure}); set sweep.models_at_once=1 or auto")
+                raise ConfigError(
+                    f"sweep.models_at_once={at_once}: {cfg.arch_name} cannot be trained as stacked models "
+                    f"({failure}); set sweep.models_at_once=1 or auto"
+                )
             if failure:
-                log.info("sweep.models_at_once=auto: %s cannot be trained as stacked models (%s); training one cell "
-                         "at a time with Lightning", cfg.arch_name, failure)
+                log.info(
+                    "sweep.models_at_once=auto: %s cannot be trained as stacked models (%s); training one cell at a time with Lightning",
+                    cfg.arch_name,
+                    failure,
+                )
                 at_once = 1
         if at_once == 1:
             build(first)
     cells = [(d, CellStore.key(cfg.arch_name, cfg.sweep.basis, d, cfg.seed)) for d in directions]
     # Groups are fixed by the sweep, not by what is left to do, so a resumed sweep stacks the cells as an
     # uninterrupted one does (and random layers draw the same masks).
-    return SweepPlan([cells[i:i + at_once] for i in range(0, len(cells), at_once)], at_once)
+    return SweepPlan([cells[i : i + at_once] for i in range(0, len(cells), at_once)], at_once)
 
 
 def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
@@ -193,16 +214,27 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
     todo = [group for group in sweep.groups if any(key not in store for _, key in group)]
     shard, num_shards = _shard(cfg)
     engine = "Lightning" if sweep.models_at_once == 1 else f"{sweep.models_at_once} stacked models per step"
-    log.info("%s sweep of %s%s: %d directions, %d already done, %d to train (%s) -> %s", cfg.sweep.basis, cfg.arch_name,
-             f" (shard {shard} of {num_shards})" if num_shards > 1 else "", len(cells), done, len(cells) - done,
-             engine, output_dir)
+    log.info(
+        "%s sweep of %s%s: %d directions, %d already done, %d to train (%s) -> %s",
+        cfg.sweep.basis,
+        cfg.arch_name,
+        f" (shard {shard} of {num_shards})" if num_shards > 1 else "",
+        len(cells),
+        done,
+        len(cells) - done,
+        engine,
+        output_dir,
+    )
 
     start = time.perf_counter()
-    quiet = logging.getLogger("pytorch_lightning")
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)  # no per-cell Lightning banners under the progress bar
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     loggers = build_loggers(cfg)
     eigenvalues = eigenvalues_of(cfg.dataset.nads) if cfg.sweep.basis == "nad" else None
     try:
@@ -225,7 +257,6 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
         records = [r for r in store.records() if r.get("arch") == cfg.arch_name and r.get("seed") == cfg.seed]
         return _report(cfg, records, time.perf_counter() - start, loggers)
     finally:
-        quiet.setLevel(level)
         finish_loggers(loggers)
 
 
@@ -244,32 +275,37 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) ->
         log.info("against the published %s map (%s):\n%s", sweep["arch"], compared[0], text)
     summary = summary_metrics(records, sweep["basis"], sweep["shape"], sweep["eigenvalues"])
     if agreement:  # how far from the published map, per window
-        summary.update({f"published/{name.split(':')[0]}_mean_abs_difference": numbers["mean_abs_difference"]
-                        for name, numbers in agreement.items()})
-    result = {
-        "task": "sweep",
-        "arch": cfg.arch_name,
+        summary.update(
+            {f"published/{name.split(':')[0]}_mean_abs_difference": numbers["mean_abs_difference"] for name, numbers in agreement.items()}
+        )
+    fields = {
+        "summary": summary,
         "basis": cfg.sweep.basis,
-        "seed": cfg.seed,
         "cells": len(records),
         "cells_ok": summary["cells_ok"],
         "cells_failed": len(records) - summary["cells_ok"],
         "mean_test_acc": summary.get("mean_test_acc"),
-        "summary": summary,
-        "wall_time_s": round(seconds, 3),  # this invocation; a resumed sweep only counts the cells it trained
         "cells_wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in records), 3),
         "files": files,
         "published_comparison": agreement,  # per window; null without a published map
-        "versions": package_versions(),
-        "machine": machine(),
     }
+    result = result_record("sweep", cfg, fields, seconds)
     write_json_atomic(f"{output_dir}/result.json", result)
     columns, rows = cell_rows(records, sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-    log_outcome(loggers, cfg, {f"sweep/{key}": value for key, value in summary.items()},
-                images={f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"},
-                tables={"sweep/cells_table": (columns, [[row[c] for c in columns] for row in rows])})
+    log_outcome(
+        loggers,
+        cfg,
+        {f"sweep/{key}": value for key, value in summary.items()},
+        images={f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"},
+        tables={"sweep/cells_table": (columns, [[row[c] for c in columns] for row in rows])},
+    )
     if figures:
         log.info("figure: %s", figures[0])
-    log.info("%d cells (%d failed), mean test accuracy %s -> %s/cells.csv",
-             result["cells"], result["cells_failed"], result["mean_test_acc"], output_dir)
+    log.info(
+        "%d cells (%d failed), mean test accuracy %s -> %s/cells.csv",
+        result["cells"],
+        result["cells_failed"],
+        result["mean_test_acc"],
+        output_dir,
+    )
     return result

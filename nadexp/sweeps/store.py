@@ -9,10 +9,6 @@ from pathlib import Path
 
 from nadexp.results import write_json_atomic
 
-# The fields of a cell record that tables (cells.csv, reports) show.
-CELL_COLUMNS = ("arch", "basis", "direction", "seed", "status", "train_acc", "test_acc", "test_loss", "wall_time_s", "engine",
-                "models_at_once", "reason")
-
 
 class CellStore:
     def __init__(self, root: Path):

@@ -1,6 +1,7 @@
 """The LightningModule that trains any architecture of the zoo as a classifier."""
 
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import pytorch_lightning as pl
 import torch
@@ -15,8 +16,7 @@ class Classifier(pl.LightningModule):
     the scheduler is stepped every optimisation step and receives the total number of steps.
     """
 
-    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None,
-                 channels_last: bool = False):
+    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None, channels_last: bool = False):
         super().__init__()
         self.channels_last = channels_last  # inputs follow the net's memory format (see build_data_and_net)
         self.net = net

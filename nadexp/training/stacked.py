@@ -12,7 +12,8 @@ seed uses, so K stacked models reproduce K single runs within float tolerance.
 
 import inspect
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 import pytorch_lightning as pl
 import torch
@@ -21,10 +22,22 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 # trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
-NO_EFFECT = ("_target_", "default_root_dir", "enable_progress_bar", "enable_model_summary", "enable_checkpointing",
-             "log_every_n_steps", "num_sanity_val_steps")
-SUPPORTED_VALUES = {"precision": ("32", "32-true"), "accelerator": ("auto", "cpu", "gpu", "cuda"), "devices": ("1",),
-                    "gradient_clip_algorithm": ("None", "norm", "value"), "deterministic": ("None", "False")}
+NO_EFFECT = (
+    "_target_",
+    "default_root_dir",
+    "enable_progress_bar",
+    "enable_model_summary",
+    "enable_checkpointing",
+    "log_every_n_steps",
+    "num_sanity_val_steps",
+)
+SUPPORTED_VALUES = {
+    "precision": ("32", "32-true"),
+    "accelerator": ("auto", "cpu", "gpu", "cuda"),
+    "devices": ("1",),
+    "gradient_clip_algorithm": ("None", "norm", "value"),
+    "deterministic": ("None", "False"),
+}
 IMPLEMENTED = ("max_epochs", "gradient_clip_val", "check_val_every_n_epoch", *SUPPORTED_VALUES)
 
 
@@ -47,8 +60,12 @@ def unsupported_trainer_settings(trainer) -> list[str]:
 def trainer_options(trainer) -> dict:
     """The keyword arguments of ``fit_stacked`` that the trainer config sets (see unsupported_trainer_settings)."""
     clip, algorithm = trainer.get("gradient_clip_val"), trainer.get("gradient_clip_algorithm") or "norm"
-    return {"epochs": trainer.max_epochs, "clip_norm": clip if algorithm == "norm" else None,
-            "clip_value": clip if algorithm == "value" else None, "test_every": trainer.get("check_val_every_n_epoch") or 0}
+    return {
+        "epochs": trainer.max_epochs,
+        "clip_norm": clip if algorithm == "norm" else None,
+        "clip_value": clip if algorithm == "value" else None,
+        "test_every": trainer.get("check_val_every_n_epoch") or 0,
+    }
 
 
 def epoch_order(generator: torch.Generator, size: int) -> torch.Tensor:
@@ -60,7 +77,7 @@ def epoch_order(generator: torch.Generator, size: int) -> torch.Tensor:
 class StackedModels:
     """K copies of an architecture as one set of stacked tensors, called as one vmapped function."""
 
-    def __init__(self, nets: Sequence[nn.Module]):
+    def __init__(self, nets: Sequence[nn.Module], channels_last: bool = False):
         self.template = nets[0]
         self.params, self.buffers = stack_module_state(list(nets))
         self.size = len(nets)
@@ -68,11 +85,12 @@ class StackedModels:
         # convolution over inputs (B, K*C, H, W) and weights (K*O, C, kh, kw). Both are channels-last views,
         # with no copy, when the stacked inputs (K, B, C, H, W) are laid out (B, H, W, K, C) and the stacked
         # weights (K, O, C, kh, kw) as (K, O, kh, kw, C); the channels-last kernels are the faster ones.
-        self.channels_last = any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)
-                                 and not p.is_contiguous() for p in self.template.parameters())
+        self.channels_last = channels_last  # the config's channels_last, as the nets were built with
         if self.channels_last:
-            self.params = {name: p.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_()
-                           if p.dim() == 5 else p for name, p in self.params.items()}
+            self.params = {
+                name: p.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_() if p.dim() == 5 else p
+                for name, p in self.params.items()
+            }
 
         def call(params, buffers, x):
             return functional_call(self.template, (params, buffers), (x,))
@@ -102,13 +120,13 @@ class StackedModels:
         return {name: t[k].detach() for name, t in {**self.params, **self.buffers}.items()}
 
 
-def stacking_failure(net: nn.Module, input_shape) -> Optional[str]:
+def stacking_failure(net: nn.Module, input_shape, channels_last: bool = False) -> Optional[str]:
     """Why two copies of ``net`` cannot be trained as stacked models (torch.func cannot vectorise some layers
     of library models), or None when a stacked forward and backward pass works."""
     import copy
 
     try:
-        models = StackedModels([net, copy.deepcopy(net)])
+        models = StackedModels([net, copy.deepcopy(net)], channels_last)
         models.train(True)
         models(torch.zeros(2, 2, *input_shape)).sum().backward()
     except Exception as error:  # noqa: BLE001 - whatever torch.func raises, the sweep falls back to Lightning
@@ -128,7 +146,7 @@ def evaluate(models: StackedModels, x: torch.Tensor, y: torch.Tensor, batch_size
     loss_sum = torch.zeros(models.size, device=x.device)
     correct = torch.zeros(models.size, device=x.device)
     for start in range(0, x.shape[1], batch_size):
-        xb, yb = x[:, start:start + batch_size], y[:, start:start + batch_size]
+        xb, yb = x[:, start : start + batch_size], y[:, start : start + batch_size]
         logits = models(xb)
         loss_sum += F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).sum(1)
         correct += (logits.argmax(-1) == yb).sum(1)
@@ -149,6 +167,7 @@ def fit_stacked(
     clip_value: Optional[float] = None,
     test_every: int = 0,
     seed: int = 0,
+    channels_last: bool = False,
 ) -> tuple[StackedModels, list[dict]]:
     """Train K nets at once; ``train``/``test`` are stacked (K, N, ...) images and (K, N) labels on one device.
 
@@ -156,16 +175,28 @@ def fit_stacked(
     and receives the total number of steps). Returns the trained models and one metrics dict per model,
     shaped like a single run's: final train/test loss and accuracy, and the per-epoch history. ``seed`` seeds
     the random layers' masks (dropout), on a generator of its own: torch's global one is left as it was.
+    ``channels_last``: the nets are channels-last (config ``channels_last``), and so are their stacked weights.
     """
     devices = [train[0].device] if train[0].device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return _fit(StackedModels(nets), train, test, orders, optimizer, scheduler, epochs, batch_size,
-                    eval_batch_size, clip_norm, clip_value, test_every)
+        return _fit(
+            StackedModels(nets, channels_last),
+            train,
+            test,
+            orders,
+            optimizer,
+            scheduler,
+            epochs,
+            batch_size,
+            eval_batch_size,
+            clip_norm,
+            clip_value,
+            test_every,
+        )
 
 
-def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, eval_batch_size, clip_norm,
-         clip_value, test_every):
+def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, eval_batch_size, clip_norm, clip_value, test_every):
     x_train, y_train = train
     size, started = x_train.shape[1], time.perf_counter()
     steps_per_epoch = -(-size // batch_size)
@@ -178,7 +209,7 @@ def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, 
         loss_sum = torch.zeros(models.size, device=x_train.device)
         correct = torch.zeros(models.size, device=x_train.device)
         for start in range(0, size, batch_size):
-            batch = order[:, start:start + batch_size]
+            batch = order[:, start : start + batch_size]
             xb, yb = _gather(x_train, batch), _gather(y_train, batch)
             logits = models(xb)
             losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
@@ -204,14 +235,17 @@ def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, 
             history[k].append(row)
     test_loss, test_acc = evaluate(models, *test, eval_batch_size)
     seconds = (time.perf_counter() - started) / models.size
-    metrics = [{
-        "train_acc": history[k][-1]["train/acc"] if history[k] else None,
-        "train_loss": history[k][-1]["train/loss"] if history[k] else None,
-        "test_acc": round(test_acc[k].item(), 6),
-        "test_loss": round(test_loss[k].item(), 6),
-        "epochs": epochs,
-        "steps": epochs * steps_per_epoch,
-        "wall_time_s": round(seconds, 3),  # this model's share of the stack's time
-        "history": history[k],
-    } for k in range(models.size)]
+    metrics = [
+        {
+            "train_acc": history[k][-1]["train/acc"] if history[k] else None,
+            "train_loss": history[k][-1]["train/loss"] if history[k] else None,
+            "test_acc": round(test_acc[k].item(), 6),
+            "test_loss": round(test_loss[k].item(), 6),
+            "epochs": epochs,
+            "steps": epochs * steps_per_epoch,
+            "wall_time_s": round(seconds, 3),  # this model's share of the stack's time
+            "history": history[k],
+        }
+        for k in range(models.size)
+    ]
     return models, metrics

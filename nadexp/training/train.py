@@ -9,21 +9,23 @@ from typing import Optional
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nadexp.errors import ConfigError
+from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
-from nadexp.results import machine, open_run_dir, package_versions, write_json_atomic
+from nadexp.results import open_run_dir, result_record, training_fields, write_json_atomic
 from nadexp.training.module import Classifier
 
 log = logging.getLogger(__name__)
 
 
-def build_data_and_net(cfg: DictConfig):
-    """The seeded datamodule and freshly initialised network of ``cfg`` (channels-last if it says so)."""
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+def build_data_and_net(cfg: DictConfig, generator: Optional[torch.Generator] = None):
+    """The datamodule and the network of ``cfg``, initialised from ``generator`` (default: seeded with cfg.seed),
+    channels-last if the config says so."""
     datamodule = instantiate(cfg.dataset)
-    net = instantiate(cfg.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    with drawing_from(generator or seeded(cfg.seed)):
+        net = instantiate(cfg.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
     if cfg.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
     return datamodule, net
@@ -52,8 +54,15 @@ def _impossible(cfg: DictConfig, group: str, error: Exception) -> ConfigError:
 
 
 def build(cfg: DictConfig):
-    """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet)."""
-    datamodule, net = build_data_and_net(cfg)
+    """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet).
+
+    What Lightning draws while it trains (dropout masks, CIFAR augmentation) comes from torch's global generator:
+    a Lightning run seeds it, as Lightning's seed_everything does, and then continues the run's stream where the
+    network's initialisation left it."""
+    generator = seeded(cfg.seed)
+    datamodule, net = build_data_and_net(cfg, generator)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch.set_rng_state(generator.get_state())
     optimizer, scheduler = optimization(cfg)
     model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False))
     loggers = build_loggers(cfg)
@@ -81,13 +90,7 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
     final = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     history = model.history
     return {
-        "arch": cfg.arch_name,
-        "dataset": cfg.dataset_name,
-        "basis": cfg.dataset.get("basis"),
-        "direction": OmegaConf.to_container(cfg.dataset, resolve=True).get("direction"),
-        "variant": cfg.dataset.get("variant"),
-        "nad_index": cfg.dataset.get("nad_index") if cfg.dataset.get("variant") == "poison" else None,
-        "seed": cfg.seed,
+        **training_fields(cfg),
         "train_acc": history[-1]["train/acc"] if history else None,
         "train_loss": history[-1]["train/loss"] if history else None,
         "test_acc": round(final["test/acc"], 6),
@@ -119,16 +122,17 @@ def train(cfg: DictConfig, prepared=None) -> dict:
             log_outcome(trainer.loggers, cfg, {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")})
     finally:
         finish_loggers(trainer.loggers)  # the next job of a multirun in this process must start a run of its own
-    result = {
-        "task": cfg.task,
-        **metrics,
-        "world_size": trainer.world_size,
-        "device": str(trainer.strategy.root_device),
-        "versions": package_versions(),
-        "machine": machine(),
-    }
+    summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
+    fields = {**metrics, "summary": summary, "world_size": trainer.world_size, "device": str(trainer.strategy.root_device)}
+    result = result_record("train", cfg, fields, fields.pop("wall_time_s"))
     if trainer.is_global_zero:
         write_json_atomic(result_path, result)
-        log.info("%s: test acc %.4f (train %.4f) in %.1f s -> %s", cfg.run_name, result["test_acc"],
-                 result["train_acc"] or float("nan"), result["wall_time_s"], result_path)
+        log.info(
+            "%s: test acc %.4f (train %.4f) in %.1f s -> %s",
+            cfg.run_name,
+            result["test_acc"],
+            result["train_acc"] or float("nan"),
+            result["wall_time_s"],
+            result_path,
+        )
     return result

@@ -51,8 +51,7 @@ def index_list(spec, size: int) -> list[int]:
     return indices
 
 
-def sweep_directions(basis: str, shape, stride: int = 1, indices=None, num_nads: int = 0,
-                     max_frequency=None) -> list[list[int]]:
+def sweep_directions(basis: str, shape, stride: int = 1, indices=None, num_nads: int = 0, max_frequency=None) -> list[list[int]]:
     """Every direction address of a sweep over ``basis`` for images of ``shape`` (C, H, W)."""
     if stride < 1:
         raise ConfigError(f"sweep.stride must be >= 1, got {stride}")

@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy.integrate import trapezoid
 
-from nadexp.sweeps.directions import signed
+from nadexp.data.directions import signed
 
 LEARNED = {"learned_90": 0.9, "learned_75": 0.75}  # fraction of directions with test accuracy at least this
 LOW_FREQUENCY = 6  # the low window: abs(f_rows), abs(f_cols) <= 6, where LeNet learns (docs/reproduction.md)
@@ -45,8 +45,11 @@ def cell_row(record: dict, shape, eigenvalues=None) -> dict:
 def cell_rows(records: list[dict], basis: str, shape, eigenvalues=None) -> tuple[tuple[str, ...], list[dict]]:
     """(columns, rows) of a sweep's cells, ordered by direction."""
     rows = [cell_row(record, shape, eigenvalues) for record in records if record.get("basis") == basis]
-    order = {"fourier": lambda r: (r["abs_freq"], r["f_rows"], r["f_cols"]), "nad": lambda r: r["nad_index"],
-             "pixel": lambda r: (r["row"], r["col"])}[basis]
+    order = {
+        "fourier": lambda r: (r["abs_freq"], r["f_rows"], r["f_cols"]),
+        "nad": lambda r: r["nad_index"],
+        "pixel": lambda r: (r["row"], r["col"]),
+    }[basis]
     return ROW_COLUMNS[basis], sorted(rows, key=order)
 
 

@@ -27,12 +27,12 @@ def collect_results(sweep_dir: Path) -> list[dict]:
     return rows
 
 
-class SweepSummary(Callback):
+class MultirunSummary(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        # Imported here, not at start-up: they import torch.
+        # Imported when a multirun ends, not when Hydra builds this callback: they import torch and matplotlib.
         from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
         from nadexp.reports.dashboard import write_dashboard
         from nadexp.reports.sweep_report import is_sweep_dir, make_report
@@ -56,8 +56,9 @@ class SweepSummary(Callback):
             files = make_report(sorted(sweeps), sweep_dir / "report")
             figure = next((f for f in files if f.name == "heatmap_panel.png"), files[0])
             page = write_dashboard([sweep_dir], sweep_dir / "report" / "dashboard.html")
-            Console(width=150, soft_wrap=True).print(f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; "
-                                                     f"figure: {figure}\ndashboard: {page}")
+            Console(width=150, soft_wrap=True).print(
+                f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; figure: {figure}\ndashboard: {page}"
+            )
 
 
 def _format(column: str, value) -> str:

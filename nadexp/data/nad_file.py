@@ -1,0 +1,50 @@
+"""The NAD file format: an estimate's run directory holds nads.npy (k, C, H, W float32, orthonormal rows in
+decreasing order of eigenvalue), eigenvalues.npy and singular_values.npy. Written by estimator=nads, read by
+the NAD basis of D(v), the CIFAR-10 variants, sweeps and reports; numpy only, so any layer may read it."""
+
+from pathlib import Path
+
+import numpy as np
+
+from nadexp.errors import ConfigError
+
+
+def save_nads(run_dir, estimate: dict) -> None:
+    """The ``nads``, ``eigenvalues`` and ``singular_values`` arrays of an estimate, into ``run_dir``."""
+    run_dir = Path(run_dir)
+    np.save(run_dir / "nads.npy", np.asarray(estimate["nads"], dtype=np.float32))
+    np.save(run_dir / "eigenvalues.npy", estimate["eigenvalues"])
+    np.save(run_dir / "singular_values.npy", estimate["singular_values"])
+
+
+def eigenvalues_of(nads_path) -> np.ndarray | None:
+    """The eigenvalues saved beside a nads.npy (or in the run directory given), if any."""
+    path = Path(nads_path)
+    path = (path if path.is_dir() else path.parent) / "eigenvalues.npy"
+    return np.load(path, allow_pickle=False) if path.is_file() else None
+
+
+def load_nads(path, shape=None) -> np.ndarray:
+    """NADs from ``nads.npy`` or from a run directory that holds one, checked for shape and orthonormality."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "nads.npy"
+    if not path.is_file():
+        raise ConfigError(
+            f"dataset.nads={str(path)!r} does not exist: give a nads.npy or the run directory of an estimator=nads run "
+            "(`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0)"
+        )
+    try:
+        nads = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ConfigError(f"dataset.nads={str(path)!r} is not a readable .npy file ({error})") from error
+    if nads.ndim != 4 or not np.issubdtype(nads.dtype, np.floating):
+        raise ConfigError(
+            f"dataset.nads={str(path)!r} holds an array of shape {nads.shape} and dtype {nads.dtype}; expected floats of shape (k, C, H, W)"
+        )
+    if shape is not None and tuple(nads.shape[1:]) != tuple(shape):
+        raise ConfigError(f"dataset.nads={str(path)!r} holds NADs of shape {list(nads.shape[1:])}, but dataset.shape is {list(shape)}")
+    norms = np.linalg.norm(nads.reshape(len(nads), -1), axis=1)
+    if not np.allclose(norms, 1, atol=1e-3):
+        raise ConfigError(f"dataset.nads={str(path)!r} does not hold unit vectors (norms {norms.min():.3g} to {norms.max():.3g})")
+    return nads

@@ -1,0 +1,141 @@
+"""What a dataset is: the typed, checked settings of `dataset=directional` and `dataset=cifar10|cifar100`.
+
+Plain dataclasses without torch: the config schemas are made from them (nadexp.config), and a run checks its
+dataset with them before it imports torch, so a bad value is reported at once. Drawing D(v) is
+nadexp.data.directional; reading CIFAR is nadexp.data.cifar10.
+"""
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from nadexp.data.nad_file import load_nads
+from nadexp.errors import ConfigError
+
+BASES = ("fourier", "pixel", "random", "nad")
+FOURIER_PHASES = ("sine", "cosine")
+
+
+def _address_ranges(basis: str, shape, nads=None) -> dict[str, int]:
+    """Name and exclusive upper bound of each integer in a direction address."""
+    channels, height, width = shape
+    return {
+        "fourier": {"kx": width, "ky": height},
+        "pixel": {"row": height, "col": width},
+        "random": {"index": channels * height * width},
+        "nad": {"index": 0 if nads is None else len(nads)},
+    }[basis]
+
+
+def validate_direction(basis: str, direction, shape, nads=None) -> None:
+    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape``.
+
+    For ``basis="nad"``, ``nads`` is the (k, C, H, W) array of an NAD estimate.
+    """
+    if basis not in BASES:
+        raise ConfigError(f"dataset.basis={basis!r} is unknown: choose one of {', '.join(BASES)}")
+    ranges = _address_ranges(basis, shape, nads)
+    names = ", ".join(ranges)
+    if len(direction) != len(ranges):
+        raise ConfigError(f"dataset.direction must be [{names}] for basis={basis}, got {list(direction)}")
+    for (name, bound), value in zip(ranges.items(), direction):
+        if not 0 <= value < bound:
+            raise ConfigError(
+                f"dataset.direction={list(direction)} is outside the {basis} grid: need 0 <= {name} < {bound} "
+                f"for images of shape {list(shape)}"
+            )
+
+
+@dataclass
+class DirectionalSettings:
+    """D(v): the direction, the constants and the seed (conf/dataset/directional.yaml)."""
+
+    basis: str = "fourier"  # fourier | pixel | random | nad
+    direction: list[int] = field(default_factory=lambda: [1, 0])
+    eps: float = 2.0  # the published figures; the authors' code used 1
+    sigma: float = 3.0
+    n_train: int = 10_000
+    n_test: int = 10_000
+    shape: list[int] = field(default_factory=lambda: [1, 32, 32])
+    seed: int = 0
+    basis_seed: int = 0
+    fourier_phase: str = "cosine"  # basis=fourier: cosine | sine (the authors' code; cosine where the sine vanishes)
+    nads: Optional[str] = None  # basis=nad: a nads.npy, or the run directory of an estimator=nads run
+
+    num_classes = 2
+
+    def __post_init__(self):
+        self.shape, self.direction = list(self.shape), list(self.direction)  # plain lists, also from a config
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ConfigError(f"dataset.shape must be [channels, height, width] of positive integers, got {list(self.shape)}")
+        if not self.eps > 0:
+            raise ConfigError(f"dataset.eps must be > 0, got {self.eps}")
+        if not self.sigma >= 0:
+            raise ConfigError(f"dataset.sigma must be >= 0, got {self.sigma}")
+        for name in ("n_train", "n_test"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"dataset.{name} must be >= 2 so that both classes appear, got {getattr(self, name)}")
+        if self.fourier_phase not in FOURIER_PHASES:
+            raise ConfigError(f"dataset.fourier_phase={self.fourier_phase!r} is unknown: choose one of {', '.join(FOURIER_PHASES)}")
+        self._nad_array = None
+        if self.basis == "nad":
+            if not self.nads:
+                raise ConfigError("dataset.basis=nad needs dataset.nads: the path of a nads.npy or of an estimator=nads run directory")
+            self._nad_array = load_nads(self.nads, self.shape)
+        validate_direction(self.basis, self.direction, self.shape, self._nad_array)
+
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SHAPE = (3, 32, 32)
+VARIANTS = ("plain", "nad_flip", "fourier_flip", "poison")
+# CIFAR-100 (dataset=cifar100, the data of the class-density paper) with its usual channel statistics.
+SOURCES = ("cifar10", "cifar100")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+
+
+@dataclass
+class CIFARSettings:
+    """What `dataset=cifar10` (or `cifar100`) reads and how it represents it (conf/dataset/cifar10.yaml)."""
+
+    source: str = "cifar10"  # cifar10 | cifar100
+    data_dir: str = "data"
+    download: bool = False  # fetch the archive when it is missing (the machine must be online)
+    check_md5: bool = True  # compare the files with CIFAR-10's checksums (false for files built yourself)
+    variant: str = "plain"  # plain | nad_flip | fourier_flip | poison
+    nads: Optional[str] = None  # nad_flip, poison: a nads.npy or an estimator=nads run directory
+    nad_index: int = 0  # poison: the carriers are NADs nad_index and nad_index + 1
+    poison_eps: float = 0.05
+    augment: bool = False  # random crop (padding 4) and horizontal flip of training batches
+    name: str = "cifar10"  # the dataset's part of run names
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise ConfigError(f"dataset.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
+        if self.variant == "poison" and self.source != "cifar10":
+            raise ConfigError("dataset.variant=poison follows the reference's 10-class table: it needs dataset=cifar10")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"dataset.variant={self.variant!r} is unknown: choose one of {', '.join(VARIANTS)}")
+        if self.variant in ("nad_flip", "poison") and not self.nads:
+            raise ConfigError(
+                f"dataset.variant={self.variant} needs dataset.nads: a nads.npy or the run directory of "
+                "`python run.py experiment=nads arch=ARCH`"
+            )
+        if not self.poison_eps > 0:
+            raise ConfigError(f"dataset.poison_eps must be > 0, got {self.poison_eps}")
+        if self.nad_index < 0:
+            raise ConfigError(f"dataset.nad_index must be >= 0, got {self.nad_index}")
+        self._nad_array = self._checked_nads() if self.variant in ("nad_flip", "poison") else None
+
+    def _checked_nads(self):
+        """The NADs of nad_flip and poison: 1-channel (per channel) or 3-channel (whole image) 32 x 32 ones, and
+        for poison two carriers from nad_index on."""
+        array = load_nads(self.nads)
+        shape = tuple(array.shape[1:])
+        if shape not in ((1, 32, 32), SHAPE) or (self.variant == "poison" and shape != (1, 32, 32)):
+            allowed = "(k, 1, 32, 32)" if self.variant == "poison" else "(k, 1, 32, 32) or (k, 3, 32, 32)"
+            raise ConfigError(f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}; variant={self.variant} needs {allowed}")
+        if self.variant == "poison" and not self.nad_index + 1 < len(array):
+            raise ConfigError(
+                f"dataset.nad_index must be between 0 and {len(array) - 2} (carriers nad_index and nad_index + 1 "
+                f"of the {len(array)} NADs in {self.nads}), got {self.nad_index}"
+            )
+        return array

@@ -1,0 +1,38 @@
+"""What every estimator is: a dataclass that `estimator=<name>` instantiates (conf/estimator/<name>.yaml), with
+a device and two steps that nadexp.estimators.run calls.
+
+- ``prepare(cfg)`` makes every check that can fail on the config (options, run directories, checkpoints, files)
+  and writes nothing; it returns what ``run`` needs.
+- ``run(cfg, prepared, output_dir, loggers)`` estimates, writes its arrays, tables and figures into
+  ``output_dir``, logs them, and returns its fields of result.json (with ``summary`` and ``objective``;
+  nadexp.results builds the record).
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from nadexp.errors import ConfigError
+
+
+class Estimator:
+    """For estimator dataclasses with a ``device`` field: auto | cpu | cuda | cuda:N."""
+
+    name: str
+    device: str
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        try:
+            return torch.device(self.device)
+        except RuntimeError as error:
+            raise ConfigError(f"estimator.device={self.device!r} is not a device: use auto, cpu, cuda or cuda:N") from error
+
+    def prepare(self, cfg: DictConfig) -> Any:
+        raise NotImplementedError
+
+    def run(self, cfg: DictConfig, prepared: Any, output_dir: Path, loggers: list) -> dict:
+        raise NotImplementedError

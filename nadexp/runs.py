@@ -1,0 +1,39 @@
+"""What `python run.py <overrides>` does with its composed config: check the command (nadexp.tasks, the
+dataset's settings), prepare the task (every check that can fail on the config; nothing written), then run it.
+
+The registry below is the one place that knows which code runs which task.
+"""
+
+import torch
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from nadexp.config import check_dataset
+from nadexp.errors import ConfigError
+from nadexp.estimators.run import estimate, prepare_estimate
+from nadexp.sweeps.runner import plan, run_sweep
+from nadexp.tasks import ESTIMATORS, check_command
+from nadexp.training.train import prepare, train
+
+STEPS = {  # task: (prepare, run)
+    "train": (prepare, train),
+    "sweep": (plan, run_sweep),
+    **dict.fromkeys(ESTIMATORS, (prepare_estimate, estimate)),
+}
+
+
+def execute(cfg: DictConfig, overrides=()) -> dict:
+    """Runs ``cfg``'s task and returns its result.json; every check that can fail on the config raises
+    ConfigError before the run writes anything."""
+    task = check_command(cfg, overrides)
+    check_dataset(cfg, task)
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg.threads)
+    prepare_task, run_task = STEPS[task]
+    try:
+        prepared = prepare_task(cfg)
+    except InstantiationException as error:  # Hydra wraps what a config's constructor raises
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
+    return run_task(cfg, prepared)
