@@ -34,13 +34,11 @@ def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
     )
 
 
-DATA_MODULES = {  # the data module each dataset schema builds, and the settings it checks
-    "directional_schema": ("nadexp.data.datamodule.DirectionalDataModule", DirectionalSettings),
-    "cifar_schema": ("nadexp.data.datamodule.CIFARDataModule", CIFARSettings),
-}
 SCHEMAS = {
-    "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalSettings, DATA_MODULES["directional_schema"][0]),
-    "cifar_schema": data_module_schema("CIFARDataConfig", CIFARSettings, DATA_MODULES["cifar_schema"][0], ("seed", int, field(default=0))),
+    "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalSettings, "nadexp.data.datamodule.DirectionalDataModule"),
+    "cifar_schema": data_module_schema(
+        "CIFARDataConfig", CIFARSettings, "nadexp.data.datamodule.CIFARDataModule", ("seed", int, field(default=0))
+    ),
 }
 
 
@@ -49,8 +47,9 @@ def check_dataset(cfg: DictConfig, task: str) -> None:
     option): a bad value is reported before the run imports its libraries."""
     if "dataset" not in TASKS[task].reads or not cfg.get("dataset"):
         return
-    settings = next((cls for target, cls in DATA_MODULES.values() if target == cfg.dataset.get("_target_")), None)
-    if settings is not None:
+    schema = next((schema for schema in SCHEMAS.values() if schema._target_ == cfg.dataset.get("_target_")), None)
+    if schema is not None:
+        settings = schema.__bases__[0]  # the dataset's settings, without the data module's own fields
         values = OmegaConf.to_container(cfg.dataset, resolve=True)
         settings(**{f.name: values[f.name] for f in fields(settings) if f.name in values})
 

@@ -173,10 +173,11 @@ class HyperplaneEstimator(Estimator):
         """The data module and network factory: the training run's own (run_dir), or cfg's."""
         return data_and_net_factory(cfg if self.run_dir is None else training_run_config(self.run_dir, cfg))
 
-    def networks(self, make_net) -> tuple[nn.Module, nn.Module, nn.Module]:
+    def networks(self, make_net, loaded: Optional[dict] = None) -> tuple[nn.Module, nn.Module, nn.Module]:
         """(analysed, its init, a fresh random init): the trained network (the last snapshot of run_dir) and its
-        epoch-0 weights; without run_dir, a network drawn from the seed's stream, twice the same. The fresh init
-        is drawn from a stream of its own, so no seed's fresh network is another seed's analysed one."""
+        epoch-0 weights, read from ``loaded`` ({epoch: state dict}) where given; without run_dir, a network drawn
+        from the seed's stream, twice the same. The fresh init is drawn from a stream of its own, so no seed's
+        fresh network is another seed's analysed one."""
         with drawing_from(seeded(self.seed, FRESH_STREAM)):
             fresh = make_net()
         if not self.snapshots:
@@ -185,23 +186,26 @@ class HyperplaneEstimator(Estimator):
             return net, net, fresh
         with drawing_from(seeded(self.seed)):  # their weights are the snapshots'
             net, init = make_net(), make_net()
-        net.load_state_dict(load_weights(self.snapshots[max(self.snapshots)]))
-        init.load_state_dict(load_weights(self.snapshots[0]))
+        loaded = loaded or {}
+        for network, epoch in ((net, max(self.snapshots)), (init, 0)):
+            network.load_state_dict(loaded[epoch] if epoch in loaded else load_weights(self.snapshots[epoch]))
         return net, init, fresh
 
     def run(self, cfg: DictConfig, prepared, output_dir: Path, loggers: list) -> dict:
         """The trained network against its init, the fresh random init and the null, snapshot by snapshot; the
         critical layers at every snapshot_stride-th snapshot and the last, then with random weights."""
         datamodule, make_net = prepared
-        net, init, fresh = self.networks(make_net)
+        snapshots = self.snapshots
+        loaded = {epoch: load_weights(snapshots[epoch]) for epoch in {0, max(snapshots)}} if snapshots else {}
+        net, init, fresh = self.networks(make_net, loaded)
         found = self.weight_statistics(net, init, fresh)
-        layer_names, snapshots = list(found["layers"]), self.snapshots
+        layer_names = list(found["layers"])
         found["epochs"] = {}
         chosen = set(sorted(snapshots)[:: self.snapshot_stride]) | ({max(snapshots)} if snapshots else set())
 
-        def replacements():  # each snapshot file is read once, for both analyses
+        def replacements():  # each snapshot file is read once, for the networks and both analyses
             for epoch, path in sorted(snapshots.items()):
-                state = load_weights(path)
+                state = loaded.pop(epoch) if epoch in loaded else load_weights(path)
                 found["epochs"][epoch] = snapshot_statistics(state, init, layer_names)
                 if epoch in chosen:
                     yield str(epoch), state

@@ -118,11 +118,11 @@ def train(cfg: DictConfig, prepared=None) -> dict:
     log_config(trainer.loggers, cfg)
     try:
         metrics = fit_and_test(cfg, datamodule, model, trainer)
+        summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
         if trainer.is_global_zero:
-            log_outcome(trainer.loggers, cfg, {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")})
+            log_outcome(trainer.loggers, cfg, summary)
     finally:
         finish_loggers(trainer.loggers)  # the next job of a multirun in this process must start a run of its own
-    summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
     fields = {**metrics, "summary": summary, "world_size": trainer.world_size, "device": str(trainer.strategy.root_device)}
     result = result_record("train", cfg, fields, fields.pop("wall_time_s"))
     if trainer.is_global_zero:
