@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test test-all lint bench clean
+.PHONY: run test test-all lint bench gpu-check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ bench: $(VENV)/.installed  ## benchmarks: data paths, NAD estimators, hyperplane
 	$(PY) benchmarks/class_density.py
 	$(PY) benchmarks/sweep.py
 	$(PY) benchmarks/startup.py
+
+gpu-check: $(VENV)/.installed  ## on a machine with CUDA: tests/test_gpu.py and timed GPU runs, one table (without CUDA: says so, exits 0)
+	$(PY) benchmarks/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

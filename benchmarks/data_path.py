@@ -93,22 +93,26 @@ def cifar10_stand_in(root: str, n_train: int = 50_000, n_test: int = 10_000) -> 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=("directional", "cifar10"), default="directional")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3, help="at least 2: the first epoch, with its warm-up, is not timed")
+    parser.add_argument("--samples", type=int, default=None, help="training samples (default: D(v)'s 10,000, CIFAR-10's 50,000)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--arch", default="lenet", help="any conf/arch option")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2: the first epoch carries one-off warm-up costs and is not timed")
     device = torch.device(args.device)
 
     data_dir = tempfile.TemporaryDirectory()
     if args.dataset == "cifar10":
-        cifar10_stand_in(data_dir.name)
+        cifar10_stand_in(data_dir.name, args.samples or 50_000, 1_000)
         images, labels = load_split(data_dir.name, train=True, check_md5=False)
         x, y, classes, optim = represent(images.to(device), labels.to(device)), labels.to(device), 10, (0.21, 0.9, 5e-4)
         overrides = ["experiment=cifar10", f"dataset.data_dir={data_dir.name}", "dataset.check_md5=false"]
     else:
-        (x, y), classes, optim = DirectionalDataset().sample("train", device), 2, (0.5, 0.0, 0.0)
-        overrides = ["experiment=single"]
+        samples = args.samples or DirectionalDataset().n_train
+        (x, y), classes, optim = DirectionalDataset(n_train=samples).sample("train", device), 2, (0.5, 0.0, 0.0)
+        overrides = ["experiment=single", f"dataset.n_train={samples}"]
     overrides += [f"arch={args.arch}", f"trainer.accelerator={'gpu' if args.device == 'cuda' else 'cpu'}"]
     arch = compose_config(overrides).arch
 

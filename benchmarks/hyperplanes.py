@@ -32,13 +32,15 @@ def make(arch: str, seed: int):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--archs", default=",".join(ARCHS), help="comma-separated conf/arch options")
+    parser.add_argument("--images", type=int, default=10_000, help="test images of the critical-layer analysis")
     args = parser.parse_args()
     where = f"{cpu_description()}, torch {torch.__version__}"
 
     table = Table(title=f"Weight statistics per arch ({where})")
     for column in ("arch", "layers", "filters", "median s", "target"):
         table.add_column(column, justify="right")
-    for arch in ARCHS:
+    for arch in args.archs.split(","):
         net, init, fresh = make(arch, 0), make(arch, 1), make(arch, 2)
         times = []
         for _ in range(args.repeats):
@@ -51,7 +53,7 @@ def main():
     Console(width=150).print(table)
 
     net = make("lenet", 0).eval()
-    x, y = torch.randn(10_000, 3, 32, 32), torch.randint(0, 10, (10_000,))
+    x, y = torch.randn(args.images, 3, 32, 32), torch.randint(0, 10, (args.images,))
     batches = [(x[i : i + 1024], y[i : i + 1024]) for i in range(0, len(x), 1024)]
     snapshots = [(str(e), make("lenet", 10 + e).state_dict()) for e in range(11)]
     layers = list(analysed_layers(net))
@@ -63,7 +65,7 @@ def main():
     _, rows = critical_layers(net, layers, snapshots, batches)
     analysis = time.perf_counter() - start
     passes = 1 + len(rows)
-    table = Table(title=f"Critical layers, LeNet, {len(layers)} layers x {len(snapshots)} snapshots, 10,000 test images ({where})")
+    table = Table(title=f"Critical layers, LeNet, {len(layers)} layers x {len(snapshots)} snapshots, {args.images:,} test images ({where})")
     for column in ("test passes", "one pass (s)", "analysis (s)", "analysis / (passes x one pass)"):
         table.add_column(column, justify="right")
     table.add_row(str(passes), f"{one_pass:.3f}", f"{analysis:.2f}", f"{analysis / (passes * one_pass):.2f}")

@@ -10,6 +10,7 @@ work the reference loop does), beside the machine's own float32 matrix-multiply 
 """
 
 import argparse
+import copy
 import math
 import time
 
@@ -23,22 +24,32 @@ from nadexp.config import compose_config
 from nadexp.estimators.draws import fresh_networks
 from nadexp.estimators.gradients import _one_network_at_a_time, eval_points
 from nadexp.estimators.nads import NADEstimator, principal_directions, subspace_overlap
+from nadexp.generators import drawing_from, seeded
 from nadexp.results import cpu_description
 
 SHAPE = (1, 32, 32)
 
 
+def template_and_networks(make_net, seed: int):
+    """The template and the generator that draws networks 0, 1, ... after it, as the estimator draws them."""
+    networks = seeded(seed)
+    with drawing_from(networks):
+        template = make_net().eval()
+    return template, networks
+
+
 def reference_gradients(make_net, count: int, seed: int, device, scale: float = 100.0) -> torch.Tensor:
-    torch.manual_seed(seed)
-    x0 = eval_points("fixed", SHAPE, count, torch.Generator().manual_seed(seed))[0].to(device)
-    template = make_net().to(device).eval()
+    x0 = eval_points("fixed", SHAPE, count, seeded(seed))[0].to(device)
+    template, networks = template_and_networks(make_net, seed)
+    worker = copy.deepcopy(template).to(device)  # each network is drawn on the CPU and copied here
     dim = math.prod(SHAPE)
     steps = scale * torch.eye(dim, device=device).reshape(dim, *SHAPE)
     batch = torch.cat([x0 + steps, x0 - steps])
     rows = []
     with torch.no_grad():
-        for net in fresh_networks(template, count):
-            out = net(batch).reshape(-1)
+        for net in fresh_networks(template, count, make_net, generator=networks):
+            worker.load_state_dict(net.state_dict())
+            out = worker(batch).reshape(-1)
             rows.append(((out[:dim] - out[dim:]) / (2 * scale)).cpu())
     return torch.stack(rows)
 
@@ -88,9 +99,9 @@ def main():
     rows = [("reference-style loop (float32, one 2D batch per network)", args.reference_networks, reference_time, reference)]
 
     def one_at_a_time():
-        torch.manual_seed(args.seed)
-        points = eval_points("fixed", SHAPE, args.reference_networks, torch.Generator().manual_seed(args.seed))
-        return _one_network_at_a_time(make_net().to(device).eval(), points, 100.0, 512, torch.float32, device, None)
+        points = eval_points("fixed", SHAPE, args.reference_networks, seeded(args.seed))
+        template, networks = template_and_networks(make_net, args.seed)
+        return _one_network_at_a_time(template, points, 100.0, 512, torch.float32, device, make_net, generator=networks)
 
     alone, seconds = timed(one_at_a_time)
     rows.append(("nadexp, one network at a time (float32; the fallback)", args.reference_networks, seconds, alone))

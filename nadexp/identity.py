@@ -50,6 +50,8 @@ EXECUTION = (
     "sweep.num_shards",
     "sweep.shard",
 )
+# Settings that enter a run's identity only when switched on: directories made before they existed stay resumable.
+OFF_BY_DEFAULT = ("tf32",)
 # The overrides that every fixed directory's label names, so the reference config shares them; so does what an
 # experiment sweeps itself (hydra.sweeper.params), which its label names (variant, poison index, arch).
 NAMED = ("experiment", "arch", "seed", "sweep", "estimator")
@@ -74,6 +76,8 @@ def result_settings(cfg: DictConfig, task: str | None = None) -> dict:
             if key in EXECUTION or key in spec.sets:
                 continue
             value = OmegaConf.select(cfg, key)
+            if key in OFF_BY_DEFAULT and not value:
+                continue
             settings[key] = OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
     return settings
 

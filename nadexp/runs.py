@@ -9,6 +9,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from nadexp.config import check_dataset
+from nadexp.devices import apply_tf32
 from nadexp.errors import ConfigError
 from nadexp.estimators.run import estimate, prepare_estimate
 from nadexp.sweeps.runner import plan, run_sweep
@@ -29,6 +30,7 @@ def execute(cfg: DictConfig, overrides=()) -> dict:
     check_dataset(cfg, task)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
+    apply_tf32(cfg.get("tf32", False))
     prepare_task, run_task = STEPS[task]
     try:
         prepared = prepare_task(cfg)

@@ -28,7 +28,7 @@ class Task:
     objective: str = "objective"  # the result.json key that run.py returns to Hydra's sweepers
 
 
-TRAINING = ("arch", "dataset", "optimizer", "scheduler", "trainer", "seed")
+TRAINING = ("arch", "dataset", "optimizer", "scheduler", "trainer", "seed", "tf32")
 ESTIMATORS = ("nads", "hyperplanes", "class_density")
 TASKS = {
     "train": Task("one training run", TRAINING, uses=("callbacks", "channels_last", "resume"), objective="test_acc"),
@@ -39,9 +39,9 @@ TASKS = {
         sets=("dataset.basis", "dataset.direction"),
         objective="mean_test_acc",
     ),
-    "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed"), uses=("resume",)),
-    "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed"), uses=("resume",)),
-    "class_density": Task("estimator=class_density", ("arch", "estimator", "seed"), uses=("resume",)),
+    "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed", "tf32"), uses=("resume",)),
+    "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed", "tf32"), uses=("resume",)),
+    "class_density": Task("estimator=class_density", ("arch", "estimator", "seed", "tf32"), uses=("resume",)),
 }
 # Honoured by every task: which experiment, where outputs go, what is logged, how many CPU threads.
 EVERY_TASK = ("experiment", "hydra", "logger", "paths", "threads", "tags")

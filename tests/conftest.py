@@ -49,6 +49,7 @@ def check_result_schema(result: dict, task: str) -> None:
     assert keys[:5] == ["task", "arch", "seed", "objective", "summary"], keys
     assert keys[-3:] == ["wall_time_s", "versions", "machine"], keys
     assert result["task"] == task and isinstance(result["summary"], dict) and result["machine"]["cpu"]
+    assert isinstance(result["tf32"], bool)  # the precision policy, in every result.json
 
 
 def refusal(overrides, run_dir) -> str:
@@ -65,12 +66,10 @@ def refusal(overrides, run_dir) -> str:
     return message
 
 
-def run_cli(*args, cwd=ROOT, timeout=600, env=None):
-    """`python run.py ARGS` as a user runs it; returns the CompletedProcess."""
+def run_cli(*args, cwd=ROOT, timeout=600, env=None, script=ROOT / "run.py"):
+    """`python run.py ARGS` (or another ``script``) as a user runs it; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
-    )
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 def random_images(n_train: int, n_test: int, classes: int):

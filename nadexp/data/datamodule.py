@@ -1,12 +1,15 @@
 """Lightning data modules: whole datasets held as tensors on the training device, served batch by batch.
 
-D(v) is drawn there in one go; CIFAR-10 is read from disk and put in its variant's representation there
-once per run. Augmentation (CIFAR-10) runs on whole batches on the device, after the transfer.
+D(v) is drawn on the CPU in one go and moved there; CIFAR-10 is read from disk and put in its variant's
+representation there once per run. Augmentation (CIFAR-10) runs on whole batches on the device, after the
+transfer, with its random offsets and flips drawn on the CPU. Every number that decides what a run sees is
+drawn by a CPU generator, so one seed gives the same data, order and augmentation on every device.
 """
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nadexp.data.cifar10 import CIFARDataset
@@ -28,7 +31,9 @@ class TensorBatches(Dataset):
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices):
-        index = torch.as_tensor(indices, device=self.tensors[0].device)
+        index = torch.as_tensor(indices)
+        if self.tensors[0].is_cuda:  # from pinned memory the copy is queued, not waited for
+            index = index.pin_memory().to(self.tensors[0].device, non_blocking=True)
         return tuple(t[index] for t in self.tensors)
 
 
@@ -67,13 +72,21 @@ class TensorDataModule(pl.LightningDataModule):
         )
 
     def val_dataloader(self):
-        return DataLoader(self.test_set, batch_size=self.eval_batch_size, collate_fn=keep_batch)
+        return DataLoader(self.test_set, batch_size=self.eval_batch_size, sampler=self.eval_sampler(), collate_fn=keep_batch)
+
+    def eval_sampler(self):
+        """Under DDP, each test sample on exactly one rank: Lightning's DistributedSampler would pad the split
+        to a multiple of the world size with repeated samples, which the summed accuracy would count twice."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        return UnrepeatedDistributedSampler(self.test_set, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
 
     test_dataloader = val_dataloader
 
 
 class DirectionalDataModule(TensorDataModule):
-    """D(v), generated on the training device in ``setup``; every DDP rank draws the same data."""
+    """D(v), drawn on the CPU and moved to the training device in ``setup``; every DDP rank draws the same data."""
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, **dataset):
         super().__init__(batch_size, eval_batch_size)
@@ -143,13 +156,14 @@ class EpochShuffle(Sampler):
 
 def random_crop_and_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
     """The standard CIFAR augmentation on a whole batch: a random crop of the zero-padded image and a
-    horizontal flip with probability 1/2, drawn per image from torch's global generator."""
+    horizontal flip with probability 1/2, drawn per image from torch's global CPU generator (on any device: the
+    same crops and flips for a seed) and moved to the images' device."""
     n, _, height, width = images.shape
     padded = torch.nn.functional.pad(images, (padding,) * 4)
-    dy, dx = (torch.randint(0, 2 * padding + 1, (n,), device=images.device) for _ in range(2))
+    dy, dx = (torch.randint(0, 2 * padding + 1, (n,)).to(images.device, non_blocking=True) for _ in range(2))
     rows = (dy[:, None] + torch.arange(height, device=images.device))[:, None, :, None]
     cols = (dx[:, None] + torch.arange(width, device=images.device))[:, None, None, :]
-    flip = torch.rand(n, device=images.device) < 0.5
+    flip = (torch.rand(n) < 0.5).to(images.device, non_blocking=True)
     cols = torch.where(flip[:, None, None, None], cols.flip(-1), cols)
     batch = torch.arange(n, device=images.device)[:, None, None, None]
     channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]

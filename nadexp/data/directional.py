@@ -23,15 +23,18 @@ class DirectionalDataset(DirectionalSettings):
         )
 
     def sample(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``n_train`` or ``n_test`` samples of a split at once: images (N, C, H, W) and labels (N,)."""
+        """All ``n_train`` or ``n_test`` samples of a split at once: images (N, C, H, W) and labels (N,), on ``device``.
+
+        Drawn and computed on the CPU, then moved: one seed gives bitwise the same data on every device (a GPU's
+        generator and kernels would give other numbers), so the device a run uses never changes what it learns."""
         size = {"train": self.n_train, "test": self.n_test}[split]
         # Train and test come from independent streams, so resizing one split leaves the other unchanged.
         stream = np.random.SeedSequence([self.seed, ("train", "test").index(split)]).generate_state(1)[0]
-        generator = torch.Generator(device=device).manual_seed(int(stream))
-        v = self.vector(device).flatten()
-        noise = self.sigma * torch.randn(size, v.numel(), generator=generator, device=device)
+        generator = torch.Generator().manual_seed(int(stream))
+        v = self.vector().flatten()
+        noise = self.sigma * torch.randn(size, v.numel(), generator=generator)
         noise -= (noise @ v)[:, None] * v
-        labels = (torch.arange(size, device=device) % 2)[torch.randperm(size, generator=generator, device=device)]
+        labels = (torch.arange(size) % 2)[torch.randperm(size, generator=generator)]
         signs = 2.0 * labels - 1.0
         images = noise + (self.eps / 2) * signs[:, None] * v
-        return images.reshape(size, *self.shape), labels
+        return images.reshape(size, *self.shape).to(device), labels.to(device)

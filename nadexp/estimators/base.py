@@ -14,22 +14,28 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from nadexp.devices import auto_device, job_index
 from nadexp.errors import ConfigError
 
 
 class Estimator:
-    """For estimator dataclasses with a ``device`` field: auto | cpu | cuda | cuda:N."""
+    """For estimator dataclasses with a ``device`` field: auto | cpu | cuda | cuda:N. auto takes a GPU when one is
+    visible, job i of a local multirun GPU i (modulo the number of GPUs)."""
 
     name: str
     device: str
 
     def resolved_device(self) -> torch.device:
         if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            return auto_device(job_index())
         try:
-            return torch.device(self.device)
+            device = torch.device(self.device)
         except RuntimeError as error:
             raise ConfigError(f"estimator.device={self.device!r} is not a device: use auto, cpu, cuda or cuda:N") from error
+        if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+            visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise ConfigError(f"estimator.device={self.device} is not visible here ({visible} GPUs): use auto or cpu")
+        return device
 
     def prepare(self, cfg: DictConfig) -> Any:
         raise NotImplementedError

@@ -2,7 +2,9 @@
 
 Network k is a function of the generator's seed alone: the estimators draw networks 0, 1, 2, ... in order from a
 generator seeded with theirs, so every method (and every batch size) sees the same networks. torch's global
-generator is not used (nadexp.generators).
+generator is not used (nadexp.generators). Networks are drawn on the CPU, into a template that lives there, by a
+CPU generator, and the estimators move them to their device: one seed gives bitwise the same networks on every
+device (a GPU's generator would give others), and a template on another device is refused.
 """
 
 import queue
@@ -27,6 +29,7 @@ def fresh_networks(template: nn.Module, count: int, make_net=None, *, generator:
     no ``reset_parameters``; timm has init schemes of its own) are built again by ``make_net`` for each
     draw and copied into ``template``.
     """
+    _on_the_cpu(template, generator)
     if not resettable(template):
         if make_net is None:
             raise ValueError(f"{type(template).__name__} has parameters no reset_parameters draws: pass make_net")
@@ -44,6 +47,12 @@ def fresh_networks(template: nn.Module, count: int, make_net=None, *, generator:
         yield template
 
 
+def _on_the_cpu(template: nn.Module, generator: torch.Generator) -> None:
+    devices = {t.device.type for t in chain(template.parameters(), template.buffers())} | {generator.device.type}
+    if devices != {"cpu"}:
+        raise ValueError(f"networks are drawn on the CPU by a CPU generator and then moved; got a template or generator on {devices}")
+
+
 def resettable(net: nn.Module) -> bool:
     """Whether resetting layers draws ``net`` as its constructor does: true of nadexp's own zoo, whose every
     parameter belongs to a layer with ``reset_parameters``; library models (timm's init schemes) are built again."""
@@ -59,6 +68,7 @@ def stacked_networks(
     fill_, zero_), the ops are replayed straight into the stacked tensors, which skips the per-layer Python of
     ``reset_parameters`` (LeNet: 0.42 ms per network, more than its autograd NAD gradient); where they are only
     uniform_ and fills, a batch is one draw (`_one_draw_plan`)."""
+    _on_the_cpu(template, generator)
     recipe = init_recipe(template) if resettable(template) else None
     state = dict(chain(template.named_parameters(), template.named_buffers()))
     plan = _one_draw_plan(recipe, state)

@@ -1,6 +1,7 @@
 """`estimator=nads`: Neural Anisotropy Directions, the principal directions of input gradients over random
 initialisations; written as nads.npy (nadexp.data.nad_file) with figures of the first NADs and the spectrum."""
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from nadexp.data.nad_file import save_nads
+from nadexp.devices import tf32_enabled
 from nadexp.errors import ConfigError
 from nadexp.estimators.base import Estimator
 from nadexp.estimators.gradients import autograd_gradients, eval_points, finite_difference_gradients
@@ -83,7 +85,7 @@ class NADEstimator(Estimator):
     chunk_size: Union[int, str] = "auto"
     networks_per_batch: Union[int, str] = "auto"
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: str = "float32"
 
     def __post_init__(self):
         for option, value, allowed in (
@@ -116,8 +118,8 @@ class NADEstimator(Estimator):
         device = self.resolved_device()
         networks = seeded(self.seed)  # the template first, then network 0, 1, ...
         points = eval_points(self.eval_point, tuple(shape), self.num_networks, seeded(self.seed))
-        with drawing_from(networks):
-            template = make_net().to(device).eval()
+        with drawing_from(networks):  # every network is drawn on the CPU and moved to the device to compute
+            template = make_net().eval()
         if self.method == "finite_difference":
             return finite_difference_gradients(
                 template,
@@ -158,7 +160,25 @@ class NADEstimator(Estimator):
         make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
         with drawing_from(torch.Generator()):  # a throwaway network: the estimate's stream is untouched
             make_net()
+        self._check_earlier_dtype(Path(cfg.paths.output_dir))
         return make_net
+
+    def _check_earlier_dtype(self, output_dir: Path) -> None:
+        """dtype=auto resolves by device: an estimate resumed on another device must not replace the earlier one's
+        precision in the same run directory unseen."""
+        earlier = output_dir / "result.json"
+        if not earlier.is_file():
+            return
+        try:
+            found = json.loads(earlier.read_text()).get("dtype")
+        except (OSError, ValueError):
+            return
+        dtype = str(self.resolved_dtype(self.resolved_device())).removeprefix("torch.")
+        if found and found != dtype:
+            raise ConfigError(
+                f"estimator.dtype={self.dtype} is {dtype} on this device, but {output_dir} holds a {found} estimate: "
+                f"set estimator.dtype={found} to resume it, or estimator.dtype={dtype} for a run directory of its own"
+            )
 
     def run(self, cfg: DictConfig, make_net, output_dir: Path, loggers: list) -> dict:
         shape = tuple(cfg.dataset.shape)
@@ -191,6 +211,7 @@ class NADEstimator(Estimator):
             "scale": self.scale if self.method == "finite_difference" else None,
             "shape": list(shape),
             "dtype": str(self.resolved_dtype(device)).removeprefix("torch."),
+            "tf32": tf32_enabled() and device.type == "cuda",
             "device": str(device),
             "num_components": len(found["nads"]),
             "diagnostic": {"split_half_overlap": found["diagnostic"]},

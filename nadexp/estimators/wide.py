@@ -7,7 +7,10 @@ each channel alone (ReLU, pooling, eval-mode dropout) are shared as they are.
 
 An architecture this cannot express (DenseNet concatenates feature maps, which mixes the blocks; timm models
 have LayerNorm) runs side by side through torch.func.vmap instead. `side_by_side` picks the first of the two
-that gives the K networks' own outputs, checked on two of them.
+that gives the K networks' own outputs, checked on two of them against the template on the CPU.
+
+The template (and the stacked networks loaded into a runner) live on the CPU, where networks are drawn; a runner
+moves what it computes with to its own device.
 """
 
 import copy
@@ -17,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+
+from nadexp.devices import agree
 
 CHANNELWISE = (
     nn.ReLU,
@@ -120,7 +125,11 @@ def call_order(net: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Modu
 
 def layer_inputs(net: nn.Module, input_shape) -> int:
     """The elements all of one network's layers read for one input: what a pass holds per network and input."""
-    return _elements_read(call_order(net, torch.zeros(1, *input_shape, device=next(net.parameters()).device)))
+    return _elements_read(call_order(net, torch.zeros(1, *input_shape, device=_device_of(net))))
+
+
+def _device_of(net: nn.Module) -> torch.device:
+    return next(net.parameters()).device
 
 
 def _elements_read(calls) -> int:
@@ -139,7 +148,7 @@ class WideNetwork:
 
     def __init__(self, template: nn.Module, input_shape, dtype=torch.float32, device="cpu", own_inputs=False):
         self.input_shape, self.dtype, self.device = tuple(input_shape), dtype, torch.device(device)
-        example = torch.zeros(1, *input_shape, device=self.device)
+        example = torch.zeros(1, *input_shape, device=_device_of(template))
         calls = call_order(template, example)
         first = next((i for i, (_, m, _) in enumerate(calls) if next(m.parameters(), None) is not None), None)
         if first is None:
@@ -322,8 +331,7 @@ class VmappedNetworks:
 
     def __init__(self, template: nn.Module, input_shape, dtype=torch.float32, device="cpu"):
         self.input_shape, self.dtype, self.device = tuple(input_shape), dtype, torch.device(device)
-        example = torch.zeros(1, *input_shape, device=self.device)
-        calls = call_order(template, example)
+        calls = call_order(template, torch.zeros(1, *input_shape, device=_device_of(template)))
         self.activations = _elements_read(calls)
         self.first_module = next((m for _, m, _ in calls if next(m.parameters(), None) is not None), None)
         skeleton = copy.deepcopy(template).eval().to("meta")
@@ -374,8 +382,9 @@ def side_by_side(template: nn.Module, input_shape, probe: dict, dtype=torch.floa
 
 
 def _check(runner, template: nn.Module, input_shape, probe: dict) -> None:
-    """The runner's outputs at x +- e_i for two pixels equal each probe network's own, or ValueError."""
-    x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0)).to(runner.device)
+    """The runner's outputs at x +- e_i for two pixels equal each probe network's own, computed one by one by the
+    template where it lives (the CPU), within the float32 tolerance of the runner's device; or ValueError."""
+    x = torch.randn(*input_shape, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         dtype, runner.dtype = runner.dtype, torch.float32  # checked in float32, where equal means equal
         try:
@@ -384,9 +393,12 @@ def _check(runner, template: nn.Module, input_shape, probe: dict) -> None:
             got = runner.perturbed_outputs(slice(0, 2)).float()
         finally:
             runner.dtype = dtype
-        inputs = perturbed_inputs(x, 1.0, runner.device, torch.float32)(slice(0, 2))
-        want = torch.stack([functional_call(template, {n: t[k] for n, t in probe.items()}, (inputs,)).reshape(-1) for k in range(len(got))])
-    if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-3, atol=1e-5 * float(want.abs().max())):
+        here = _device_of(template)
+        inputs = perturbed_inputs(x, 1.0, here, torch.float32)(slice(0, 2))
+        want = torch.stack(
+            [functional_call(template, {n: t[k].to(here) for n, t in probe.items()}, (inputs,)).reshape(-1) for k in range(len(got))]
+        )
+    if not agree(got, want, torch.float32, runner.device):
         raise ValueError("the networks side by side compute something else than one by one (e.g. they concatenate maps)")
 
 

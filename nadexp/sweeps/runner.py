@@ -15,7 +15,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nadexp.data.directions import sweep_directions
 from nadexp.data.nad_file import eigenvalues_of, load_nads
+from nadexp.devices import auto_device, job_index
 from nadexp.errors import ConfigError
+from nadexp.estimators.wide import layer_inputs
 from nadexp.generators import drawing_from
 from nadexp.loggers import build_loggers, finish_loggers, log_cell, log_config, log_outcome
 from nadexp.reports.comparison import comparable, write_comparison
@@ -30,14 +32,18 @@ log = logging.getLogger(__name__)
 
 
 def cell_config(cfg: DictConfig, direction) -> DictConfig:
-    """The training config of one cell: the sweep's config at one direction, with no logger of its own."""
+    """The training config of one cell: the sweep's config at one direction, with no logger of its own, on the
+    sweep's device (shard i of a sweep on GPU i of the machine's, modulo their number)."""
     cell = cfg.copy()
+    device = _device(cfg)
     with open_dict(cell):
         cell.dataset.basis = cfg.sweep.basis
         cell.dataset.direction = list(direction)
         cell.logger = {}
         cell.callbacks = {}
         cell.trainer.enable_progress_bar = False
+        if device.type == "cuda":
+            cell.trainer.accelerator, cell.trainer.devices = "gpu", [device.index]
         cell.sweep = {}
     return cell
 
@@ -49,9 +55,14 @@ def train_cell(cfg: DictConfig) -> dict:
 
 
 def _device(cfg: DictConfig) -> torch.device:
+    """The device the sweep's cells train on: the CPU, or the GPU of its shard, or of its job in a local multirun of
+    whole sweeps (nadexp.devices.auto_device)."""
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accelerator} asks for a GPU, but CUDA sees none: use trainer.accelerator=cpu or auto")
+        sharded = (cfg.sweep.get("num_shards") or 1) > 1
+        return auto_device(cfg.sweep.get("shard", 0) if sharded else job_index())
     return torch.device("cpu")
 
 
@@ -71,16 +82,40 @@ def forward_flops(cfg: DictConfig) -> int:
     return counter.get_total_flops()
 
 
+# On a GPU, stacked models share the device's memory: K is what half of the free memory holds, up to this.
+GPU_MAX_MODELS_AT_ONCE = 64
+
+
+def gpu_models_at_once(cfg: DictConfig, device: torch.device) -> int:
+    """K for a GPU: how many models half of the device's free memory holds, each with its data (both splits, held
+    per model), its parameters, gradients and optimiser state, and the activations of a batch kept for backward."""
+    shape = tuple(cfg.dataset.shape)
+    with drawing_from(torch.Generator()):
+        net = instantiate(cfg.arch, input_shape=shape, num_classes=2)
+    params = sum(p.numel() for p in net.parameters())
+    activations = layer_inputs(net, shape)
+    samples = cfg.dataset.get("n_train", 0) + cfg.dataset.get("n_test", 0)
+    batch = max(3 * cfg.dataset.batch_size, cfg.dataset.eval_batch_size)
+    per_model = 4 * (4 * params + samples * math.prod(shape) + batch * activations)
+    free, _ = torch.cuda.mem_get_info(device)
+    return max(1, min(GPU_MAX_MODELS_AT_ONCE, int(free // 2 // per_model)))
+
+
 def models_at_once(cfg: DictConfig) -> int:
     """How many cells one vectorised step trains (``sweep.models_at_once``); 1 trains each cell with Lightning.
 
-    auto: 16 on a GPU, and on a CPU 16 for nets under CPU_STACKING_MAX_FLOPS per image, else 1; and 1 whenever
-    the trainer config asks for something the stacked engine does not implement (said in the log). An
-    explicit K > 1 with such a setting is refused."""
+    auto: on a GPU what its free memory holds (gpu_models_at_once), on a CPU 16 for nets under
+    CPU_STACKING_MAX_FLOPS per image, else 1; and 1 whenever the trainer config asks for something the stacked
+    engine does not implement (said in the log). An explicit K > 1 with such a setting is refused. A group that
+    runs out of GPU memory is trained again as two halves (run_sweep)."""
     setting = cfg.sweep.get("models_at_once", "auto")
     unsupported = unsupported_trainer_settings(cfg.trainer)
     if setting == "auto":
-        wanted = 16 if _device(cfg).type == "cuda" or forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
+        device = _device(cfg)
+        if device.type == "cuda":
+            wanted = gpu_models_at_once(cfg, device)
+        else:
+            wanted = 16 if forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
         if wanted > 1 and unsupported:
             log.info(
                 "sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine does not implement %s",
@@ -184,7 +219,7 @@ def plan(cfg: DictConfig) -> SweepPlan:
         if at_once > 1:
             datamodule, net = build_data_and_net(first)
             optimization(first)
-            failure = stacking_failure(net, datamodule.input_shape, cfg.get("channels_last", False))
+            failure = stacking_failure(net, datamodule.input_shape, cfg.get("channels_last", False), _device(cfg))
             if failure and cfg.sweep.get("models_at_once", "auto") != "auto":
                 raise ConfigError(
                     f"sweep.models_at_once={at_once}: {cfg.arch_name} cannot be trained as stacked models "
@@ -241,23 +276,41 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
         log_config(loggers, cfg)
         with Progress(*columns) as progress:
             task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=sum(len(group) for group in todo))
-            for group in todo:
-                if sweep.models_at_once == 1:
-                    records = [train_cell(cell_config(cfg, group[0][0]))]
-                else:
-                    records = train_cells_stacked(cfg, [d for d, _ in group])
-                for (_, key), record in zip(group, records):
-                    if key not in store:  # a group cut short by a kill: its finished cells are kept as they were
-                        store.write(key, record)
-                        done += 1
-                        log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
-                progress.advance(task, len(group))
+            for whole in todo:
+                for group, records in trained_groups(cfg, whole, sweep.models_at_once):
+                    for (_, key), record in zip(group, records):
+                        if key not in store:  # a group cut short by a kill: its finished cells are kept as they were
+                            store.write(key, record)
+                            done += 1
+                            log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
+                    progress.advance(task, len(group))
         if all(key in store for _, key in cells):
             store.remove_orphans()
         records = [r for r in store.records() if r.get("arch") == cfg.arch_name and r.get("seed") == cfg.seed]
         return _report(cfg, records, time.perf_counter() - start, loggers)
     finally:
         finish_loggers(loggers)
+
+
+def trained_groups(cfg: DictConfig, group: list, at_once: int):
+    """(cells, records) of a group as they are trained: the group in one stacked loop, or, when that runs out of
+    GPU memory, its two halves in turn (and so on down to one model), so no cell is lost to an OOM."""
+    if at_once == 1:
+        yield group, [train_cell(cell_config(cfg, group[0][0]))]
+        return
+    try:
+        records = train_cells_stacked(cfg, [d for d, _ in group])
+    except torch.cuda.OutOfMemoryError:
+        if len(group) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = (len(group) + 1) // 2
+        log.warning("out of GPU memory training %d stacked models: training them again as %d and %d", len(group), half, len(group) - half)
+        yield from trained_groups(cfg, group[:half], at_once)
+        yield from trained_groups(cfg, group[half:], at_once)
+        return
+    yield group, records
 
 
 def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) -> dict:

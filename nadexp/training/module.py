@@ -8,16 +8,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nadexp.generators import seeded
+
+RANK_STREAM, CUDA_STREAM = 1, 2  # seeded(seed, stream, rank): the random layers' streams of DDP ranks and GPUs
+
 
 class Classifier(pl.LightningModule):
     """Cross-entropy training of ``net``; logs ``train/loss``, ``train/acc``, ``test/loss``, ``test/acc``.
 
     ``optimizer`` and ``scheduler`` are partials from the ``optimizer`` and ``scheduler`` config groups;
     the scheduler is stepped every optimisation step and receives the total number of steps.
+
+    What trains at random (dropout masks, CIFAR augmentation) draws from torch's global generators. Rank zero
+    continues the run's CPU stream (nadexp.training.train.build); every other DDP rank starts a CPU stream of
+    its own from ``seed``, and so does each GPU's generator (dropout on a GPU draws there), so no two ranks draw
+    the same masks and a seed gives the same masks again on the same devices.
     """
 
-    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None, channels_last: bool = False):
+    def __init__(
+        self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None, channels_last: bool = False, seed: int = 0
+    ):
         super().__init__()
+        self.seed = seed
         self.channels_last = channels_last  # inputs follow the net's memory format (see build_data_and_net)
         self.net = net
         self.optimizer_factory = optimizer
@@ -52,6 +64,13 @@ class Classifier(pl.LightningModule):
             if not self.history or self.history[-1]["epoch"] != self.current_epoch:
                 self.history.append({"epoch": self.current_epoch})
             self.history[-1].update({key: round(value.item(), 6) for key, value in metrics.items()})
+
+    def on_fit_start(self):
+        rank = self.global_rank
+        if rank > 0:
+            torch.set_rng_state(seeded(self.seed, RANK_STREAM, rank).get_state())
+        if self.device.type == "cuda":
+            torch.cuda.default_generators[self.device.index or 0].manual_seed(seeded(self.seed, CUDA_STREAM, rank).initial_seed())
 
     def training_step(self, batch, batch_idx):
         return self._accumulate("train", *batch)

@@ -20,7 +20,9 @@ class EpochSnapshots(pl.Callback):
 
     def _save(self, trainer: pl.Trainer, epochs_done: int) -> None:
         path = snapshot_path(self.dirpath, epochs_done)
-        if not path.exists():
+        # save_checkpoint is collective under DDP (it ends in a barrier): every rank must make the same choice,
+        # so rank zero's view of the file decides, not each rank's view of a file that rank zero may be writing.
+        if not trainer.strategy.broadcast(path.exists(), src=0):
             trainer.save_checkpoint(path, weights_only=True)  # writes on rank zero only
 
     def on_train_start(self, trainer, pl_module):

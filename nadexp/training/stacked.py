@@ -120,15 +120,16 @@ class StackedModels:
         return {name: t[k].detach() for name, t in {**self.params, **self.buffers}.items()}
 
 
-def stacking_failure(net: nn.Module, input_shape, channels_last: bool = False) -> Optional[str]:
-    """Why two copies of ``net`` cannot be trained as stacked models (torch.func cannot vectorise some layers
-    of library models), or None when a stacked forward and backward pass works."""
+def stacking_failure(net: nn.Module, input_shape, channels_last: bool = False, device="cpu") -> Optional[str]:
+    """Why two copies of ``net`` cannot be trained as stacked models on ``device`` (torch.func cannot vectorise
+    some layers of library models, some only on a GPU, such as fused attention kernels), or None when a stacked
+    forward and backward pass works there."""
     import copy
 
     try:
-        models = StackedModels([net, copy.deepcopy(net)], channels_last)
+        models = StackedModels([copy.deepcopy(net).to(device), copy.deepcopy(net).to(device)], channels_last)
         models.train(True)
-        models(torch.zeros(2, 2, *input_shape)).sum().backward()
+        models(torch.zeros(2, 2, *input_shape, device=device)).sum().backward()
     except Exception as error:  # noqa: BLE001 - whatever torch.func raises, the sweep falls back to Lightning
         return f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     return None

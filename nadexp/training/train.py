@@ -15,6 +15,7 @@ from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
 from nadexp.results import open_run_dir, result_record, training_fields, write_json_atomic
+from nadexp.training.ddp import ranks_of_this_job
 from nadexp.training.module import Classifier
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def build(cfg: DictConfig):
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_rng_state(generator.get_state())
     optimizer, scheduler = optimization(cfg)
-    model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False))
+    model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False), seed=cfg.seed)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
@@ -117,7 +118,8 @@ def train(cfg: DictConfig, prepared=None) -> dict:
         return result
     log_config(trainer.loggers, cfg)
     try:
-        metrics = fit_and_test(cfg, datamodule, model, trainer)
+        with ranks_of_this_job(trainer):
+            metrics = fit_and_test(cfg, datamodule, model, trainer)
         summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
         if trainer.is_global_zero:
             log_outcome(trainer.loggers, cfg, summary)

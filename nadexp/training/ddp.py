@@ -1,0 +1,76 @@
+"""DDP ranks of one job of a Hydra multirun.
+
+Lightning starts the DDP ranks > 0 of a local run by running the process's own command again (its subprocess
+launcher, with the run's directory appended). Inside a multirun that command is the whole multirun (`-m`, or an
+experiment that sets hydra.mode: MULTIRUN): every rank would launch every job again and pair with its parent
+job by job, by luck of walking the same list. ``ranks_of_this_job`` makes the ranks of a multirun job run that
+job alone: its own overrides, in RUN mode, in its own directory; and when the job ends it closes its process
+group and forgets the ranks' environment, so the next job launches ranks of its own.
+"""
+
+import os
+import sys
+from contextlib import contextmanager
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf, open_dict, read_write
+from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+# What Lightning's launcher sets in the parent's environment (a later trainer would take itself for a child).
+LAUNCH_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+def launches_ranks(trainer: pl.Trainer) -> bool:
+    """Whether ``trainer.fit`` will start ranks > 0 as new processes running this command (local DDP, not
+    SLURM or torchrun, which start them themselves)."""
+    strategy = trainer.strategy
+    launcher = getattr(strategy, "launcher", None)
+    environment = getattr(strategy, "cluster_environment", None)
+    return (
+        isinstance(launcher, _SubprocessScriptLauncher)
+        and environment is not None
+        and not environment.creates_processes_externally
+        and trainer.world_size > 1
+    )
+
+
+def multirun_job():
+    """Hydra's config of the multirun job this process runs, or None outside a multirun."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
+
+
+@contextmanager
+def ranks_of_this_job(trainer: pl.Trainer):
+    """Around a job's fit and test: ranks launched inside a multirun run this job only (module docstring)."""
+    hydra_cfg = multirun_job()
+    if hydra_cfg is None or not launches_ranks(trainer):
+        yield
+        return
+    argv, environment = sys.argv, {key: os.environ.get(key) for key in LAUNCH_ENVIRONMENT}
+    run_dir = OmegaConf.to_container(hydra_cfg.run)["dir"]  # as configured: reading it would claim a directory
+    # The launcher appends hydra.run.dir=<the run directory Hydra reports>: here the job's own directory.
+    sys.argv = [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
+    with read_write(hydra_cfg), open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for process in getattr(trainer.strategy.launcher, "procs", []):
+            process.wait()
+        for key, value in environment.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        sys.argv = argv
+        with read_write(hydra_cfg), open_dict(hydra_cfg):
+            hydra_cfg.run.dir = run_dir

@@ -1,0 +1,114 @@
+"""What only a GPU can show: the CUDA paths give the CPU's numbers. Skipped without CUDA; `make gpu-check` runs
+these and times command-line runs beside them (benchmarks/gpu_check.py).
+
+NADEXP_TEST_DEVICE=cpu runs the same comparisons with the CPU as the device (a dry run of this file's own logic).
+"""
+
+import logging
+import os
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from nadexp.config import compose_config
+from nadexp.data.directional import DirectionalDataset
+from nadexp.devices import apply_tf32
+from nadexp.estimators.nads import NADEstimator, principal_directions, subspace_overlap
+from nadexp.training.stacked import fit_stacked
+
+from conftest import ARCHS
+from test_stacked import SGD_MOMENTUM, one_by_one
+
+DEVICE = torch.device(os.environ.get("NADEXP_TEST_DEVICE", "cuda"))
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(DEVICE.type == "cuda" and not torch.cuda.is_available(), reason="needs a CUDA GPU (make gpu-check)"),
+]
+
+
+@pytest.fixture(autouse=True)
+def float32_means_float32():
+    apply_tf32(False)  # the policy's default: the comparisons below are of float32 with float32
+
+
+# arch, input shape, networks: enough networks for ten NADs, few enough that the CPU reference takes seconds
+NAD_CASES = [("lenet", (1, 32, 32), 128), ("resnet18", (1, 16, 16), 32), ("densenet121", (1, 16, 16), 24), ("vit_tiny", (1, 16, 16), 32)]
+
+
+def nad_factory(arch: str, shape):
+    cfg = compose_config(["experiment=nads", f"arch={arch}", f"dataset.shape=[{','.join(map(str, shape))}]"])
+    return lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)
+
+
+def gradients(arch, shape, networks, method, device, dtype="float32", networks_per_batch="auto"):
+    estimator = NADEstimator(
+        method=method, num_networks=networks, device=str(device), dtype=dtype, seed=0, networks_per_batch=networks_per_batch
+    )
+    return estimator.gradients(nad_factory(arch, shape), shape)
+
+
+SIDE_BY_SIDE = 8  # networks per pass on the device: what `auto` gives there at least, named so a CPU dry run agrees
+
+
+@pytest.mark.parametrize("method", ["finite_difference", "autograd"])
+@pytest.mark.parametrize("arch, shape, networks", NAD_CASES, ids=[case[0] for case in NAD_CASES])
+def test_nads_on_the_device_are_the_cpus(arch, shape, networks, method, caplog):
+    with caplog.at_level(logging.INFO, logger="nadexp.estimators.gradients"):
+        on_device = gradients(arch, shape, networks, method, DEVICE, networks_per_batch=SIDE_BY_SIDE)
+    runner = caplog.text.strip().splitlines()[-1] if caplog.text.strip() else "one wide network"
+    on_cpu = gradients(arch, shape, networks, method, "cpu")
+    assert "one network at a time" not in runner, runner  # a side-by-side runner ran on the device
+    overlap = subspace_overlap(principal_directions(on_device)[0], principal_directions(on_cpu)[0], 10)
+    assert overlap >= 0.99, f"{arch} {method}: top-10 overlap {overlap:.4f} between {DEVICE} and CPU ({runner})"
+
+
+@pytest.mark.parametrize("arch, shape, networks", NAD_CASES, ids=[case[0] for case in NAD_CASES])
+def test_bfloat16_nads_on_the_device_agree_with_float32(arch, shape, networks):
+    float32 = gradients(arch, shape, networks, "finite_difference", DEVICE, networks_per_batch=SIDE_BY_SIDE)
+    bfloat16 = gradients(arch, shape, networks, "finite_difference", DEVICE, "bfloat16", SIDE_BY_SIDE)
+    overlap = subspace_overlap(principal_directions(bfloat16)[0], principal_directions(float32)[0], 10)
+    assert overlap >= 0.999, f"{arch}: top-10 overlap {overlap:.4f} between bfloat16 and float32 on {DEVICE}"
+
+
+def test_d_v_on_the_device_is_the_cpus_bit_for_bit():
+    dataset = DirectionalDataset(direction=[3, 5], n_train=2048, n_test=512, seed=7)
+    for split in ("train", "test"):
+        x, y = dataset.sample(split, DEVICE)
+        want_x, want_y = dataset.sample(split)
+        assert x.device.type == DEVICE.type and torch.equal(x.cpu(), want_x) and torch.equal(y.cpu(), want_y)
+
+
+# Vectorised and per-model convolutions round differently; BatchNorm on small batches amplifies that over steps.
+WITH_BATCHNORM = ("resnet18", "resnet18_nopool", "vgg11_bn", "densenet121")
+
+
+def flat(state: dict, names) -> torch.Tensor:
+    return torch.cat([state[name].detach().float().flatten().cpu() for name in names])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_two_stacked_models_on_the_device_train_as_two_single_runs(arch):
+    shape = (1, 32, 32)
+    cfg = compose_config(["experiment=single", f"arch={arch}"])
+    torch.manual_seed(0)
+    nets = [instantiate(cfg.arch, input_shape=shape, num_classes=2).to(DEVICE) for _ in range(2)]
+    singles = [instantiate(cfg.arch, input_shape=shape, num_classes=2).to(DEVICE) for _ in range(2)]
+    for single, net in zip(singles, nets):
+        single.load_state_dict(net.state_dict())
+        for dropout in [m for m in (*net.modules(), *single.modules()) if isinstance(m, torch.nn.Dropout)]:
+            dropout.p = 0.0  # masks are drawn differently stacked (one stream per group) and alone: compare the rest
+    x = torch.randn(2, 64, *shape, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    y = (torch.arange(64) % 2).repeat(2, 1).to(DEVICE)
+    x += 2 * (y[..., None, None, None] - 0.5)
+    orders = lambda: [torch.Generator().manual_seed(seed) for seed in range(2)]  # noqa: E731
+    stacked, _ = fit_stacked(nets, (x, y), (x, y), orders(), SGD_MOMENTUM, epochs=1, batch_size=32, clip_norm=0.5)
+    tolerance = 1e-2 if arch in WITH_BATCHNORM else 1e-3
+    for k, (single, order) in enumerate(zip(singles, orders())):
+        names = [name for name, t in single.state_dict().items() if t.is_floating_point()]
+        start = flat(single.state_dict(), names)
+        one_by_one(single, x[k], y[k], order, SGD_MOMENTUM, 1, 32, 0.5)
+        want, got = flat(single.state_dict(), names), flat(stacked.unstack(k), names)
+        # the whole state, relative to how far training moved it (a bias before BatchNorm gets rounding noise only)
+        error = float((got - want).norm() / (want - start).norm())
+        assert error <= tolerance, f"{arch} model {k}: stacked and single runs differ by {error:.2e} of the training step"
