@@ -303,3 +303,21 @@ def test_nads_default_to_float32_everywhere_and_an_auto_estimate_is_not_resumed_
 
     with pytest.raises(ConfigError, match="holds a bfloat16 estimate"):
         instantiate(cfg.estimator).prepare(cfg)
+
+
+def test_local_ddp_ranks_inside_a_launchers_worker_are_refused_before_anything_starts(monkeypatch, tmp_path):
+    from omegaconf import OmegaConf
+
+    from nadexp.training import ddp
+    from nadexp.training.train import build
+
+    cfg = compose_config([*QUICK, "trainer=ddp_cpu"], output_dir=tmp_path)
+    _, _, trainer = build(cfg)
+    assert ddp.launches_ranks(trainer)
+    worker = {"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}}
+    monkeypatch.setattr(ddp, "multirun_job", lambda: OmegaConf.create({**worker, "runtime": {"choices": {"hydra/launcher": "local"}}}))
+    with pytest.raises(ConfigError, match="inside hydra/launcher=local"):
+        ddp.check_rank_launch(cfg, trainer)
+    basic = {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, "runtime": {"choices": {}}}
+    monkeypatch.setattr(ddp, "multirun_job", lambda: OmegaConf.create(basic))
+    ddp.check_rank_launch(cfg, trainer)  # the basic launcher runs jobs in this process: each launches its own ranks

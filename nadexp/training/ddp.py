@@ -9,6 +9,7 @@ group and forgets the ranks' environment, so the next job launches ranks of its 
 """
 
 import os
+import subprocess
 import sys
 from contextlib import contextmanager
 
@@ -17,8 +18,11 @@ import torch
 from omegaconf import OmegaConf, open_dict, read_write
 from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 
+from nadexp.errors import ConfigError
+
 # What Lightning's launcher sets in the parent's environment (a later trainer would take itself for a child).
 LAUNCH_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+RANK_EXIT_TIMEOUT_S = 120
 
 
 def launches_ranks(trainer: pl.Trainer) -> bool:
@@ -46,6 +50,22 @@ def multirun_job():
     return hydra_cfg if hydra_cfg.mode == RunMode.MULTIRUN else None
 
 
+def check_rank_launch(cfg, trainer: pl.Trainer) -> None:
+    """Local DDP ranks can be launched from a multirun job that Hydra's basic launcher runs in this process, not
+    from a launcher's worker process (joblib, submitit_local), whose command is the worker's: refused up front."""
+    hydra_cfg = multirun_job()
+    if hydra_cfg is None or not launches_ranks(trainer):
+        return
+    if str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")).endswith("BasicLauncher"):
+        return
+    choice = hydra_cfg.runtime.choices.get("hydra/launcher")
+    raise ConfigError(
+        f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.world_size} local processes inside hydra/launcher={choice}: "
+        "Lightning starts each DDP rank by running the job's command again, and a launcher's worker has none; run the "
+        "multirun without a hydra/launcher (each job then launches its own ranks), or on SLURM with hydra/launcher=slurm_ddp"
+    )
+
+
 @contextmanager
 def ranks_of_this_job(trainer: pl.Trainer):
     """Around a job's fit and test: ranks launched inside a multirun run this job only (module docstring)."""
@@ -65,7 +85,11 @@ def ranks_of_this_job(trainer: pl.Trainer):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for process in getattr(trainer.strategy.launcher, "procs", []):
-            process.wait()
+            try:  # a rank ends with its job; one still waiting on a collective after a failure is stopped
+                process.wait(timeout=RANK_EXIT_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         for key, value in environment.items():
             if value is None:
                 os.environ.pop(key, None)

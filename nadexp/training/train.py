@@ -15,7 +15,7 @@ from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
 from nadexp.results import open_run_dir, result_record, training_fields, write_json_atomic
-from nadexp.training.ddp import ranks_of_this_job
+from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
 from nadexp.training.module import Classifier
 
 log = logging.getLogger(__name__)
@@ -105,8 +105,10 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
 
 def prepare(cfg: DictConfig):
     """Every check a training run can fail on its config (dataset values and files, arch, optimizer, trainer
-    keys, logger credentials), before anything is written; what ``train`` then runs."""
-    return build(cfg)
+    keys, logger credentials, where DDP ranks can be launched), before anything is written; what ``train`` then runs."""
+    datamodule, model, trainer = build(cfg)
+    check_rank_launch(cfg, trainer)
+    return datamodule, model, trainer
 
 
 def train(cfg: DictConfig, prepared=None) -> dict:
