@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nadexp.data.cifar10_files import write_cifar10_files
@@ -44,12 +45,20 @@ def gpu_tests(device: str, workdir: Path) -> list[tuple[str, bool, float, str]]:
     report = workdir / "gpu_tests.xml"
     env = {**os.environ, "NADEXP_TEST_DEVICE": device}
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    command += ["-o", "junit_family=xunit1"]  # keeps the tests' recorded properties (what each measured)
     subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    return report_rows(report)
+
+
+def report_rows(report: Path) -> list[tuple[str, bool, float, str]]:
     rows = []
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         problem = case.find("failure") if case.find("failure") is not None else case.find("error")
         skipped = case.find("skipped") is not None
-        detail = "skipped" if skipped else "" if problem is None else (problem.get("message") or "")[:160]
+        measured = [p.get("value") for p in case.iter("property") if p.get("name") == "measured"]
+        detail = "skipped" if skipped else "; ".join(measured) if problem is None else (problem.get("message") or "")[:160]
+        if problem is not None and measured:
+            detail = f"{measured[-1]}: {detail.splitlines()[0]}"
         rows.append((f"pytest {case.get('name')}", problem is None and not skipped, float(case.get("time", 0)), detail))
     return rows
 
@@ -79,7 +88,7 @@ def cli_checks(device: str, workdir: Path) -> list[tuple[str, list[str], callabl
             per_cell = result["wall_time_s"] / len(cells)  # the sweep itself, without the process start
             detail = f"{len(cells)} cells, K={max(c['models_at_once'] for c in cells)}, {per_cell:.1f} s per cell"
             if published:  # the published grid's time, extrapolated from this part of it
-                detail += f"; published grid ({PUBLISHED_GRID} directions) about {per_cell * PUBLISHED_GRID / 60:.1f} min"
+                detail += f"; published grid ({PUBLISHED_GRID} directions) at most {per_cell * PUBLISHED_GRID / 60:.1f} min at this K"
             return detail
 
         return verify
@@ -146,7 +155,7 @@ def main():
     for column in ("check", "result", "seconds", "measured"):
         table.add_column(column, justify="left" if column in ("check", "measured") else "right")
     for label, ok, seconds, detail in rows:
-        table.add_row(label, verdict(ok, detail), f"{seconds:.1f}", detail)
+        table.add_row(escape(label), verdict(ok, detail), f"{seconds:.1f}", escape(detail))
     Console(width=200).print(table)
     failed = sum(not ok and detail != "skipped" for _, ok, _, detail in rows)
     total = sum(seconds for _, _, seconds, _ in rows)

@@ -53,21 +53,24 @@ SIDE_BY_SIDE = 8  # networks per pass on the device: what `auto` gives there at 
 
 @pytest.mark.parametrize("method", ["finite_difference", "autograd"])
 @pytest.mark.parametrize("arch, shape, networks", NAD_CASES, ids=[case[0] for case in NAD_CASES])
-def test_nads_on_the_device_are_the_cpus(arch, shape, networks, method, caplog):
+def test_nads_on_the_device_are_the_cpus(arch, shape, networks, method, caplog, record_property):
     with caplog.at_level(logging.INFO, logger="nadexp.estimators.gradients"):
         on_device = gradients(arch, shape, networks, method, DEVICE, networks_per_batch=SIDE_BY_SIDE)
     runner = caplog.text.strip().splitlines()[-1] if caplog.text.strip() else "one wide network"
     on_cpu = gradients(arch, shape, networks, method, "cpu")
     assert "one network at a time" not in runner, runner  # a side-by-side runner ran on the device
     overlap = subspace_overlap(principal_directions(on_device)[0], principal_directions(on_cpu)[0], 10)
+    how = runner.split(": ", 1)[-1].split(" - ")[-1]
+    record_property("measured", f"top-10 overlap {overlap:.4f} ({networks} networks; {how})")  # for make gpu-check's table
     assert overlap >= 0.99, f"{arch} {method}: top-10 overlap {overlap:.4f} between {DEVICE} and CPU ({runner})"
 
 
 @pytest.mark.parametrize("arch, shape, networks", NAD_CASES, ids=[case[0] for case in NAD_CASES])
-def test_bfloat16_nads_on_the_device_agree_with_float32(arch, shape, networks):
+def test_bfloat16_nads_on_the_device_agree_with_float32(arch, shape, networks, record_property):
     float32 = gradients(arch, shape, networks, "finite_difference", DEVICE, networks_per_batch=SIDE_BY_SIDE)
     bfloat16 = gradients(arch, shape, networks, "finite_difference", DEVICE, "bfloat16", SIDE_BY_SIDE)
     overlap = subspace_overlap(principal_directions(bfloat16)[0], principal_directions(float32)[0], 10)
+    record_property("measured", f"top-10 overlap {overlap:.4f} ({networks} networks)")
     assert overlap >= 0.999, f"{arch}: top-10 overlap {overlap:.4f} between bfloat16 and float32 on {DEVICE}"
 
 
@@ -88,7 +91,7 @@ def flat(state: dict, names) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_two_stacked_models_on_the_device_train_as_two_single_runs(arch):
+def test_two_stacked_models_on_the_device_train_as_two_single_runs(arch, record_property):
     shape = (1, 32, 32)
     cfg = compose_config(["experiment=single", f"arch={arch}"])
     torch.manual_seed(0)
@@ -111,4 +114,5 @@ def test_two_stacked_models_on_the_device_train_as_two_single_runs(arch):
         want, got = flat(single.state_dict(), names), flat(stacked.unstack(k), names)
         # the whole state, relative to how far training moved it (a bias before BatchNorm gets rounding noise only)
         error = float((got - want).norm() / (want - start).norm())
+        record_property("measured", f"stacked vs single: {error:.1e} of the training step")
         assert error <= tolerance, f"{arch} model {k}: stacked and single runs differ by {error:.2e} of the training step"
