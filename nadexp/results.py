@@ -13,7 +13,8 @@ Every result.json holds, first:
 
 then the task's own fields (a training run's accuracies and history, a sweep's cell counts and published
 comparison, an estimator's settings and outcome, with ``files``: what the run wrote beside result.json), then
-``tf32`` (whether float32 GPU products ran in TF32; an estimate of NADs has it beside its ``dtype``), and last:
+``tf32`` (the setting: TF32 in float32 GPU products, no effect on a CPU; beside the task's ``dtype`` where it has
+one, as an estimate of NADs does), and last:
 
 - ``wall_time_s``: seconds this invocation took (a resumed sweep counts only the cells it trained)
 - ``versions``: Python's and the packages'
@@ -120,8 +121,13 @@ def result_record(task: str, cfg: DictConfig, fields: dict, wall_time_s: float) 
         "objective": objective,
         "summary": fields.pop("summary", {}),
     }
-    precision = {} if "tf32" in fields else {"tf32": bool(cfg.get("tf32", False))}  # beside the task's dtype, if it has one
-    return {**head, **fields, **precision, "wall_time_s": round(wall_time_s, 3), "versions": package_versions(), "machine": machine()}
+    body, tf32 = {}, bool(cfg.get("tf32", False))
+    for key, value in fields.items():
+        body[key] = value
+        if key == "dtype":  # the precision policy beside the task's dtype, if it has one
+            body["tf32"] = tf32
+    body.setdefault("tf32", tf32)
+    return {**head, **body, "wall_time_s": round(wall_time_s, 3), "versions": package_versions(), "machine": machine()}
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:

@@ -38,7 +38,7 @@ NAD_CASES = [("lenet", (1, 32, 32), 128), ("resnet18", (1, 16, 16), 32), ("dense
 
 def nad_factory(arch: str, shape):
     cfg = compose_config(["experiment=nads", f"arch={arch}", f"dataset.shape=[{','.join(map(str, shape))}]"])
-    return lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)
+    return NADEstimator().prepare(cfg)  # the network factory an estimate of that config uses
 
 
 def gradients(arch, shape, networks, method, device, dtype="float32", networks_per_batch="auto"):

@@ -15,7 +15,6 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from nadexp.data.nad_file import save_nads
-from nadexp.devices import tf32_enabled
 from nadexp.errors import ConfigError
 from nadexp.estimators.base import Estimator
 from nadexp.estimators.gradients import autograd_gradients, eval_points, finite_difference_gradients
@@ -211,7 +210,6 @@ class NADEstimator(Estimator):
             "scale": self.scale if self.method == "finite_difference" else None,
             "shape": list(shape),
             "dtype": str(self.resolved_dtype(device)).removeprefix("torch."),
-            "tf32": tf32_enabled() and device.type == "cuda",
             "device": str(device),
             "num_components": len(found["nads"]),
             "diagnostic": {"split_half_overlap": found["diagnostic"]},

@@ -393,11 +393,8 @@ def _check(runner, template: nn.Module, input_shape, probe: dict) -> None:
             got = runner.perturbed_outputs(slice(0, 2)).float()
         finally:
             runner.dtype = dtype
-        here = _device_of(template)
-        inputs = perturbed_inputs(x, 1.0, here, torch.float32)(slice(0, 2))
-        want = torch.stack(
-            [functional_call(template, {n: t[k].to(here) for n, t in probe.items()}, (inputs,)).reshape(-1) for k in range(len(got))]
-        )
+        inputs = perturbed_inputs(x, 1.0, _device_of(template), torch.float32)(slice(0, 2))  # the probe lives there too
+        want = torch.stack([functional_call(template, {n: t[k] for n, t in probe.items()}, (inputs,)).reshape(-1) for k in range(len(got))])
     if not agree(got, want, torch.float32, runner.device):
         raise ValueError("the networks side by side compute something else than one by one (e.g. they concatenate maps)")
 
