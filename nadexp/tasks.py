@@ -119,8 +119,11 @@ def check_credentials(cfg: DictConfig) -> None:
 
 def check_command(cfg: DictConfig, overrides=()) -> str:
     """The task of ``cfg`` after the checks that need neither torch nor files: the chosen groups, every
-    command-line override (it takes effect), logger credentials. ConfigError names what to change."""
+    command-line override (it takes effect), the precision setting, logger credentials. ConfigError names what
+    to change."""
     task = decide_task(cfg)
     check_overrides(overrides, task)
+    if not isinstance(cfg.get("tf32", False), bool):
+        raise ConfigError(f"tf32={cfg.tf32!r} must be true or false (TF32 in float32 GPU products)")
     check_credentials(cfg)
     return task

@@ -32,7 +32,7 @@ from nadexp.sweeps import runner
 from nadexp.training.module import CUDA_STREAM, RANK_STREAM, Classifier
 from nadexp.training.snapshots import EpochSnapshots
 
-from conftest import QUICK, ROOT, run_cli
+from conftest import QUICK, ROOT, refusal, run_cli
 
 PACKAGE = ROOT / "nadexp"
 RANDOM_OPS = {"randn", "rand", "randint", "randperm", "normal", "bernoulli", "multinomial", "poisson"}
@@ -291,6 +291,11 @@ def test_tf32_is_an_explicit_setting_of_each_run(tmp_path):
     cuda = torch.device("cuda")
     assert agreement_tolerance(torch.float32, "cpu") < agreement_tolerance(torch.bfloat16, "cpu")
     assert agreement_tolerance(torch.float32, cuda) == agreement_tolerance(torch.float32, "cpu")  # TF32 off
+
+
+def test_a_tf32_that_is_not_a_boolean_is_refused_before_anything_starts(tmp_path):
+    message = refusal(["experiment=single", "tf32=maybe"], tmp_path / "run")
+    assert message == "tf32='maybe' must be true or false (TF32 in float32 GPU products)"
 
 
 def test_nads_default_to_float32_everywhere_and_an_auto_estimate_is_not_resumed_in_another_dtype(tmp_path):
