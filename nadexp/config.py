@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.data.settings import CIFARSettings, DirectionalSettings
-from nadexp.identity import register_resolvers
+from nadexp.identity import CONFIG_DIR, register_resolvers
 from nadexp.tasks import TASKS
 
 
@@ -59,9 +59,6 @@ def register_configs() -> None:
     register_resolvers()
     for name, schema in SCHEMAS.items():
         ConfigStore.instance().store(group="dataset", name=name, node=schema)
-
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def compose_config(overrides=(), output_dir=None) -> DictConfig:

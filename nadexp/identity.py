@@ -45,6 +45,7 @@ EXECUTION = (
     "estimator.networks_per_batch",
     "estimator.batch_size",
     "estimator.n_jobs",
+    "estimator.against",
     "sweep.label",
     "sweep.models_at_once",
     "sweep.num_shards",
@@ -98,16 +99,46 @@ def settings_suffix(cfg: DictConfig, overrides) -> str:
 
     The experiment's settings are those of the same command with only the overrides that the directory's
     label names: experiment, arch, seed, sweep, estimator and the keys the experiment sweeps itself."""
-    from hydra import compose
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     task = decide_task(cfg)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     swept = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     named = [o.input_line for o in parsed if o.key_or_group in (*NAMED, *swept)]
-    reference = compose("config", overrides=named)
+    reference = compose_reference(named)
     diff = differing(result_settings(cfg, task), result_settings(reference, task))
     return f"-{digest(diff)}" if diff else ""
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_reference(overrides) -> DictConfig:
+    """compose("config", overrides) inside a run (Hydra already set up) or outside one (a notebook, a test)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=list(overrides))
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        return compose("config", overrides=list(overrides))
+
+
+def nads_run_dir(nads_cfg: DictConfig, overrides) -> Path:
+    """The directory `python run.py experiment=nads` keeps the NAD estimate of ``nads_cfg`` in (an estimator=nads
+    config), for a command with ``overrides``: outputs/nads/<arch>-<method>-s<seed>[-<digest>], the digest of
+    what differs from experiment=nads for that arch and seed, as experiment=nads names it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    named = [
+        "experiment=nads",
+        *(o.input_line for o in parsed if o.key_or_group in NAMED and o.key_or_group not in ("experiment", "estimator")),
+    ]
+    diff = differing(result_settings(nads_cfg, "nads"), result_settings(compose_reference(named), "nads"))
+    estimator = nads_cfg.estimator
+    name = f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}" + (f"-{digest(diff)}" if diff else "")
+    return Path(nads_cfg.paths.log_dir) / "nads" / name
 
 
 def _settings_suffix_resolver(*, _root_: DictConfig) -> str:

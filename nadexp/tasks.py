@@ -29,7 +29,7 @@ class Task:
 
 
 TRAINING = ("arch", "dataset", "optimizer", "scheduler", "trainer", "seed", "tf32")
-ESTIMATORS = ("nads", "hyperplanes", "class_density")
+ESTIMATORS = ("nads", "hyperplanes", "class_density", "fourier_prediction")
 TASKS = {
     "train": Task("one training run", TRAINING, uses=("callbacks", "channels_last", "resume"), objective="test_acc"),
     "sweep": Task(
@@ -42,6 +42,9 @@ TASKS = {
     "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed", "tf32"), uses=("resume",)),
     "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed", "tf32"), uses=("resume",)),
     "class_density": Task("estimator=class_density", ("arch", "estimator", "seed", "tf32"), uses=("resume",)),
+    "fourier_prediction": Task(
+        "a predicted Fourier map", ("arch", "dataset.shape", "dataset.fourier_phase", "estimator", "seed", "tf32"), uses=("resume",)
+    ),
 }
 # Honoured by every task: which experiment, where outputs go, what is logged, how many CPU threads.
 EVERY_TASK = ("experiment", "hydra", "logger", "paths", "threads", "tags")
@@ -95,7 +98,7 @@ def _hint(key: str, task: str) -> str:
     if key.split(".")[0] == "sweep":
         return " (a direction sweep needs sweep=fourier, pixel or nad)"
     if key.split(".")[0] == "estimator":
-        return " (choose an estimator with estimator=nads, hyperplanes or class_density)"
+        return " (choose an estimator with estimator=nads, hyperplanes, class_density or fourier_prediction)"
     return ""
 
 

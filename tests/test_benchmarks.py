@@ -12,6 +12,7 @@ TINY = {
     "hyperplanes.py": ["--repeats", "1", "--archs", "lenet,vgg11", "--images", "1024"],
     "nads.py": ["--networks", "16", "--reference-networks", "8", "--autograd-networks", "16"],
     "nads_per_arch.py": ["--archs", "lenet,resnet18", "--autograd-networks", "8", "--fd-networks", "4"],
+    "prediction_study.py": ["--networks", "8,4"],
     "startup.py": ["--repeats", "1"],
     "sweep.py": ["--cells", "2", "--epochs", "1", "--image-size", "16", "--models-at-once", "2"],
 }

@@ -72,6 +72,8 @@ def outputs(tmp_path_factory):
         ],
     )
     published_like_sweep(root / "sweeps" / "published")
+    predicted = ["experiment=fourier_predicted", "arch=logreg", "dataset.shape=[1,8,8]", "estimator.num_networks=16", "logger=none"]
+    run(root / "predicted" / "logreg", [*predicted, f"paths.log_dir={root}"])  # its NADs go to root/nads/ as well
     return {"root": root, "nads": nads, "fourier": fourier, "nad": nad}
 
 
@@ -144,9 +146,10 @@ def test_the_dashboard_page_holds_every_panel_and_works_offline(outputs, tmp_pat
     page = write_dashboard([outputs["root"]], tmp_path / "dashboard.html")
     text = page.read_text()
     assert text.count("<script") == 1 + text.count('class="plotly-graph-div"')  # plotly.js once, then one per figure
-    assert text.count('class="plotly-graph-div"') == 5  # heat maps, NAD curve, leading NADs, spectra, published
+    # heat maps (trained and predicted), NAD curve, leading NADs of both estimates, spectra, published
+    assert text.count('class="plotly-graph-div"') == 6
     assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*\bhref=", text)  # nothing fetched: one file, offline
-    assert text.count("<tr>") == 1 + 4  # summary table: 3 sweeps and 1 estimate
+    assert text.count("<tr>") == 1 + 6  # summary table: 3 sweeps, 2 NAD estimates, 1 predicted map
     assert "test acc %{z:.4f}" in text  # each heat-map cell's accuracy on hover
     assert "against the published lenet map: 130 directions, mean absolute difference 0.0 points" in text
 
@@ -193,7 +196,8 @@ def test_the_dashboard_renders_in_a_real_browser_without_console_errors(outputs,
     page = write_dashboard([outputs["root"]], tmp_path / "dashboard.html")
     dom, console = chromium(page, "--dump-dom")
     assert console == []
-    assert len(re.findall(r'<div [^>]*class="plotly-graph-div js-plotly-plot"', dom)) == 5  # plotly drew every figure
+    assert len(re.findall(r'<div [^>]*class="plotly-graph-div js-plotly-plot"', dom)) == 6  # plotly drew every figure
+    assert "Fourier heat maps, trained and predicted from NADs" in dom and "logreg-predicted" in dom
     shot = tmp_path / "dashboard.png"
     chromium(page, f"--screenshot={shot}", "--window-size=1400,2600")
     import matplotlib.image

@@ -2,7 +2,8 @@
 comparing every direction sweep and estimate found under a directory.
 
 Panels: the summary table; the Fourier heat maps of every sweep side by side on one colour scale (each cell's
-frequency and accuracy on hover); NAD-index curves overlaid; the leading NADs of each NAD estimate and their
+frequency and accuracy on hover), each arch's maps predicted from NADs (experiment=fourier_predicted) beside its
+trained ones; NAD-index curves overlaid; the leading NADs of each NAD estimate and their
 spectra; each Fourier sweep with a published map beside that map and their difference.
 """
 
@@ -22,6 +23,7 @@ from nadexp.reports.comparison import PUBLISHED_FREQUENCIES, comparable, compari
 from nadexp.reports.heatmap import centred, fourier_grid
 from nadexp.reports.metrics import cell_rows, summary_metrics
 from nadexp.reports.nad_figures import spectrum_summary
+from nadexp.reports.prediction_report import load_prediction
 from nadexp.reports.published import published_map
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
 from nadexp.results import write_text_atomic
@@ -226,8 +228,10 @@ def dashboard_sections(sweeps: list[dict], estimates: list[dict], root: Path) ->
     sections = [("Summary", summary_table(summary_rows(sweeps, estimates, root)))]
     figures = []
     fourier = [s for s in sweeps if s["basis"] == "fourier"]
-    if fourier:
-        figures.append(("Fourier heat maps", heatmaps(fourier)))
+    predicted = [load_prediction(e["dir"]) for e in estimates if e["task"] == "fourier_prediction" and (e["dir"] / "cells.csv").is_file()]
+    if fourier or predicted:  # each arch's predicted map right after its trained ones, same shape first
+        maps = sorted(fourier + predicted, key=lambda s: (str(s["arch"]), s["shape"], s.get("predicted", False), s["name"]))
+        figures.append(("Fourier heat maps, trained and predicted from NADs" if predicted else "Fourier heat maps", heatmaps(maps)))
     nad = [s for s in sweeps if s["basis"] == "nad"]
     if nad:
         figures.append(("NAD-index curves", nad_curves(nad)))

@@ -1,4 +1,5 @@
-"""The figures and tables of one or more direction sweeps: Fourier heat maps (one each and a panel),
+"""The figures and tables of one or more direction sweeps (and Fourier maps predicted from NADs, drawn as sweeps
+are): Fourier heat maps (one each and a panel),
 NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary; and the
 entry point that also reports CIFAR-10 runs (nadexp.reports.cifar_report)."""
 
@@ -17,6 +18,7 @@ from nadexp.errors import ConfigError  # noqa: E402
 from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report  # noqa: E402
 from nadexp.reports.comparison import comparable, write_comparison  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
+from nadexp.reports.prediction_report import load_prediction  # noqa: E402
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE
 from nadexp.results import CELL_COLUMNS, write_csv_atomic  # noqa: E402
@@ -109,6 +111,15 @@ def is_sweep_dir(path: Path) -> bool:
     return (Path(path) / "config.yaml").is_file() and (Path(path) / "cells").is_dir()
 
 
+def is_prediction_dir(path: Path) -> bool:
+    """A finished experiment=fourier_predicted run: drawn and tabled as a Fourier sweep is."""
+    result = Path(path) / "result.json"
+    try:
+        return (Path(path) / "cells.csv").is_file() and json.loads(result.read_text()).get("task") == "fourier_prediction"
+    except (OSError, ValueError):
+        return False
+
+
 def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
     """Writes every figure (PNG and PDF) and table into ``out_dir``: for each direction sweep directory
     in ``dirs``, its maps, cells.csv and summary.md; for CIFAR-10 runs found in the other directories,
@@ -119,21 +130,21 @@ def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
         raise ConfigError("no directories given")
     sweep_dirs, cifar_runs = [], []
     for directory in dirs:
-        if is_sweep_dir(directory):
+        if is_sweep_dir(directory) or is_prediction_dir(directory):
             sweep_dirs.append(directory)
         elif runs := find_cifar_runs(directory):
             cifar_runs += runs
         else:
             raise ConfigError(
-                f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/) "
-                "nor a directory of finished CIFAR-10 runs (result.json)"
+                f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/), "
+                "a predicted map (experiment=fourier_predicted) nor a directory of finished CIFAR-10 runs (result.json)"
             )
     files = make_cifar_report(cifar_runs, out_dir) if cifar_runs else []
     return files + (make_sweep_report(sweep_dirs, out_dir, published) if sweep_dirs else [])
 
 
 def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:
-    chosen = [sweep for sweep in sweeps if comparable(sweep)]
+    chosen = [sweep for sweep in sweeps if comparable(sweep) and not sweep.get("predicted")]  # a prediction scores itself
     if not chosen:
         raise ConfigError(
             f"--published: none of the sweeps is a Fourier sweep of an arch with a published map "
@@ -148,7 +159,7 @@ def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:
 
 
 def make_sweep_report(sweep_dirs, out_dir: Path, published: bool = False) -> list[Path]:
-    sweeps = [load_sweep(d) for d in sweep_dirs]
+    sweeps = [load_prediction(d) if is_prediction_dir(d) else load_sweep(d) for d in sweep_dirs]
     out_dir.mkdir(parents=True, exist_ok=True)
     files = compare_with_published(sweeps, out_dir) if published else []
     for sweep in sweeps:

@@ -1,0 +1,156 @@
+"""`estimator=fourier_prediction`: the Fourier heat map that an arch's NADs predict, with no training
+(nadexp.reports.prediction), scored against every trained map there is for it (nadexp.reports.prediction_report).
+
+Its NAD options are estimator=nads's. The NADs come from the directory experiment=nads keeps that estimate in
+(nadexp.identity.nads_run_dir): reused when it holds a finished estimate, else computed there first, so a later
+experiment=nads or sweep=nad finds them too.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from nadexp.data.nad_file import eigenvalues_of, load_nads
+from nadexp.data.settings import FOURIER_PHASES
+from nadexp.errors import ConfigError
+from nadexp.estimators.nads import NADEstimator
+from nadexp.estimators.run import estimate
+from nadexp.identity import check_same_config, nads_run_dir
+from nadexp.loggers import log_outcome
+from nadexp.reports.prediction import CALIBRATIONS, predict_fourier_map
+from nadexp.reports.prediction_report import write_prediction
+from nadexp.reports.sweep_report import load_sweep
+
+log = logging.getLogger(__name__)
+OWN_FIELDS = ("predictor", "stride", "max_frequency", "against")
+
+
+def nads_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` as the experiment=nads run of the same NAD options: estimator=nads, no logger (this run logs)."""
+    nads_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    with open_dict(nads_cfg):
+        for key in OWN_FIELDS:
+            nads_cfg.estimator.pop(key, None)
+        nads_cfg.estimator._target_ = f"{NADEstimator.__module__}.{NADEstimator.__name__}"
+        nads_cfg.estimator.name = nads_cfg.task = "nads"
+        nads_cfg.logger = None
+        nads_cfg.resume = False
+    return nads_cfg
+
+
+@dataclass
+class FourierPrediction(NADEstimator):
+    """`estimator=fourier_prediction` (options in conf/estimator/fourier_prediction.yaml and, for the NADs,
+    conf/estimator/nads.yaml)."""
+
+    name: str = "fourier_prediction"
+    predictor: str = "log_relative_to_best"
+    stride: int = 2
+    max_frequency: Optional[int] = None
+    against: Optional[str] = None
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.predictor not in CALIBRATIONS:
+            raise ConfigError(f"estimator.predictor={self.predictor!r} is unknown: choose one of {', '.join(CALIBRATIONS)}")
+        if not (isinstance(self.stride, int) and self.stride >= 1):
+            raise ConfigError(f"estimator.stride must be an integer >= 1, got {self.stride!r}")
+        if self.max_frequency is not None and not (isinstance(self.max_frequency, int) and self.max_frequency >= 0):
+            raise ConfigError(f"estimator.max_frequency must be an integer >= 0 or null (all), got {self.max_frequency!r}")
+
+    def prepare(self, cfg: DictConfig) -> dict:
+        """Where the NADs are (and whether they are there yet), the network factory, the trained map to score
+        against; a bad arch, NAD option or sweep directory fails here, before anything is written."""
+        phase = OmegaConf.select(cfg, "dataset.fourier_phase", default="cosine")
+        if phase not in FOURIER_PHASES:
+            raise ConfigError(f"dataset.fourier_phase={phase!r} is unknown: choose one of {', '.join(FOURIER_PHASES)}")
+        nads_cfg = nads_config(cfg)
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+        nads_dir = nads_run_dir(nads_cfg, overrides)
+        with open_dict(nads_cfg):
+            nads_cfg.paths.output_dir = str(nads_dir)
+        check_same_config(nads_cfg, nads_dir)  # a directory of other NADs is never read as these
+        estimator = instantiate(nads_cfg.estimator)
+        make_net = estimator.prepare(nads_cfg)
+        if self.method != "finite_difference":
+            log.warning(
+                "estimator.method=%s: only finite-difference NADs were found to predict trained maps (docs/predicted_maps.md)", self.method
+            )
+        against = [load_sweep(Path(self.against))] if self.against else []
+        for sweep in against:
+            if sweep["basis"] != "fourier" or list(sweep["shape"]) != list(cfg.dataset.shape):
+                raise ConfigError(
+                    f"estimator.against={self.against} is a {sweep['basis']} sweep of images of shape {sweep['shape']}: "
+                    f"give a Fourier sweep of dataset.shape={list(cfg.dataset.shape)}"
+                )
+            if sweep["arch"] != cfg.arch_name:
+                log.warning("estimator.against=%s is a sweep of %s, not of %s", self.against, sweep["arch"], cfg.arch_name)
+        return {
+            "nads_cfg": nads_cfg,
+            "nads_dir": nads_dir,
+            "reuse": (nads_dir / "result.json").is_file() and (nads_dir / "nads.npy").is_file(),
+            "estimator": estimator,
+            "make_net": make_net,
+            "against": against,
+            "phase": phase,
+        }
+
+    def run(self, cfg: DictConfig, prepared: dict, output_dir: Path, loggers: list) -> dict:
+        shape, nads_dir = tuple(cfg.dataset.shape), prepared["nads_dir"]
+        start = time.perf_counter()
+        if prepared["reuse"]:
+            log.info("NADs reused from %s", nads_dir)
+        else:
+            log.info("NADs of %s not found with these settings: estimating them into %s", cfg.arch_name, nads_dir)
+            estimate(prepared["nads_cfg"], (prepared["estimator"], prepared["make_net"]))
+        nads_time = time.perf_counter() - start
+        nads, eigenvalues = load_nads(nads_dir, shape), eigenvalues_of(nads_dir)
+        start = time.perf_counter()
+        predicted = predict_fourier_map(nads, eigenvalues, shape, self.stride, self.max_frequency, prepared["phase"], self.predictor)
+        title = f"{cfg.arch_name}: predicted from its NADs ({self.predictor})"
+        scored = write_prediction(output_dir, predicted, shape, self.stride, title, prepared["against"], cfg.arch_name)
+        predict_time = time.perf_counter() - start
+        summary = {"mean_test_acc": round(float(np.mean([r["test_acc"] for r in predicted])), 6)}
+        summary.update({f"{name}/{key}": value for name, numbers in scored.items() for key, value in numbers.items() if value is not None})
+        images = {"predicted/heatmap": output_dir / "heatmap.png"}
+        images.update(
+            {
+                f"predicted/against_{name}": output_dir / f"against_{name}.png"
+                for name in scored
+                if (output_dir / f"against_{name}.png").is_file()
+            }
+        )
+        log_outcome(loggers, cfg, {f"predicted/{k}": v for k, v in summary.items()}, images, {})
+        first = next(iter(scored.values()), {})
+        return {
+            "objective": first.get("pearson"),
+            "summary": summary,
+            "seed": self.seed,
+            "basis": "fourier",
+            "shape": list(shape),
+            "predictor": self.predictor,
+            "calibration": CALIBRATIONS[self.predictor].as_dict(),
+            "stride": self.stride,
+            "max_frequency": self.max_frequency,
+            "fourier_phase": prepared["phase"],
+            "cells": len(predicted),
+            "nads_dir": str(nads_dir),
+            "nads_reused": prepared["reuse"],
+            "scores": scored,
+            "nads_time_s": round(nads_time, 3),
+            "prediction_time_s": round(predict_time, 3),
+            "files": [
+                "heatmap.png",
+                "heatmap.pdf",
+                "cells.csv",
+                "scores.json",
+                *(f"against_{name}.{ext}" for name in scored for ext in ("png", "csv")),
+            ],
+        }

@@ -1,0 +1,248 @@
+"""A predicted Fourier map (nadexp.reports.prediction) as files, scored against every trained map there is for it:
+a sweep of the same arch and grid (any subset of its cells) and, for lenet and logreg on 1 x 32 x 32, the
+published map. Shared by `experiment=fourier_predicted` and `python -m nadexp.reports --predict`."""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy.stats import pearsonr, spearmanr  # noqa: E402
+
+from nadexp.data.directions import conjugate, signed  # noqa: E402
+from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
+from nadexp.reports.prediction import LEARNABLE, spectrum_of  # noqa: E402
+from nadexp.reports.published import has_published_map, published_map  # noqa: E402
+from nadexp.results import write_csv_atomic, write_json_atomic  # noqa: E402
+
+PREDICTED_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "abs_freq", "score", "test_acc")
+SCORE_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "predicted", "trained", "difference")
+
+
+def cell_key(direction, height: int, width: int) -> tuple[int, int]:
+    """One key per real direction: a cell and its conjugate share it."""
+    kx, ky = direction
+    return min((kx, ky), conjugate(kx, ky, height, width))
+
+
+def published_records(arch: str) -> list[dict]:
+    """The published map of ``arch`` (1 x 32 x 32) as trained cell records, the two published cells of each
+    direction averaged as docs/reproduction.md compares them."""
+    accuracies: dict[tuple[int, int], list[float]] = {}
+    for (f_rows, f_cols), accuracy in published_map(arch).items():
+        accuracies.setdefault(cell_key((f_cols % 32, f_rows % 32), 32, 32), []).append(accuracy)
+    return [
+        {"basis": "fourier", "direction": list(k), "test_acc": float(np.mean(a)), "status": "ok"} for k, a in sorted(accuracies.items())
+    ]
+
+
+def matched(predicted: list[dict], trained: list[dict], shape) -> list[dict]:
+    """One row per direction both maps hold, accuracies in %."""
+    _, height, width = shape
+    ours = {cell_key(r["direction"], height, width): r["test_acc"] for r in predicted if r.get("status") == "ok"}
+    rows = []
+    for record in trained:
+        if record.get("status") != "ok" or record.get("basis") != "fourier" or record.get("test_acc") is None:
+            continue
+        key = cell_key(record["direction"], height, width)
+        if key in ours:
+            p, t = 100 * ours[key], 100 * record["test_acc"]
+            kx, ky = key
+            rows.append(
+                {
+                    "kx": kx,
+                    "ky": ky,
+                    "f_rows": signed(ky, height),
+                    "f_cols": signed(kx, width),
+                    "predicted": round(p, 2),
+                    "trained": round(t, 2),
+                }
+                | {"difference": round(p - t, 2)}
+            )
+    return rows
+
+
+def _stat(function, a, b):
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None  # undefined for a constant map (published logistic regression: 100 % everywhere)
+    return round(float(function(a, b)[0]), 4)
+
+
+def scores(rows: list[dict]) -> dict:
+    """Pearson and Spearman correlation, mean absolute difference (points), and how often both maps agree
+    on whether a direction is learnable (test accuracy above 75 %) or not."""
+    if not rows:
+        return {"directions": 0}
+    p, t = np.array([r["predicted"] for r in rows]), np.array([r["trained"] for r in rows])
+    learnable_p, learnable_t = p > 100 * LEARNABLE, t > 100 * LEARNABLE
+    return {
+        "directions": len(rows),
+        "pearson": _stat(pearsonr, p, t),
+        "spearman": _stat(spearmanr, p, t),
+        "mean_abs_difference": round(float(np.abs(p - t).mean()), 2),
+        "learnable_agreement": round(float((learnable_p == learnable_t).mean()), 4),
+        "learnable_trained": int(learnable_t.sum()),
+        "learnable_predicted": int(learnable_p.sum()),
+        "learnable_both": int((learnable_p & learnable_t).sum()),
+    }
+
+
+def scores_line(name: str, numbers: dict) -> str:
+    if not numbers.get("directions"):
+        return f"{name}: no direction in common"
+    show = lambda v: "-" if v is None else v  # noqa: E731
+    return (
+        f"{name}: {numbers['directions']} directions, Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}, "
+        f"mean |difference| {numbers['mean_abs_difference']} points, learnable (> {100 * LEARNABLE:.0f} %) agreement "
+        f"{100 * numbers['learnable_agreement']:.1f} % ({numbers['learnable_both']} learnable in both, "
+        f"{numbers['learnable_predicted']} predicted, {numbers['learnable_trained']} trained)"
+    )
+
+
+def side_by_side(predicted: list[dict], trained: list[dict], shape, stride: int, title: str, numbers: dict, path: Path) -> list[Path]:
+    """Predicted | trained | predicted - trained, on the trained map's cells and the heat map's axes and scale."""
+    _, height, width = shape
+    trained_grid = fourier_grid(trained, height, width)
+    predicted_grid = np.where(np.isnan(trained_grid), np.nan, fourier_grid(predicted, height, width))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.4), layout="constrained")
+    image = draw(axes[0], predicted_grid, stride, "predicted from the NADs (no training)")
+    draw(axes[1], trained_grid, stride, title)
+    fig.colorbar(image, ax=axes[:2], label="test accuracy", shrink=0.85)
+    difference = draw(axes[2], predicted_grid - trained_grid, stride, "predicted - trained")
+    difference.set(cmap="RdBu_r", clim=(-0.3, 0.3))
+    fig.colorbar(difference, ax=axes[2], label="predicted - trained (fraction)", shrink=0.85)
+    show = lambda v: "-" if v is None else v  # noqa: E731
+    fig.suptitle(
+        f"{numbers['directions']} directions: Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}, "
+        f"mean |difference| {numbers['mean_abs_difference']} points, learnable agreement {100 * numbers['learnable_agreement']:.0f} %",
+        fontsize=10,
+    )
+    return save_figure(fig, path)
+
+
+def targets(arch: str | None, shape, against: list[dict]) -> list[tuple[str, list[dict], int]]:
+    """(name, trained cells, stride) of every trained map to score against: the given sweeps (load_sweep) and the
+    published map of lenet or logreg on 1 x 32 x 32."""
+    found = []
+    for sweep in against:
+        if sweep["basis"] != "fourier":
+            raise ConfigError(f"--against {sweep['dir']}: a {sweep['basis']} sweep; a predicted map is scored against a Fourier sweep")
+        if list(sweep["shape"]) != list(shape):
+            raise ConfigError(
+                f"--against {sweep['dir']}: a sweep of images of shape {sweep['shape']}, but the NADs are of shape {list(shape)}"
+            )
+        found.append((sweep["name"], sweep["cells"], sweep["stride"]))
+    if arch and has_published_map(arch, shape):
+        found.append((f"published_{arch}", published_records(arch), 2))
+    return found
+
+
+def write_prediction(out_dir: Path, predicted: list[dict], shape, stride: int, title: str, against=(), arch: str | None = None) -> dict:
+    """Writes heatmap.png/pdf and cells.csv of the predicted map into ``out_dir`` and, per trained map, the side-by-
+    side figure and per-direction table ``against_<name>``; prints and returns the scores per trained map."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _, height, width = shape
+    plot_fourier_heatmap(fourier_grid(predicted, height, width), out_dir / "heatmap", title, stride)
+    rows = []
+    for record in predicted:
+        (kx, ky), f_rows, f_cols = record["direction"], signed(record["direction"][1], height), signed(record["direction"][0], width)
+        rows.append({"kx": kx, "ky": ky, "f_rows": f_rows, "f_cols": f_cols, "abs_freq": round(math.hypot(f_rows, f_cols), 4)} | record)
+    write_csv_atomic(out_dir / "cells.csv", PREDICTED_COLUMNS, sorted(rows, key=lambda r: (r["abs_freq"], r["f_rows"], r["f_cols"])))
+    scored = {}
+    for name, trained, trained_stride in targets(arch, shape, list(against)):
+        pairs = matched(predicted, trained, shape)
+        scored[name] = scores(pairs)
+        print(scores_line(f"predicted vs {name}", scored[name]))
+        write_csv_atomic(out_dir / f"against_{name}.csv", SCORE_COLUMNS, pairs)
+        if pairs:
+            side_by_side(predicted, trained, shape, max(stride, trained_stride), name, scored[name], out_dir / f"against_{name}")
+    write_json_atomic(out_dir / "scores.json", scored)
+    return scored
+
+
+def read_nads(
+    path, shape=None, networks: int | None = None, fallback_shape=None, eigenvalues=None, singular_values=None, absolute: bool = False
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """NADs made anywhere, for ``--predict``: ``path`` is a nads.npy or a directory holding one, its rows NADs of
+    ``shape`` ((k, C, H, W); (k, D) or (k, H, W) need ``shape``), with eigenvalues.npy beside it, or
+    singular_values.npy (eigenvalue = singular value^2 / (networks - 1): the number of ``networks`` is needed only
+    for a predictor that reads the spectrum in its own units, ``absolute``).
+    ``fallback_shape``: the shape of flat rows when neither ``shape`` nor result.json gives one. ``eigenvalues``,
+    ``singular_values``: .npy files of another name or place.
+    Returns (NADs (k, C, H, W), eigenvalues, what result.json beside them says)."""
+    import json
+
+    path = Path(path)
+    directory, file = (path, path / "nads.npy") if path.is_dir() else (path.parent, path)
+    if not file.is_file():
+        raise ConfigError(f"--predict {path}: no nads.npy there (give a nads.npy or a directory that holds one)")
+    try:
+        nads = np.load(file, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise ConfigError(f"--predict {file}: not a readable .npy file ({error})") from error
+    record = json.loads((directory / "result.json").read_text()) if (directory / "result.json").is_file() else {}
+    shape = tuple(shape or record.get("shape") or (nads.shape[1:] if nads.ndim == 4 else fallback_shape or ()))
+    if len(shape) != 3 or not np.issubdtype(nads.dtype, np.floating) or nads.ndim < 2 or math.prod(nads.shape[1:]) != math.prod(shape):
+        raise ConfigError(
+            f"--predict {file}: an array of shape {list(nads.shape)} is not rows of NADs of shape "
+            f"{list(shape) if len(shape) == 3 else '(C, H, W)'}: give --shape C,H,W of the images the NADs are for"
+        )
+    nads = nads.reshape(len(nads), *shape).astype(np.float64)
+    norms = np.linalg.norm(nads.reshape(len(nads), -1), axis=1)
+    if not np.allclose(norms, 1, atol=1e-3):
+        raise ConfigError(
+            f"--predict {file}: the rows are not unit vectors (norms {norms.min():.3g} to {norms.max():.3g}), so they are not NADs"
+        )
+    for option, given in (("--eigenvalues", eigenvalues), ("--singular-values", singular_values)):
+        if given is not None and not Path(given).is_file():
+            raise ConfigError(f"{option} {given}: no such file")
+    eigenvalues, singular = Path(eigenvalues or directory / "eigenvalues.npy"), Path(singular_values or directory / "singular_values.npy")
+    try:
+        if eigenvalues.is_file():
+            spectrum = spectrum_of(eigenvalues=np.load(eigenvalues, allow_pickle=False), k=len(nads))
+        elif singular.is_file():
+            networks = networks or record.get("num_networks") or (None if absolute else 2)
+            if not networks or networks < 2:
+                raise ConfigError(
+                    f"{singular.name} gives the spectrum only up to a factor, and this predictor reads it in its own units: "
+                    "give --networks N, the number of networks they were estimated from (eigenvalue = singular value^2 / (N - 1)), "
+                    "or eigenvalues"
+                )
+            spectrum = spectrum_of(singular_values=np.load(singular, allow_pickle=False), k=len(nads)) / (networks - 1)
+        else:
+            raise ConfigError("no eigenvalues.npy (or singular_values.npy) beside it: a predicted map needs the NADs' spectrum")
+    except (ValueError, OSError, EOFError) as error:
+        raise ConfigError(f"--predict {file}: its spectrum is not a readable .npy file ({error})") from error
+    except ConfigError as error:
+        raise ConfigError(f"--predict {file}: {error}") from None
+    return nads, spectrum, record
+
+
+def load_prediction(run_dir) -> dict:
+    """A predicted map's run directory (experiment=fourier_predicted) as a Fourier sweep is loaded
+    (nadexp.reports.sweep_report.load_sweep): its name, arch, shape, stride and cells (records with test_acc)."""
+    import csv
+    import json
+
+    run_dir = Path(run_dir)
+    result = json.loads((run_dir / "result.json").read_text())
+    with (run_dir / "cells.csv").open(newline="") as file:
+        cells = [
+            {"basis": "fourier", "direction": [int(row["kx"]), int(row["ky"])], "test_acc": float(row["test_acc"]), "status": "ok"}
+            for row in csv.DictReader(file)
+        ]
+    return {
+        "name": f"{run_dir.name}-predicted",  # apart from a trained sweep of the same name
+        "dir": run_dir,
+        "arch": result.get("arch"),
+        "basis": "fourier",
+        "shape": result["shape"],
+        "stride": result.get("stride", 1),
+        "cells": cells,
+        "predicted": True,
+    }
