@@ -226,7 +226,13 @@ def arch_name(choice: str, model: str = "") -> str:
     return f"{choice}-{model}" if choice in LIBRARY_ARCHS and model else choice
 
 
+def first_dir(*candidates: str) -> str:
+    """The first of ``candidates`` that is a directory, else the last (a default location's messages name it)."""
+    return next((c for c in candidates if os.path.isdir(c)), candidates[-1])
+
+
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("nadexp.arch_name", arch_name, replace=True)
     OmegaConf.register_new_resolver("nadexp.settings_suffix", _settings_suffix_resolver, replace=True)
     OmegaConf.register_new_resolver("nadexp.new_dir", claim_new_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("nadexp.first_dir", first_dir, replace=True)

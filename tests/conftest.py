@@ -90,6 +90,27 @@ def cifar10_dir(tmp_path_factory):
     return root
 
 
+def learnable_grey_images(n: int, seed: int):
+    """Grey 28 x 28 uint8 images whose class t is a bright 5 x 5 block at a place of its own, on noise; labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 80, (n, 28, 28))
+    for i, t in enumerate(labels):
+        row, col = 3 + 8 * (t // 4), 2 + 7 * (t % 4)
+        images[i, row : row + 5, col : col + 5] = 255
+    return images.astype(np.uint8), labels
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(tmp_path_factory):
+    """Fashion-MNIST's four gzipped IDX files with a few hundred learnable images."""
+    from nadexp.data.fashion_mnist_files import write_fashion_mnist_files
+
+    return write_fashion_mnist_files(tmp_path_factory.mktemp("fashion"), learnable_grey_images(600, 0), learnable_grey_images(200, 1))
+
+
 @pytest.fixture(scope="session")
 def cifar100_dir(tmp_path_factory):
     """A couple of hundred images in CIFAR-100's own on-disk format (train, test and meta pickles)."""

@@ -1,4 +1,4 @@
-"""CIFAR-10 read through torchvision, as tensors, in the representation a variant asks for.
+"""CIFAR-10 (and CIFAR-100, Fashion-MNIST) read through torchvision, as tensors, in the representation a variant asks for.
 
 ``variant`` (protocol section 1.4):
 - ``plain``: the images, normalised with the reference mean and std.
@@ -19,13 +19,18 @@ from typing import Optional
 
 import torch
 
-from nadexp.data import variants
+from nadexp.data import fashion_mnist_files, variants
 from nadexp.data.cifar10_files import files_present, load_split, require_files
-from nadexp.data.settings import SHAPE, CIFARSettings
+from nadexp.data.settings import CIFARSettings
+from nadexp.errors import ConfigError
 
 MEAN = (0.4914, 0.4822, 0.4465)  # the reference normalisation
 STD = (0.247, 0.243, 0.261)
-NORMALISATION = {"cifar10": (MEAN, STD), "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
+NORMALISATION = {
+    "cifar10": (MEAN, STD),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "fashion_mnist": ((0.2860,), (0.3530,)),  # the training images' mean and std
+}
 
 
 def _statistics(images: torch.Tensor, source: str):
@@ -49,7 +54,11 @@ class CIFARDataset(CIFARSettings):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.download:  # before anything is written or logged
+        if self.source == "fashion_mnist":
+            if self.download:
+                raise ConfigError(f"dataset.download=true: nadexp does not download Fashion-MNIST; {fashion_mnist_files.HOW_TO_GET}")
+            fashion_mnist_files.require_files(self.data_dir)
+        elif not self.download:  # before anything is written or logged
             require_files(self.data_dir, self.source)
         self.nad_rows = (
             None if self._nad_array is None else torch.as_tensor(self._nad_array.reshape(len(self._nad_array), -1), dtype=torch.float64)
@@ -57,28 +66,33 @@ class CIFARDataset(CIFARSettings):
 
     def prepare(self) -> None:
         """Downloads the files when they are missing and ``download`` allows it (once per machine)."""
-        if self.download and not files_present(self.data_dir, self.source):  # no need to read them when they are there
+        if (
+            self.download and self.source != "fashion_mnist" and not files_present(self.data_dir, self.source)
+        ):  # no need to read them when they are there
             load_split(self.data_dir, train=True, download=True, check_md5=self.check_md5, source=self.source)
 
     @cached_property
     def flip(self) -> Optional[torch.Tensor]:
-        return flip_for(self.variant, self.nad_rows)
+        return flip_for(self.variant, self.nad_rows, self.shape)
 
     def load(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The network inputs (N, 3, 32, 32) float32 and labels (N,) of ``split``, on ``device``."""
-        images, labels = load_split(self.data_dir, split == "train", check_md5=self.check_md5, source=self.source)
+        """The network inputs (N, C, H, W) float32 and labels (N,) of ``split``, on ``device``."""
+        if self.source == "fashion_mnist":  # check_md5=false: files of other sizes, built yourself
+            images, labels = fashion_mnist_files.load_split(self.data_dir, split == "train", check_sizes=self.check_md5)
+        else:
+            images, labels = load_split(self.data_dir, split == "train", check_md5=self.check_md5, source=self.source)
         images, labels = images.to(device), labels.to(device)
         poisoned = self.variant == "poison" and split == "train"
         carriers = self.nad_rows[self.nad_index : self.nad_index + 2] if poisoned else None
         return represent(images, labels, self.flip, carriers, self.poison_eps, self.source), labels
 
 
-def flip_for(variant: str, nad_rows=None):
-    """The D x D flip matrix of a flip variant (None for the others), computed once per run."""
+def flip_for(variant: str, nad_rows=None, shape=(3, 32, 32)):
+    """The D x D flip matrix of a flip variant (None for the others) for images of ``shape``, computed once per run."""
     if variant == "nad_flip":
         return variants.flip_matrix(variants.complete_basis(nad_rows))
     if variant == "fourier_flip":
-        return variants.flip_matrix(variants.dct_basis(*SHAPE[1:]))
+        return variants.flip_matrix(variants.dct_basis(*shape[1:]))
     return None
 
 

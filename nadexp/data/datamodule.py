@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nadexp.data.cifar10 import CIFARDataset
 from nadexp.data.directional import DirectionalDataset
-from nadexp.data.settings import CLASSES, NUM_CLASSES, SHAPE
+from nadexp.data.settings import CLASSES, FASHION_CLASSES, NUM_CLASSES
 from nadexp.errors import ConfigError
 
 
@@ -109,14 +109,13 @@ class CIFARDataModule(TensorDataModule):
     """CIFAR-10 or CIFAR-100 in the representation of ``variant`` (see nadexp.data.cifar10), read once per
     process."""
 
-    input_shape = SHAPE
-
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, seed: int = 0, **spec):
         super().__init__(batch_size, eval_batch_size)
         self.spec = CIFARDataset(**spec)
         self.seed = seed
+        self.input_shape = self.spec.shape
         self.num_classes = NUM_CLASSES[self.spec.source]
-        self.class_names = CLASSES if self.spec.source == "cifar10" else None
+        self.class_names = {"cifar10": CLASSES, "fashion_mnist": FASHION_CLASSES}.get(self.spec.source)
 
     def prepare_data(self):
         self.spec.prepare()

@@ -87,19 +87,23 @@ class DirectionalSettings:
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SHAPE = (3, 32, 32)
 VARIANTS = ("plain", "nad_flip", "fourier_flip", "poison")
-# CIFAR-100 (dataset=cifar100, the data of the class-density paper) with its usual channel statistics.
-SOURCES = ("cifar10", "cifar100")
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+# CIFAR-100 (dataset=cifar100, the data of the class-density paper) with its usual channel statistics; Fashion-MNIST
+# (dataset=fashion_mnist: grey 28 x 28 images from Debian's dataset-fashion-mnist package) for real images on a CPU.
+SOURCES = ("cifar10", "cifar100", "fashion_mnist")
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10}
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+SHAPES = {"cifar10": SHAPE, "cifar100": SHAPE, "fashion_mnist": (1, 28, 28)}
+POISON_SOURCES = ("cifar10",)  # the reference's poison table keys 10 classes by colour channel: 3-channel images
 
 
 @dataclass
 class CIFARSettings:
-    """What `dataset=cifar10` (or `cifar100`) reads and how it represents it (conf/dataset/cifar10.yaml)."""
+    """What `dataset=cifar10` (or `cifar100`, `fashion_mnist`) reads and how it represents it (conf/dataset/cifar10.yaml)."""
 
-    source: str = "cifar10"  # cifar10 | cifar100
+    source: str = "cifar10"  # cifar10 | cifar100 | fashion_mnist
     data_dir: str = "data"
     download: bool = False  # fetch the archive when it is missing (the machine must be online)
-    check_md5: bool = True  # compare the files with CIFAR-10's checksums (false for files built yourself)
+    check_md5: bool = True  # compare the files with the published ones (false for files built yourself)
     variant: str = "plain"  # plain | nad_flip | fourier_flip | poison
     nads: Optional[str] = None  # nad_flip, poison: a nads.npy or an estimator=nads run directory
     nad_index: int = 0  # poison: the carriers are NADs nad_index and nad_index + 1
@@ -110,8 +114,11 @@ class CIFARSettings:
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ConfigError(f"dataset.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
-        if self.variant == "poison" and self.source != "cifar10":
-            raise ConfigError("dataset.variant=poison follows the reference's 10-class table: it needs dataset=cifar10")
+        if self.variant == "poison" and self.source not in POISON_SOURCES:
+            raise ConfigError(
+                "dataset.variant=poison follows the reference's table, which keys 10 classes by colour channel: it needs "
+                f"dataset=cifar10 (dataset.source={self.source}: plain, nad_flip or fourier_flip)"
+            )
         if self.variant not in VARIANTS:
             raise ConfigError(f"dataset.variant={self.variant!r} is unknown: choose one of {', '.join(VARIANTS)}")
         if self.variant in ("nad_flip", "poison") and not self.nads:
@@ -125,14 +132,23 @@ class CIFARSettings:
             raise ConfigError(f"dataset.nad_index must be >= 0, got {self.nad_index}")
         self._nad_array = self._checked_nads() if self.variant in ("nad_flip", "poison") else None
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """The images' (C, H, W)."""
+        return SHAPES[self.source]
+
     def _checked_nads(self):
-        """The NADs of nad_flip and poison: 1-channel (per channel) or 3-channel (whole image) 32 x 32 ones, and
-        for poison two carriers from nad_index on."""
+        """The NADs of nad_flip and poison: 1-channel (per channel) or all-channel (whole image) ones of the
+        images' size, and for poison two 1-channel carriers from nad_index on."""
         array = load_nads(self.nads)
-        shape = tuple(array.shape[1:])
-        if shape not in ((1, 32, 32), SHAPE) or (self.variant == "poison" and shape != (1, 32, 32)):
-            allowed = "(k, 1, 32, 32)" if self.variant == "poison" else "(k, 1, 32, 32) or (k, 3, 32, 32)"
-            raise ConfigError(f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}; variant={self.variant} needs {allowed}")
+        shape, (channels, height, width) = tuple(array.shape[1:]), self.shape
+        one_channel = (1, height, width)
+        if shape not in (one_channel, self.shape) or (self.variant == "poison" and shape != one_channel):
+            allowed = " or ".join(f"(k, {c}, {height}, {width})" for c in sorted({1, 1 if self.variant == "poison" else channels}))
+            raise ConfigError(
+                f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}; variant={self.variant} of "
+                f"{self.source} needs {allowed} (python run.py experiment=nads dataset.shape=[1,{height},{width}])"
+            )
         if self.variant == "poison" and not self.nad_index + 1 < len(array):
             raise ConfigError(
                 f"dataset.nad_index must be between 0 and {len(array) - 2} (carriers nad_index and nad_index + 1 "

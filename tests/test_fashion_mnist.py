@@ -1,0 +1,109 @@
+"""dataset=fashion_mnist: Fashion-MNIST's IDX files (gzipped or not) read with torchvision's reader, its variants,
+every bad input with one line, and the real files from Debian's dataset-fashion-mnist package where installed."""
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nadexp.config import compose_config
+from nadexp.data.cifar10 import CIFARDataset, flip_for
+from nadexp.data.fashion_mnist_files import DEBIAN_DIR, load_split, write_fashion_mnist_files
+from nadexp.runs import execute
+
+from conftest import QUICK, learnable_grey_images, refusal
+
+REAL = Path(DEBIAN_DIR)
+BASE = [o for o in QUICK if not o.startswith("dataset.")]  # the whole split: CIFAR-style data sets take no n_train
+needs_real_files = pytest.mark.skipif(
+    not (REAL / "train-images-idx3-ubyte.gz").is_file(), reason=f"needs Debian's dataset-fashion-mnist ({DEBIAN_DIR})"
+)
+
+
+@pytest.fixture(scope="module")
+def fixture_dir(fashion_mnist_dir):
+    return fashion_mnist_dir
+
+
+def overrides(data_dir, *extra):
+    return [*BASE, "dataset=fashion_mnist", f"dataset.data_dir={data_dir}", "dataset.check_md5=false", *extra]
+
+
+def test_gzipped_and_plain_idx_files_read_the_same(fixture_dir, tmp_path):
+    plain = write_fashion_mnist_files(tmp_path, learnable_grey_images(600, 0), learnable_grey_images(200, 1), gzipped=False)
+    for train in (True, False):
+        a, b = load_split(fixture_dir, train, check_sizes=False), load_split(plain, train, check_sizes=False)
+        assert a[0].shape == (600 if train else 200, 1, 28, 28) and a[0].dtype == torch.uint8
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    images, labels = learnable_grey_images(600, 0)
+    assert torch.equal(load_split(fixture_dir, True, check_sizes=False)[0][:, 0], torch.from_numpy(images))
+
+
+def test_a_short_training_on_the_files_learns_their_classes(fixture_dir, tmp_path):
+    result = execute(compose_config(overrides(fixture_dir, "arch=logreg", "trainer.max_epochs=3"), output_dir=tmp_path), [])
+    assert result["test_acc"] > 0.9 and result["dataset"].startswith("fashion_mnist"), (result["test_acc"], result["dataset"])
+
+
+@pytest.mark.parametrize("variant", ["fourier_flip", "nad_flip"])
+def test_the_flips_are_orthogonal_on_28_by_28_images(fixture_dir, tmp_path, variant):
+    nads = tmp_path / "nads.npy"
+    np.save(nads, np.linalg.qr(np.random.default_rng(0).standard_normal((784, 50)))[0].T.reshape(50, 1, 28, 28).astype(np.float32))
+    spec = CIFARDataset(source="fashion_mnist", data_dir=str(fixture_dir), check_md5=False, variant=variant, nads=str(nads))
+    flip = flip_for(variant, spec.nad_rows, spec.shape)
+    assert flip.shape == (784, 784)
+    torch.testing.assert_close(flip @ flip.T, torch.eye(784, dtype=flip.dtype), atol=1e-5, rtol=0)
+    x, _ = spec.load("test")
+    plain, _ = CIFARDataset(source="fashion_mnist", data_dir=str(fixture_dir), check_md5=False).load("test")
+    torch.testing.assert_close(x.flatten(1).norm(dim=1), plain.flatten(1).norm(dim=1), atol=1e-3, rtol=1e-4)
+    assert not torch.allclose(x, plain)
+
+
+def truncated(tmp_path, fixture_dir):
+    broken = tmp_path / "truncated"
+    broken.mkdir()
+    for path in Path(fixture_dir).iterdir():
+        data = path.read_bytes()
+        (broken / path.name).write_bytes(gzip.compress(gzip.decompress(data)[:1000]) if "train-images" in path.name else data)
+    return broken
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "published sizes", "download", "poison", "nads of another shape"])
+def test_bad_input_stops_with_one_line_naming_the_option_and_nothing_written(fixture_dir, tmp_path, case):
+    nads = tmp_path / "nads32.npy"
+    np.save(nads, np.eye(1024, dtype=np.float32)[:4].reshape(4, 1, 32, 32))
+    given = {
+        "missing": (overrides(tmp_path / "nowhere"), "apt-get install dataset-fashion-mnist"),
+        "truncated": (overrides(truncated(tmp_path, fixture_dir)), "not a readable IDX file"),
+        "published sizes": ([*overrides(fixture_dir)[:-1], "dataset.check_md5=true"], "Fashion-MNIST's are 60,000 of (28, 28)"),
+        "download": (overrides(fixture_dir, "dataset.download=true"), "does not download Fashion-MNIST"),
+        "poison": (overrides(fixture_dir, "dataset.variant=poison", f"dataset.nads={nads}"), "it needs dataset=cifar10"),
+        "nads of another shape": (
+            overrides(fixture_dir, "dataset.variant=nad_flip", f"dataset.nads={nads}"),
+            "needs (k, 1, 28, 28) (python run.py experiment=nads dataset.shape=[1,28,28])",
+        ),
+    }
+    settings, words = given[case]
+    message = refusal(settings, tmp_path / "run")
+    assert words in message and ("dataset." in message), message
+
+
+@needs_real_files
+def test_the_real_files_hold_the_published_balanced_splits():
+    for train, size in ((True, 60_000), (False, 10_000)):
+        images, labels = load_split(REAL, train)
+        assert images.shape == (size, 1, 28, 28)
+        assert torch.bincount(labels, minlength=10).tolist() == [size // 10] * 10  # balanced, as published
+    assert 0.27 < images.float().div(255).mean() < 0.30  # the published mean is 0.286
+
+
+@needs_real_files
+def test_lenet_learns_the_real_images_in_one_epoch_and_the_fourier_flip_keeps_their_norms(tmp_path):
+    settings = [*BASE, "dataset=fashion_mnist", "arch=lenet"]
+    assert compose_config(settings).dataset.data_dir == DEBIAN_DIR  # the default where the package is installed
+    result = execute(compose_config(settings, output_dir=tmp_path), settings)  # 469 steps of batch 128
+    assert result["test_acc"] > 0.75, result["test_acc"]
+    flipped = CIFARDataset(source="fashion_mnist", data_dir=DEBIAN_DIR, variant="fourier_flip").load("test")[0]
+    plain = CIFARDataset(source="fashion_mnist", data_dir=DEBIAN_DIR).load("test")[0]
+    torch.testing.assert_close(flipped.flatten(1).norm(dim=1), plain.flatten(1).norm(dim=1), atol=1e-3, rtol=1e-4)
