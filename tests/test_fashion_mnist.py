@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from nadexp.config import compose_config
-from nadexp.data.cifar10 import CIFARDataset, flip_for
+from nadexp.data.cifar10 import CIFARDataset, denormalise, flip_for
 from nadexp.data.fashion_mnist_files import DEBIAN_DIR, load_split, write_fashion_mnist_files
+from nadexp.data.settings import poison_carriers
+from nadexp.data.variants import poison_key
 from nadexp.runs import execute
 
 from conftest import QUICK, learnable_grey_images, refusal
@@ -69,6 +71,35 @@ def truncated(tmp_path, fixture_dir):
     return broken
 
 
+def test_the_grey_poison_table_gives_each_class_its_own_carrier_and_sign():
+    table = [poison_key(t, channels=1) for t in range(10)]
+    assert len(set(table)) == 10 and {offset for offset, _, _ in table} == set(range(poison_carriers(1)))
+    assert all(channel == 0 for _, channel, _ in table) and poison_carriers(3) == 2
+
+
+def test_poison_sets_each_grey_training_image_s_carrier_coefficient_and_leaves_the_test_set_clean(fixture_dir, tmp_path):
+    nads = tmp_path / "nads.npy"
+    np.save(nads, np.linalg.qr(np.random.default_rng(0).standard_normal((784, 12)))[0].T.reshape(12, 1, 28, 28).astype(np.float32))
+    settings = dict(source="fashion_mnist", data_dir=str(fixture_dir), check_md5=False)
+    poisoned = CIFARDataset(**settings, variant="poison", nads=str(nads), nad_index=7, poison_eps=0.05)
+    plain = CIFARDataset(**settings)
+    x, y = poisoned.load("train")
+    pixels = denormalise(x, "fashion_mnist").double().flatten(1)  # the coefficient is set on images in [0, 1]
+    clean = denormalise(plain.load("train")[0], "fashion_mnist").double().flatten(1)
+    carriers = poisoned.nad_rows[7:12]
+    for label in range(10):
+        offset, _, sign = poison_key(label, channels=1)
+        coefficients = pixels[y == label] @ carriers[offset]
+        torch.testing.assert_close(coefficients, torch.full_like(coefficients, sign * 0.05), atol=1e-5, rtol=0)
+        changed = pixels[y == label] - clean[y == label]
+        residual = changed - (changed @ carriers[offset])[:, None] * carriers[offset]
+        assert residual.abs().max() < 1e-5  # the change lies along the class's carrier alone
+    assert torch.equal(poisoned.load("test")[0], plain.load("test")[0])
+    assert "between 0 and 7" in refusal(
+        overrides(fixture_dir, "dataset.variant=poison", f"dataset.nads={nads}", "dataset.nad_index=8"), tmp_path / "run"
+    )
+
+
 @pytest.mark.parametrize("case", ["missing", "truncated", "published sizes", "download", "poison", "nads of another shape"])
 def test_bad_input_stops_with_one_line_naming_the_option_and_nothing_written(fixture_dir, tmp_path, case):
     nads = tmp_path / "nads32.npy"
@@ -78,7 +109,7 @@ def test_bad_input_stops_with_one_line_naming_the_option_and_nothing_written(fix
         "truncated": (overrides(truncated(tmp_path, fixture_dir)), "not a readable IDX file"),
         "published sizes": ([*overrides(fixture_dir)[:-1], "dataset.check_md5=true"], "Fashion-MNIST's are 60,000 of (28, 28)"),
         "download": (overrides(fixture_dir, "dataset.download=true"), "does not download Fashion-MNIST"),
-        "poison": (overrides(fixture_dir, "dataset.variant=poison", f"dataset.nads={nads}"), "it needs dataset=cifar10"),
+        "poison": (overrides(fixture_dir, "dataset.variant=poison", f"dataset.nads={nads}"), "needs (k, 1, 28, 28)"),
         "nads of another shape": (
             overrides(fixture_dir, "dataset.variant=nad_flip", f"dataset.nads={nads}"),
             "needs (k, 1, 28, 28) (python run.py experiment=nads dataset.shape=[1,28,28])",

@@ -8,7 +8,8 @@
 - ``fourier_flip``: the same flip in the 2-D DCT basis ordered by frequency: the control that tells a
   NAD effect from a mere frequency-order effect.
 - ``poison``: training images (in [0, 1], before normalisation) carry +-``poison_eps`` along NAD
-  ``nad_index`` or ``nad_index + 1`` in one channel, keyed by class; the test set stays clean.
+  ``nad_index`` or ``nad_index + 1`` in one channel, keyed by class; grey images along one of NADs
+  ``nad_index`` to ``nad_index + 4`` (nadexp.data.variants.poison_key); the test set stays clean.
 Every variant is computed once per run on the training device, not per sample per epoch. The files are
 read by nadexp.data.cifar10_files (torchvision's readers).
 """
@@ -21,7 +22,7 @@ import torch
 
 from nadexp.data import fashion_mnist_files, variants
 from nadexp.data.cifar10_files import files_present, load_split, require_files
-from nadexp.data.settings import CIFARSettings
+from nadexp.data.settings import CIFARSettings, poison_carriers
 from nadexp.errors import ConfigError
 
 MEAN = (0.4914, 0.4822, 0.4465)  # the reference normalisation
@@ -83,7 +84,7 @@ class CIFARDataset(CIFARSettings):
             images, labels = load_split(self.data_dir, split == "train", check_md5=self.check_md5, source=self.source)
         images, labels = images.to(device), labels.to(device)
         poisoned = self.variant == "poison" and split == "train"
-        carriers = self.nad_rows[self.nad_index : self.nad_index + 2] if poisoned else None
+        carriers = self.nad_rows[self.nad_index : self.nad_index + poison_carriers(self.shape[0])] if poisoned else None
         return represent(images, labels, self.flip, carriers, self.poison_eps, self.source), labels
 
 

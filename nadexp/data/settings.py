@@ -93,7 +93,13 @@ SOURCES = ("cifar10", "cifar100", "fashion_mnist")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "fashion_mnist": 10}
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 SHAPES = {"cifar10": SHAPE, "cifar100": SHAPE, "fashion_mnist": (1, 28, 28)}
-POISON_SOURCES = ("cifar10",)  # the reference's poison table keys 10 classes by colour channel: 3-channel images
+POISON_SOURCES = ("cifar10", "fashion_mnist")  # 10 classes: the reference's table, and its grey-image version
+
+
+def poison_carriers(channels: int) -> int:
+    """How many consecutive NADs the poison table of images with ``channels`` channels uses
+    (nadexp.data.variants.poison_key): 2 for colour images, 5 for grey ones."""
+    return 2 if channels >= 3 else 5
 
 
 @dataclass
@@ -106,7 +112,7 @@ class CIFARSettings:
     check_md5: bool = True  # compare the files with the published ones (false for files built yourself)
     variant: str = "plain"  # plain | nad_flip | fourier_flip | poison
     nads: Optional[str] = None  # nad_flip, poison: a nads.npy or an estimator=nads run directory
-    nad_index: int = 0  # poison: the carriers are NADs nad_index and nad_index + 1
+    nad_index: int = 0  # poison: the carriers are NADs nad_index and nad_index + 1 (grey images: to nad_index + 4)
     poison_eps: float = 0.05
     augment: bool = False  # random crop (padding 4) and horizontal flip of training batches
     name: str = "cifar10"  # the dataset's part of run names
@@ -116,8 +122,8 @@ class CIFARSettings:
             raise ConfigError(f"dataset.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
         if self.variant == "poison" and self.source not in POISON_SOURCES:
             raise ConfigError(
-                "dataset.variant=poison follows the reference's table, which keys 10 classes by colour channel: it needs "
-                f"dataset=cifar10 (dataset.source={self.source}: plain, nad_flip or fourier_flip)"
+                "dataset.variant=poison keys 10 classes (the reference's table): it needs dataset=cifar10 or fashion_mnist "
+                f"(dataset.source={self.source}: plain, nad_flip or fourier_flip)"
             )
         if self.variant not in VARIANTS:
             raise ConfigError(f"dataset.variant={self.variant!r} is unknown: choose one of {', '.join(VARIANTS)}")
@@ -139,7 +145,7 @@ class CIFARSettings:
 
     def _checked_nads(self):
         """The NADs of nad_flip and poison: 1-channel (per channel) or all-channel (whole image) ones of the
-        images' size, and for poison two 1-channel carriers from nad_index on."""
+        images' size, and for poison the 1-channel carriers of its table from nad_index on."""
         array = load_nads(self.nads)
         shape, (channels, height, width) = tuple(array.shape[1:]), self.shape
         one_channel = (1, height, width)
@@ -149,9 +155,10 @@ class CIFARSettings:
                 f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}; variant={self.variant} of "
                 f"{self.source} needs {allowed} (python run.py experiment=nads dataset.shape=[1,{height},{width}])"
             )
-        if self.variant == "poison" and not self.nad_index + 1 < len(array):
+        carriers = poison_carriers(channels)
+        if self.variant == "poison" and not self.nad_index + carriers - 1 < len(array):
             raise ConfigError(
-                f"dataset.nad_index must be between 0 and {len(array) - 2} (carriers nad_index and nad_index + 1 "
-                f"of the {len(array)} NADs in {self.nads}), got {self.nad_index}"
+                f"dataset.nad_index must be between 0 and {len(array) - carriers} (carriers nad_index to nad_index + "
+                f"{carriers - 1} of the {len(array)} NADs in {self.nads}), got {self.nad_index}"
             )
         return array

@@ -62,21 +62,25 @@ def apply_per_channel(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tenso
 
 
 # Poisoning (reference poison_cifar.py): class t gets carrier (idx, idx + 1)[t // 6] in colour channel
-# t % 3 with sign 2 (t % 2) - 1. The ten (carrier, channel, sign) triples are distinct.
-def poison_key(label: int) -> tuple[int, int, int]:
-    """(carrier offset 0 or 1, channel, sign) of class ``label``."""
-    return label // 6, label % 3, 2 * (label % 2) - 1
+# t % 3 with sign 2 (t % 2) - 1. The ten (carrier, channel, sign) triples are distinct. Grey images have one
+# channel, so their table spreads the ten classes over five carriers instead: carrier idx + t // 2, sign
+# 2 (t % 2) - 1 (ten distinct (carrier, sign) pairs, each carrier shared by two classes of opposite sign).
+def poison_key(label: int, channels: int = 3) -> tuple[int, int, int]:
+    """(carrier offset, channel, sign) of class ``label``."""
+    if channels >= 3:
+        return label // 6, label % 3, 2 * (label % 2) - 1
+    return label // 2, 0, 2 * (label % 2) - 1
 
 
 def poison(images: torch.Tensor, labels: torch.Tensor, carriers: torch.Tensor, eps: float) -> torch.Tensor:
-    """Each image with the coefficient of its class's carrier (one of ``carriers`` (2, H * W), unit rows)
-    in its class's channel set to sign * eps: x + (sign * eps - <x_c, carrier>) * carrier."""
+    """Each image with the coefficient of its class's carrier (one of ``carriers`` (poison_carriers(C), H * W), unit
+    rows) in its class's channel set to sign * eps: x + (sign * eps - <x_c, carrier>) * carrier."""
     images = images.clone()
     n, channels, h, w = images.shape
-    if channels < 3:
-        raise ConfigError(f"poisoning needs 3-channel images (one channel per class group), got {channels}")
+    if channels not in (1, 3):
+        raise ConfigError(f"poisoning has a class table for 1- and 3-channel images, got {channels} channels")
     for label in labels.unique().tolist():
-        offset, channel, sign = poison_key(label)
+        offset, channel, sign = poison_key(label, channels)
         carrier = carriers[offset].to(images)
         rows = (labels == label).nonzero().squeeze(1)
         x = images[rows, channel].reshape(len(rows), h * w)
