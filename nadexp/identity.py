@@ -126,19 +126,18 @@ def compose_reference(overrides) -> DictConfig:
 
 def nads_run_dir(nads_cfg: DictConfig, overrides) -> Path:
     """The directory `python run.py experiment=nads` keeps the NAD estimate of ``nads_cfg`` in (an estimator=nads
-    config), for a command with ``overrides``: outputs/nads/<arch>-<method>-s<seed>[-<digest>], the digest of
-    what differs from experiment=nads for that arch and seed, as experiment=nads names it."""
+    config), for a command with ``overrides``: outputs/nads/<arch>-<method>-s<seed>[-<digest>], its settings
+    measured against experiment=nads's as that command's own directory name measures them."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
-    named = [
-        "experiment=nads",
-        *(o.input_line for o in parsed if o.key_or_group in NAMED and o.key_or_group not in ("experiment", "estimator")),
-    ]
-    diff = differing(result_settings(nads_cfg, "nads"), result_settings(compose_reference(named), "nads"))
+    as_nads = ["experiment=nads", *(o.input_line for o in parsed if o.key_or_group not in ("experiment", "estimator"))]
     estimator = nads_cfg.estimator
-    name = f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}" + (f"-{digest(diff)}" if diff else "")
-    return Path(nads_cfg.paths.log_dir) / "nads" / name
+    return (
+        Path(nads_cfg.paths.log_dir)
+        / "nads"
+        / f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}{settings_suffix(nads_cfg, as_nads)}"
+    )
 
 
 def _settings_suffix_resolver(*, _root_: DictConfig) -> str:

@@ -67,9 +67,7 @@ class CIFARDataset(CIFARSettings):
 
     def prepare(self) -> None:
         """Downloads the files when they are missing and ``download`` allows it (once per machine)."""
-        if (
-            self.download and self.source != "fashion_mnist" and not files_present(self.data_dir, self.source)
-        ):  # no need to read them when they are there
+        if self.download and not files_present(self.data_dir, self.source):  # no need to read them when they are there
             load_split(self.data_dir, train=True, download=True, check_md5=self.check_md5, source=self.source)
 
     @cached_property

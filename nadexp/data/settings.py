@@ -150,7 +150,8 @@ class CIFARSettings:
         shape, (channels, height, width) = tuple(array.shape[1:]), self.shape
         one_channel = (1, height, width)
         if shape not in (one_channel, self.shape) or (self.variant == "poison" and shape != one_channel):
-            allowed = " or ".join(f"(k, {c}, {height}, {width})" for c in sorted({1, 1 if self.variant == "poison" else channels}))
+            options = (1,) if self.variant == "poison" or channels == 1 else (1, channels)
+            allowed = " or ".join(f"(k, {c}, {height}, {width})" for c in options)
             raise ConfigError(
                 f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}; variant={self.variant} of "
                 f"{self.source} needs {allowed} (python run.py experiment=nads dataset.shape=[1,{height},{width}])"

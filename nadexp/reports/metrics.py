@@ -39,7 +39,8 @@ def cell_row(record: dict, shape, eigenvalues=None) -> dict:
         row = {"nad_index": index, "eigenvalue": float(eigenvalues[index]) if has_value else None}
     elif basis == "pixel":
         row = {"row": direction[0], "col": direction[1]}
-    return {**row, "test_acc": record.get("test_acc"), "train_acc": record.get("train_acc"), "status": record.get("status")}
+    extra = {"score": record["score"]} if "score" in record else {}  # a predicted map's (nadexp.reports.prediction)
+    return {**row, **extra, "test_acc": record.get("test_acc"), "train_acc": record.get("train_acc"), "status": record.get("status")}
 
 
 def cell_rows(records: list[dict], basis: str, shape, eigenvalues=None) -> tuple[tuple[str, ...], list[dict]]:

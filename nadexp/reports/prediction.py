@@ -156,8 +156,7 @@ def predict_fourier_map(
     spectrum = np.asarray(spectrum, dtype=np.float64)
     best = best_fourier_variance(nads, spectrum, shape, phase)
     scores = PREDICTORS[predictor](projections(nads, fourier_vectors(shape, cells, phase)), spectrum, math.prod(shape), best)
-    calibration = CALIBRATIONS.get(predictor)
-    accuracies = calibration(scores) if calibration else np.full(len(cells), math.nan)
+    accuracies = CALIBRATIONS[predictor](scores)
     return [
         {"basis": "fourier", "direction": [kx, ky], "score": round(float(s), 6), "test_acc": round(float(a), 6), "status": "ok"}
         for (kx, ky), s, a in zip(cells, scores, accuracies)

@@ -15,6 +15,7 @@ from scipy.stats import pearsonr, spearmanr  # noqa: E402
 from nadexp.data.directions import conjugate, signed  # noqa: E402
 from nadexp.errors import ConfigError  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
+from nadexp.reports.metrics import cell_rows  # noqa: E402
 from nadexp.reports.prediction import LEARNABLE, spectrum_of  # noqa: E402
 from nadexp.reports.published import has_published_map, published_map  # noqa: E402
 from nadexp.results import write_csv_atomic, write_json_atomic  # noqa: E402
@@ -91,10 +92,14 @@ def scores(rows: list[dict]) -> dict:
     }
 
 
+def _shown(value):
+    return "-" if value is None else value  # a correlation of a constant map is undefined
+
+
 def scores_line(name: str, numbers: dict) -> str:
     if not numbers.get("directions"):
         return f"{name}: no direction in common"
-    show = lambda v: "-" if v is None else v  # noqa: E731
+    show = _shown
     return (
         f"{name}: {numbers['directions']} directions, Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}, "
         f"mean |difference| {numbers['mean_abs_difference']} points, learnable (> {100 * LEARNABLE:.0f} %) agreement "
@@ -115,7 +120,7 @@ def side_by_side(predicted: list[dict], trained: list[dict], shape, stride: int,
     difference = draw(axes[2], predicted_grid - trained_grid, stride, "predicted - trained")
     difference.set(cmap="RdBu_r", clim=(-0.3, 0.3))
     fig.colorbar(difference, ax=axes[2], label="predicted - trained (fraction)", shrink=0.85)
-    show = lambda v: "-" if v is None else v  # noqa: E731
+    show = _shown
     fig.suptitle(
         f"{numbers['directions']} directions: Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}, "
         f"mean |difference| {numbers['mean_abs_difference']} points, learnable agreement {100 * numbers['learnable_agreement']:.0f} %",
@@ -148,11 +153,7 @@ def write_prediction(out_dir: Path, predicted: list[dict], shape, stride: int, t
     out_dir.mkdir(parents=True, exist_ok=True)
     _, height, width = shape
     plot_fourier_heatmap(fourier_grid(predicted, height, width), out_dir / "heatmap", title, stride)
-    rows = []
-    for record in predicted:
-        (kx, ky), f_rows, f_cols = record["direction"], signed(record["direction"][1], height), signed(record["direction"][0], width)
-        rows.append({"kx": kx, "ky": ky, "f_rows": f_rows, "f_cols": f_cols, "abs_freq": round(math.hypot(f_rows, f_cols), 4)} | record)
-    write_csv_atomic(out_dir / "cells.csv", PREDICTED_COLUMNS, sorted(rows, key=lambda r: (r["abs_freq"], r["f_rows"], r["f_cols"])))
+    write_csv_atomic(out_dir / "cells.csv", PREDICTED_COLUMNS, cell_rows(predicted, "fourier", shape)[1])
     scored = {}
     for name, trained, trained_stride in targets(arch, shape, list(against)):
         pairs = matched(predicted, trained, shape)
