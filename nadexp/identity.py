@@ -52,7 +52,7 @@ EXECUTION = (
     "sweep.shard",
 )
 # Settings that enter a run's identity only when switched on: directories made before they existed stay resumable.
-OFF_BY_DEFAULT = ("tf32",)
+OFF_BY_DEFAULT = ("tf32", "dataset.shape")  # dataset.shape: only checked for images read from files, unset by default
 # The overrides that every fixed directory's label names, so the reference config shares them; so does what an
 # experiment sweeps itself (hydra.sweeper.params), which its label names (variant, poison index, arch).
 NAMED = ("experiment", "arch", "seed", "sweep", "estimator")
@@ -138,6 +138,16 @@ def nads_run_dir(nads_cfg: DictConfig, overrides) -> Path:
         / "nads"
         / f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}{settings_suffix(nads_cfg, as_nads)}"
     )
+
+
+NADS_DEFAULT_SHAPE = [1, 32, 32]  # experiment=nads's dataset.shape (conf/dataset/directional.yaml)
+
+
+def nads_shape_suffix(*shape: int) -> str:
+    """The directory suffix of `python run.py experiment=nads dataset.shape=[C,H,W]` (nothing else changed): how an
+    experiment on images of another shape names the NADs of its arch (e.g. dataset=fashion_mnist's 1 x 28 x 28)."""
+    shape = [int(n) for n in shape]
+    return "" if shape == NADS_DEFAULT_SHAPE else f"-{digest({'dataset.shape': shape})}"
 
 
 def _settings_suffix_resolver(*, _root_: DictConfig) -> str:
@@ -235,3 +245,4 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("nadexp.settings_suffix", _settings_suffix_resolver, replace=True)
     OmegaConf.register_new_resolver("nadexp.new_dir", claim_new_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("nadexp.first_dir", first_dir, replace=True)
+    OmegaConf.register_new_resolver("nadexp.nads_shape_suffix", nads_shape_suffix, replace=True)

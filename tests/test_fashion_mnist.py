@@ -1,6 +1,7 @@
 """dataset=fashion_mnist: Fashion-MNIST's IDX files (gzipped or not) read with torchvision's reader, its variants,
 every bad input with one line, and the real files from Debian's dataset-fashion-mnist package where installed."""
 
+import csv
 import gzip
 from pathlib import Path
 
@@ -11,11 +12,12 @@ import torch
 from nadexp.config import compose_config
 from nadexp.data.cifar10 import CIFARDataset, denormalise, flip_for
 from nadexp.data.fashion_mnist_files import DEBIAN_DIR, load_split, write_fashion_mnist_files
-from nadexp.data.settings import poison_carriers
+from nadexp.data.settings import FASHION_CLASSES, poison_carriers
 from nadexp.data.variants import poison_key
+from nadexp.identity import digest
 from nadexp.runs import execute
 
-from conftest import QUICK, learnable_grey_images, refusal
+from conftest import QUICK, ROOT, check_config_header, learnable_grey_images, refusal, run_cli
 
 REAL = Path(DEBIAN_DIR)
 BASE = [o for o in QUICK if not o.startswith("dataset.")]  # the whole split: CIFAR-style data sets take no n_train
@@ -53,7 +55,7 @@ def test_the_flips_are_orthogonal_on_28_by_28_images(fixture_dir, tmp_path, vari
     nads = tmp_path / "nads.npy"
     np.save(nads, np.linalg.qr(np.random.default_rng(0).standard_normal((784, 50)))[0].T.reshape(50, 1, 28, 28).astype(np.float32))
     spec = CIFARDataset(source="fashion_mnist", data_dir=str(fixture_dir), check_md5=False, variant=variant, nads=str(nads))
-    flip = flip_for(variant, spec.nad_rows, spec.shape)
+    flip = flip_for(variant, spec.nad_rows, spec.image_shape)
     assert flip.shape == (784, 784)
     torch.testing.assert_close(flip @ flip.T, torch.eye(784, dtype=flip.dtype), atol=1e-5, rtol=0)
     x, _ = spec.load("test")
@@ -100,7 +102,7 @@ def test_poison_sets_each_grey_training_image_s_carrier_coefficient_and_leaves_t
     )
 
 
-@pytest.mark.parametrize("case", ["missing", "truncated", "published sizes", "download", "poison", "nads of another shape"])
+@pytest.mark.parametrize("case", ["missing", "truncated", "published sizes", "download", "poison", "nads of another shape", "shape"])
 def test_bad_input_stops_with_one_line_naming_the_option_and_nothing_written(fixture_dir, tmp_path, case):
     nads = tmp_path / "nads32.npy"
     np.save(nads, np.eye(1024, dtype=np.float32)[:4].reshape(4, 1, 32, 32))
@@ -114,10 +116,16 @@ def test_bad_input_stops_with_one_line_naming_the_option_and_nothing_written(fix
             overrides(fixture_dir, "dataset.variant=nad_flip", f"dataset.nads={nads}"),
             "needs (k, 1, 28, 28) (python run.py experiment=nads dataset.shape=[1,28,28])",
         ),
+        "shape": (overrides(fixture_dir, "dataset.shape=[3,32,32]"), "does not fit fashion_mnist: its images are 1 x 28 x 28"),
     }
     settings, words = given[case]
     message = refusal(settings, tmp_path / "run")
     assert words in message and ("dataset." in message), message
+
+
+def test_nads_are_drawn_at_a_shape_given_not_read_from_the_files(tmp_path):
+    message = refusal(["experiment=nads", "arch=lenet", "logger=none", "dataset=fashion_mnist"], tmp_path)
+    assert "dataset.shape" in message and "[1,28,28]" in message, message
 
 
 @needs_real_files
@@ -130,11 +138,73 @@ def test_the_real_files_hold_the_published_balanced_splits():
 
 
 @needs_real_files
-def test_lenet_learns_the_real_images_in_one_epoch_and_the_fourier_flip_keeps_their_norms(tmp_path):
+def test_lenet_learns_the_real_images_in_one_epoch_and_the_fourier_flip_rotates_them(tmp_path):
     settings = [*BASE, "dataset=fashion_mnist", "arch=lenet"]
     assert compose_config(settings).dataset.data_dir == DEBIAN_DIR  # the default where the package is installed
     result = execute(compose_config(settings, output_dir=tmp_path), settings)  # 469 steps of batch 128
     assert result["test_acc"] > 0.75, result["test_acc"]
-    flipped = CIFARDataset(source="fashion_mnist", data_dir=DEBIAN_DIR, variant="fourier_flip").load("test")[0]
-    plain = CIFARDataset(source="fashion_mnist", data_dir=DEBIAN_DIR).load("test")[0]
-    torch.testing.assert_close(flipped.flatten(1).norm(dim=1), plain.flatten(1).norm(dim=1), atol=1e-3, rtol=1e-4)
+    flipped = CIFARDataset(source="fashion_mnist", data_dir=DEBIAN_DIR, variant="fourier_flip").load("test")[0][:500].flatten(1)
+    plain = CIFARDataset(source="fashion_mnist", data_dir=DEBIAN_DIR).load("test")[0][:500].flatten(1)
+    assert (flipped - plain).abs().max() > 1  # the images did change ...
+    torch.testing.assert_close(flipped @ flipped.T, plain @ plain.T, atol=5e-3, rtol=1e-4)  # ... by a rotation: same inner products
+
+
+FASHION_EXPERIMENTS = [
+    "fashion_mnist",
+    "fashion_mnist_flip_table",
+    "fashion_mnist_poison_lenet",
+    "fashion_mnist_snapshots",
+    "hyperplanes_lenet_fashion_mnist",
+    "class_density_lenet_fashion_mnist",
+]
+
+
+@pytest.mark.parametrize("figure", FASHION_EXPERIMENTS)
+def test_every_fashion_mnist_experiment_says_how_to_run_it_and_what_it_measured(figure):
+    check_config_header(figure)
+    header = (ROOT / "conf" / "experiment" / f"{figure}.yaml").read_text().split("\ndefaults:")[0]
+    assert "measured" in header.lower(), figure  # the numbers it gave, as docs/fashion_mnist.md lists them
+    cfg = compose_config([f"experiment={figure}", "logger=none"])
+    if cfg.task == "train":
+        assert cfg.dataset.source == "fashion_mnist" and cfg.trainer.max_epochs == 10 and cfg.optimizer.lr == 0.21 and cfg.resume
+        assert cfg.dataset.nads.endswith(f"nads/lenet-finite_difference-s{cfg.seed}-{digest({'dataset.shape': [1, 28, 28]})}")
+    else:
+        assert "fashion_mnist" in cfg.estimator.run_dir and cfg.seed == (2 if cfg.task == "hyperplanes" else 3)
+
+
+def test_the_flip_table_and_poisoning_curve_run_on_the_files_and_the_report_names_fashion_mnist(fixture_dir, tmp_path):
+    nads = tmp_path / "nads.npy"
+    np.save(nads, np.linalg.qr(np.random.default_rng(0).standard_normal((784, 12)))[0].T.reshape(12, 1, 28, 28).astype(np.float32))
+    common = [f"dataset.data_dir={fixture_dir}", "dataset.check_md5=false", f"dataset.nads={nads}", "trainer.max_epochs=1", "logger=none"]
+    flips = run_cli("experiment=fashion_mnist_flip_table", "arch=lenet", *common, f"hydra.sweep.dir={tmp_path / 'runs'}")
+    assert flips.returncode == 0, flips.stderr[-2000:]
+    poison = run_cli("experiment=fashion_mnist_poison_lenet", "dataset.nad_index=0,7", *common, f"hydra.sweep.dir={tmp_path / 'runs'}")
+    assert poison.returncode == 0, poison.stderr[-2000:]
+    assert "Fashion-MNIST run(s)" in poison.stdout
+    names = sorted(p.parent.name.rsplit("-", 1)[0] for p in (tmp_path / "runs").glob("*/result.json"))
+    assert names == [f"lenet-fashion_mnist-{v}-s0" for v in ("fourier_flip", "nad_flip", "plain", "poison0", "poison7")]
+    table = (tmp_path / "runs" / "report" / "flip_table.md").read_text().splitlines()
+    assert table[2].startswith("| lenet | fashion_mnist | 0 | 0.")
+    with open(tmp_path / "runs" / "report" / "poison_curve.csv") as handle:
+        assert [int(row["nad_index"]) for row in csv.DictReader(handle)] == [0, 7]
+
+
+def test_the_analyses_of_a_trained_run_read_its_fashion_mnist_files(fixture_dir, tmp_path):
+    data = [f"dataset.data_dir={fixture_dir}", "dataset.check_md5=false", "trainer.max_epochs=2", "logger=none"]
+    trained = tmp_path / "trained"
+    settings = ["experiment=fashion_mnist_snapshots", *data]
+    test_acc = execute(compose_config(settings, output_dir=trained), settings)["test_acc"]
+    assert sorted(p.name for p in (trained / "snapshots").iterdir()) == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]
+
+    settings = ["experiment=hyperplanes_lenet_fashion_mnist", f"estimator.run_dir={trained}", "logger=none"]
+    planes = execute(compose_config(settings, output_dir=tmp_path / "planes"), settings)
+    assert planes["summary"]["trained_acc"] == test_acc  # the trained network, on the run's own test images
+    assert (tmp_path / "planes" / "mass_critical.png").stat().st_size > 0
+    with open(tmp_path / "planes" / "critical.csv") as handle:  # two conv layers x (3 snapshots + a random init)
+        assert len(list(csv.DictReader(handle))) == 2 * 4
+
+    settings = ["experiment=class_density_lenet_fashion_mnist", f"estimator.run_dir={trained}", "estimator.kl_samples=100", "logger=none"]
+    execute(compose_config(settings, output_dir=tmp_path / "density"), settings)
+    with open(tmp_path / "density" / "classes.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {row["name"] for row in rows} == set(FASHION_CLASSES) and {row["stage"] for row in rows} == {"features.1", "features.4"}

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 
 from nadexp.config import CONFIG_DIR, compose_config, register_configs
 from nadexp.errors import ConfigError
-from nadexp.identity import claim_new_dir, remove_if_unused, settings_suffix
+from nadexp.identity import NADS_DEFAULT_SHAPE, claim_new_dir, remove_if_unused, settings_suffix
 from nadexp.models import LeNet
 from nadexp.results import write_json_atomic
 from nadexp.runs import execute
@@ -61,6 +61,16 @@ def test_the_experiments_own_settings_keep_the_plain_name_and_named_choices_do_n
         ["experiment=cifar10", "arch=lenet"],
     ):
         assert suffix(*overrides) == "", overrides
+
+
+def test_an_experiment_on_other_images_finds_the_nads_that_experiment_nads_keeps_for_their_shape():
+    for arch in ("lenet", "logreg"):
+        nads_suffix = suffix("experiment=nads", f"arch={arch}", "dataset.shape=[1,28,28]")
+        assert nads_suffix.startswith("-")  # a directory of its own, apart from the 32 x 32 NADs
+        cfg = compose_config(["experiment=fashion_mnist", f"arch={arch}"])
+        assert cfg.dataset.nads.endswith(f"/nads/{arch}-finite_difference-s0{nads_suffix}"), cfg.dataset.nads
+    assert suffix("experiment=fashion_mnist", "arch=lenet") == ""
+    assert compose_config(["experiment=nads"]).dataset.shape == NADS_DEFAULT_SHAPE  # whose NADs need no suffix
 
 
 def test_settings_that_do_not_change_the_numbers_keep_the_name():

@@ -72,7 +72,7 @@ class CIFARDataset(CIFARSettings):
 
     @cached_property
     def flip(self) -> Optional[torch.Tensor]:
-        return flip_for(self.variant, self.nad_rows, self.shape)
+        return flip_for(self.variant, self.nad_rows, self.image_shape)
 
     def load(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
         """The network inputs (N, C, H, W) float32 and labels (N,) of ``split``, on ``device``."""
@@ -82,7 +82,7 @@ class CIFARDataset(CIFARSettings):
             images, labels = load_split(self.data_dir, split == "train", check_md5=self.check_md5, source=self.source)
         images, labels = images.to(device), labels.to(device)
         poisoned = self.variant == "poison" and split == "train"
-        carriers = self.nad_rows[self.nad_index : self.nad_index + poison_carriers(self.shape[0])] if poisoned else None
+        carriers = self.nad_rows[self.nad_index : self.nad_index + poison_carriers(self.image_shape[0])] if poisoned else None
         return represent(images, labels, self.flip, carriers, self.poison_eps, self.source), labels
 
 

@@ -113,7 +113,7 @@ class CIFARDataModule(TensorDataModule):
         super().__init__(batch_size, eval_batch_size)
         self.spec = CIFARDataset(**spec)
         self.seed = seed
-        self.input_shape = self.spec.shape
+        self.input_shape = self.spec.image_shape
         self.num_classes = NUM_CLASSES[self.spec.source]
         self.class_names = {"cifar10": CLASSES, "fashion_mnist": FASHION_CLASSES}.get(self.spec.source)
 

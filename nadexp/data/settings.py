@@ -116,10 +116,16 @@ class CIFARSettings:
     poison_eps: float = 0.05
     augment: bool = False  # random crop (padding 4) and horizontal flip of training batches
     name: str = "cifar10"  # the dataset's part of run names
+    shape: Optional[list[int]] = None  # the images' [C, H, W]: fixed by the source; a value given is checked against it
 
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ConfigError(f"dataset.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
+        if self.shape is not None and tuple(self.shape) != self.image_shape:
+            raise ConfigError(
+                f"dataset.shape={list(self.shape)} does not fit {self.source}: its images are "
+                f"{' x '.join(map(str, self.image_shape))}; set dataset.shape=[{','.join(map(str, self.image_shape))}] or leave it out"
+            )
         if self.variant == "poison" and self.source not in POISON_SOURCES:
             raise ConfigError(
                 "dataset.variant=poison keys 10 classes (the reference's table): it needs dataset=cifar10 or fashion_mnist "
@@ -139,7 +145,7 @@ class CIFARSettings:
         self._nad_array = self._checked_nads() if self.variant in ("nad_flip", "poison") else None
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def image_shape(self) -> tuple[int, int, int]:
         """The images' (C, H, W)."""
         return SHAPES[self.source]
 
@@ -147,9 +153,9 @@ class CIFARSettings:
         """The NADs of nad_flip and poison: 1-channel (per channel) or all-channel (whole image) ones of the
         images' size, and for poison the 1-channel carriers of its table from nad_index on."""
         array = load_nads(self.nads)
-        shape, (channels, height, width) = tuple(array.shape[1:]), self.shape
+        shape, (channels, height, width) = tuple(array.shape[1:]), self.image_shape
         one_channel = (1, height, width)
-        if shape not in (one_channel, self.shape) or (self.variant == "poison" and shape != one_channel):
+        if shape not in (one_channel, self.image_shape) or (self.variant == "poison" and shape != one_channel):
             options = (1,) if self.variant == "poison" or channels == 1 else (1, channels)
             allowed = " or ".join(f"(k, {c}, {height}, {width})" for c in options)
             raise ConfigError(

@@ -155,6 +155,12 @@ class NADEstimator(Estimator):
 
     def prepare(self, cfg: DictConfig) -> Callable[[], torch.nn.Module]:
         """The network factory of cfg.arch for inputs of dataset.shape and one output; a bad arch fails here."""
+        if cfg.dataset.get("shape") is None:  # images read from files: the NADs are drawn, of a shape given
+            source = cfg.dataset.get("source")
+            raise ConfigError(
+                f"estimator={self.name} needs dataset.shape, the [C, H, W] of the inputs it draws; dataset={source} "
+                f"gives none: keep the default dataset and set dataset.shape (e.g. [1,28,28] for Fashion-MNIST's images)"
+            )
         shape = tuple(cfg.dataset.shape)
         make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
         with drawing_from(torch.Generator()):  # a throwaway network: the estimate's stream is untouched

@@ -1,5 +1,5 @@
-"""The figures and tables of CIFAR-10 runs: plain vs NAD-flipped vs Fourier-flipped accuracy per arch, and
-clean test accuracy against the poisoned NAD index beside the NAD spectrum."""
+"""The figures and tables of runs on image files (CIFAR-10, CIFAR-100, Fashion-MNIST): plain vs NAD-flipped vs
+Fourier-flipped accuracy per arch, and clean test accuracy against the poisoned NAD index beside the NAD spectrum."""
 
 import json
 from pathlib import Path
@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from nadexp.data.settings import SHAPES, poison_carriers
 from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
 from nadexp.results import write_csv_atomic
 
@@ -15,15 +16,21 @@ import matplotlib.pyplot as plt  # noqa: E402  isort: skip
 FLIP_VARIANTS = ("plain", "nad_flip", "fourier_flip")
 FLIP_COLUMNS = ("arch", "dataset", "seed", *FLIP_VARIANTS, "nad_flip - plain", "fourier_flip - plain")
 POISON_COLUMNS = ("arch", "seed", "nad_index", "test_acc", "train_acc", "epochs")
+TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "fashion_mnist": "Fashion-MNIST"}
+
+
+def data_set_names(runs: list[dict]) -> str:
+    """The data sets of ``runs``, as their papers write them."""
+    return " + ".join(TITLES[name] for name in sorted({r["dataset"] for r in runs}))
 
 
 def find_cifar_runs(directory: Path) -> list[dict]:
-    """result.json of every finished CIFAR-10 run in ``directory`` or its sub-directories (two levels)."""
+    """result.json of every finished CIFAR-10 (or CIFAR-100, Fashion-MNIST) run in ``directory`` or its sub-directories (two levels)."""
     directory = Path(directory)
     runs = []
     for path in sorted([*directory.glob("result.json"), *directory.glob("*/result.json"), *directory.glob("*/*/result.json")]):
         result = json.loads(path.read_text())
-        if result.get("dataset") in ("cifar10", "cifar100") and result.get("variant"):
+        if result.get("dataset") in TITLES and result.get("variant"):
             runs.append({**result, "dir": path.parent})
     return runs
 
@@ -51,11 +58,13 @@ def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
     positions = np.arange(len(rows))
     for offset, variant in enumerate(FLIP_VARIANTS):
         heights = [row.get(variant, np.nan) for row in rows]
-        ax.bar(positions + (offset - 1) * 0.27, heights, width=0.27, label=variant)
-    ax.set_xticks(positions, [f"{r['arch']}, {r['dataset']} (s{r['seed']})" for r in rows], fontsize=7)
-    ax.set_ylim(0, 1)
+        bars = ax.bar(positions + (offset - 1) * 0.27, heights, width=0.27, label=variant)
+        ax.bar_label(bars, fmt="%.3f", fontsize=6)
+    ax.set_xticks(positions, [f"{r['arch']}\n{r['dataset']} s{r['seed']}" for r in rows], fontsize=7)
+    low = np.nanmin([row.get(v, np.nan) for row in rows for v in FLIP_VARIANTS])
+    ax.set_ylim(max(0.0, np.floor((low - 0.05) * 10) / 10) if np.isfinite(low) else 0.0, 1)  # the gaps are points, not tens
     ax.set_ylabel("test accuracy")
-    ax.set_title("CIFAR-10: original vs flipped representations", fontsize=9)
+    ax.set_title(f"{data_set_names(runs)}: original vs flipped representations", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return [out_dir / "flip_table.csv", out_dir / "flip_table.md", *save_figure(fig, out_dir / "flip_table")]
@@ -78,12 +87,16 @@ def poison_curve(runs: list[dict], out_dir: Path) -> list[Path]:
         eigenvalues = _eigenvalues(mine[0]["dir"])
         if eigenvalues is not None:
             axes[1].semilogy(np.maximum(eigenvalues, np.finfo(float).tiny), color=line.get_color(), label=arch)
-    axes[0].set_xlabel("carrier NAD index")
+    for ax in axes:  # the curve changes within the first tens of NADs: both panels on one index scale
+        ax.set_xscale("symlog", linthresh=4)
+        ax.set_xlim(0, max(r["nad_index"] for r in poisoned) * 1.2 + 1)
+    axes[0].set_xlabel("carrier NAD index (linear to 4, logarithmic above)")
     axes[0].set_ylabel("accuracy")
     axes[0].set_ylim(0, 1.02)
     axes[0].legend(fontsize=7)
-    axes[0].set_title("CIFAR-10 poisoned along NADs (idx, idx + 1)", fontsize=9)
-    axes[1].set_xlabel("NAD index")
+    last = " or ".join(str(k - 1) for k in sorted({poison_carriers(SHAPES[r["dataset"]][0]) for r in poisoned}))
+    axes[0].set_title(f"{data_set_names(poisoned)} poisoned along NADs idx to idx + {last}", fontsize=9)
+    axes[1].set_xlabel("NAD index (linear to 4, logarithmic above)")
     axes[1].set_ylabel("eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)
     fig.tight_layout()

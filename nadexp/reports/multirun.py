@@ -33,7 +33,7 @@ class MultirunSummary(Callback):
         if not sweep_dir.is_dir():
             return
         # Imported when a multirun ends, not when Hydra builds this callback: they import torch and matplotlib.
-        from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
+        from nadexp.reports.cifar_report import data_set_names, find_cifar_runs, make_cifar_report
         from nadexp.reports.dashboard import write_dashboard
         from nadexp.reports.sweep_report import is_sweep_dir, make_report
         from nadexp.results import write_csv_atomic
@@ -48,9 +48,10 @@ class MultirunSummary(Callback):
             table.add_row(*(_format(column, row.get(column)) for column in columns))
         Console(width=150).print(table)
         cifar_runs = find_cifar_runs(sweep_dir)
-        if cifar_runs:  # CIFAR-10 runs: the flip table and/or the poisoning curve
+        if cifar_runs:  # runs on image files: the flip table and/or the poisoning curve
             files = make_cifar_report(cifar_runs, sweep_dir / "report")
-            Console(width=150, soft_wrap=True).print(f"report of {len(cifar_runs)} CIFAR-10 run(s): {', '.join(map(str, files))}")
+            what = f"{len(cifar_runs)} {data_set_names(cifar_runs)} run(s)"
+            Console(width=150, soft_wrap=True).print(f"report of {what}: {', '.join(map(str, files))}")
         sweeps = [p for p in sweep_dir.iterdir() if is_sweep_dir(p)]
         if sweeps:  # direction sweeps: their figures side by side, and the dashboard page of them all
             files = make_report(sorted(sweeps), sweep_dir / "report")
