@@ -1,44 +1,7 @@
-"""nadexp entry point: `python run.py [group=option ...] [key=value ...]` (Hydra; add -m to sweep).
+"""nadexp entry point: `python run.py [group=option ...] [key=value ...]` (Hydra; add -m to sweep), the same as the
+`nadexp` command that installing the package adds. See nadexp/cli.py."""
 
-With no options it trains LeNet once on D(v); `sweep=fourier|pixel|nad` sweeps directions, `estimator=nads|
-hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experiment (`make run` is
-`experiment=fourier_demo`). nadexp.tasks decides the task and checks the command line against it.
-"""
-
-import sys
-import warnings
-
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
-
-from nadexp.config import check_dataset, register_configs
-from nadexp.errors import ConfigError
-from nadexp.identity import remove_if_unused
-from nadexp.tasks import check_command
-
-register_configs()
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    hydra_cfg = HydraConfig.get()
-    try:
-        # The checks that need no torch come first: --help and a bad option answer at once.
-        check_dataset(cfg, check_command(cfg, hydra_cfg.overrides.task))
-        from nadexp.runs import execute
-
-        with warnings.catch_warnings():
-            # A deprecation inside Lightning that users cannot act on; a resumed run's checkpoint folder is expected.
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-            result = execute(cfg, hydra_cfg.overrides.task)
-    except ConfigError as error:
-        remove_if_unused(hydra_cfg.runtime.output_dir)  # Hydra made it before the checks ran: no run, no folder
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    return result["objective"]
-
+from nadexp.cli import main
 
 if __name__ == "__main__":
     main()

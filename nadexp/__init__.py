@@ -1,3 +1,20 @@
-"""nadexp: experiments on the inductive bias of network architectures (Neural Anisotropy Directions)."""
+"""nadexp: experiments on the inductive bias of network architectures (Neural Anisotropy Directions).
+
+The Python API (nadexp.api) is importable from here: ``nadexp.nads``, ``nadexp.train_direction``,
+``nadexp.sweep``, ``nadexp.load`` and their results ``nadexp.NADs`` and ``nadexp.Sweep``; bad arguments raise
+``nadexp.ConfigError``. They load on first use, so that the command line starts without them.
+"""
+
+from nadexp.errors import ConfigError
 
 __version__ = "0.1.0"
+API = ("NADs", "Sweep", "nads", "train_direction", "sweep", "load")
+__all__ = ["ConfigError", *API]
+
+
+def __getattr__(name: str):
+    if name in API:
+        import nadexp.api
+
+        return getattr(nadexp.api, name)
+    raise AttributeError(f"module 'nadexp' has no attribute {name!r}")

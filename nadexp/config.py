@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -69,8 +70,14 @@ def compose_config(overrides=(), output_dir=None) -> DictConfig:
     """
     register_configs()
     output_dir = str(Path(output_dir or tempfile.mkdtemp(prefix="nadexp-")).resolve())
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
-        cfg = compose("config", return_hydra_config=True, overrides=[*overrides, f"hydra.runtime.output_dir={output_dir}"])
+    users = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()  # a notebook's own Hydra session is set aside for this one, then put back
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+            cfg = compose("config", return_hydra_config=True, overrides=[*overrides, f"hydra.runtime.output_dir={output_dir}"])
+    finally:
+        if users is not None:
+            GlobalHydra.instance().initialize(users)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg.hydra

@@ -1,0 +1,291 @@
+"""The Python API: the NADs, trained directions and sweeps of any network, from a notebook or a script.
+
+Each call composes the config that `python run.py ...` composes for the same settings and runs it, so both give
+the same numbers for the same seed. ``model`` is a zoo name (``"lenet"``), the dotted path of a class
+(``"mynet.TinyConv"``), or the class or function itself, called as ``model(input_shape=..., num_classes=...,
+**model_kwargs)``. A run directory (``run_dir``) holds what the command line writes, so `python run.py ...
+hydra.run.dir=<run_dir>` resumes it and `python -m nadexp.reports` reads it (a model defined in a notebook is
+found there only if it can be imported); without one, the run happens in a temporary directory and only the
+returned object remains. Bad arguments raise nadexp.ConfigError, naming them.
+"""
+
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from omegaconf import OmegaConf
+
+from nadexp.config import CONFIG_DIR, compose_config
+from nadexp.errors import ConfigError
+from nadexp.models.custom import GIVEN, import_target, target_name
+
+Model = Union[str, type, object]
+SWEEP_BASES = ("fourier", "pixel", "nad")
+QUIET = ("callbacks=none", "trainer.enable_progress_bar=false")  # a notebook cell prints results, not epochs
+
+
+@dataclass
+class NADs:
+    """An NAD estimate: ``nads`` (k, C, H, W) with orthonormal rows in decreasing order of ``eigenvalues``, the
+    split-half ``diagnostic`` (overlap of the top-k NADs of two halves of the networks) and the ``settings``."""
+
+    nads: np.ndarray
+    eigenvalues: np.ndarray
+    diagnostic: dict
+    settings: dict
+    run_dir: Optional[Path] = None
+
+    def plot(self, out_dir, count: int = 16) -> dict[str, Path]:
+        """The figures `experiment=nads` draws (the first ``count`` NADs, their Fourier magnitudes, the spectrum)
+        as PNGs in ``out_dir``; returns {name: path}."""
+        from nadexp.reports.nad_figures import nad_figures
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        return nad_figures(self.nads, self.eigenvalues, Path(out_dir), label=f"({self.settings.get('arch', '')})", count=count)
+
+
+@dataclass
+class Sweep:
+    """A direction sweep: one record per trained direction (``cells``: direction, test_acc, train_acc, status, ...)."""
+
+    basis: str
+    shape: tuple
+    cells: list[dict]
+    settings: dict
+    stride: int = 1
+    run_dir: Optional[Path] = None
+    eigenvalues: Optional[np.ndarray] = field(default=None, repr=False)
+
+    def accuracy(self) -> dict[tuple, float]:
+        """{direction: test accuracy} of the cells that trained."""
+        return {tuple(c["direction"]): c["test_acc"] for c in self.cells if c.get("status") == "ok"}
+
+    def plot(self, out_dir) -> list[Path]:
+        """The sweep's figure as the report command draws it, PNG and PDF in ``out_dir``: the Fourier heat map
+        (basis fourier), accuracy along the NADs beside their spectrum (nad) or the pixel map (pixel)."""
+        from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure
+
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        sweep = {**self.__dict__, "name": f"{self.settings.get('arch', '')}", "shape": list(self.shape)}
+        return basis_figure(sweep, Path(out_dir) / FIGURE_NAMES[self.basis])
+
+
+def _value(value) -> str:
+    """A Python value as a Hydra override value."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):  # plain names stay bare (a config group's option); anything else is quoted
+        if re.fullmatch(r"[A-Za-z_][\w.\-/]*", value) and value not in ("true", "false", "null"):
+            return value
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_value(v)}" for k, v in value.items()) + "}"
+    raise ConfigError(f"{value!r} cannot be a setting: give numbers, strings, lists or dicts of them")
+
+
+def arch_overrides(model: Model, model_kwargs: Optional[dict] = None) -> list[str]:
+    """The overrides that choose ``model``: arch=<zoo name>, or arch=custom with its target (a class or function
+    given as an object is remembered in this process, so it needs no import)."""
+    if isinstance(model, str) and (CONFIG_DIR / "arch" / f"{model}.yaml").is_file():
+        return [f"arch={model}", *(f"arch.{key}={_value(value)}" for key, value in (model_kwargs or {}).items())]
+    if isinstance(model, str):
+        if "." not in model:
+            zoo = sorted(p.stem for p in (CONFIG_DIR / "arch").glob("*.yaml"))
+            raise ConfigError(f"model={model!r} is neither an arch of the zoo ({', '.join(zoo)}) nor a dotted path (mynet.TinyConv)")
+        target = model
+    elif callable(model):
+        target = target_name(model)
+        try:
+            importable = import_target(target) is model
+        except ConfigError:  # defined inside a function, or in a module that is gone
+            importable = False
+        if importable:  # found by its path, as the command line finds it
+            GIVEN.pop(target, None)
+        else:
+            GIVEN[target] = model
+    else:
+        raise ConfigError(f"model must be a zoo name, a dotted path, or a class or function; got a {type(model).__name__}")
+    return ["arch=custom", f"arch.target={_value(target)}", *([f"arch.kwargs={_value(dict(model_kwargs))}"] if model_kwargs else [])]
+
+
+def _shape(input_shape) -> list[int]:
+    shape = list(input_shape) if isinstance(input_shape, (list, tuple)) else None
+    if not shape or len(shape) != 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise ConfigError(f"input_shape must be (channels, height, width) of positive integers, got {input_shape!r}")
+    return shape
+
+
+def _settings(settings: Optional[dict]) -> list[str]:
+    """Further settings as dotted keys, e.g. {"trainer.max_epochs": 5, "dataset.sigma": 1.0}."""
+    return [f"{key}={_value(value)}" for key, value in (settings or {}).items()]
+
+
+def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
+    """Runs `python run.py OVERRIDES` in this process, in ``run_dir`` (a temporary directory when None, removed
+    by the caller); returns its result.json and the directory."""
+    from nadexp.runs import execute
+
+    directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="nadexp-"))
+    overrides = [*overrides, *(["logger=none"] if not any(o.startswith("logger=") for o in overrides) else [])]
+    try:
+        result = execute(compose_config(overrides, output_dir=directory), overrides)
+    except BaseException:
+        if run_dir is None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return result, directory
+
+
+def nads(
+    model: Model,
+    input_shape=(1, 32, 32),
+    *,
+    method: str = "finite_difference",
+    num_networks: int = 10_000,
+    seed: int = 0,
+    model_kwargs: Optional[dict] = None,
+    run_dir=None,
+    settings: Optional[dict] = None,
+) -> NADs:
+    """The NADs of ``model`` for inputs of ``input_shape`` (`python run.py experiment=nads`): ``method``
+    finite_difference (the published NADs) or autograd (seconds); ``settings`` takes further estimator.* keys."""
+    overrides = [
+        "experiment=nads",
+        *arch_overrides(model, model_kwargs),
+        f"dataset.shape={_value(_shape(input_shape))}",
+        f"estimator.method={_value(method)}",
+        f"estimator.num_networks={_value(num_networks)}",
+        f"seed={_value(seed)}",
+        *_settings(settings),
+    ]
+    return _run_and_load(overrides, run_dir)
+
+
+def train_direction(
+    model: Model,
+    direction,
+    *,
+    basis: str = "fourier",
+    input_shape=(1, 32, 32),
+    seed: int = 0,
+    model_kwargs: Optional[dict] = None,
+    run_dir=None,
+    settings: Optional[dict] = None,
+) -> dict:
+    """Trains ``model`` once on D(v) for one ``direction`` of ``basis`` (`python run.py experiment=single`);
+    returns the run's result record (test_acc, train_acc, history, ...). ``settings``: further keys, e.g.
+    {"trainer.max_epochs": 5, "dataset.nads": "outputs/nads/lenet-finite_difference-s0"} for basis nad."""
+    overrides = [
+        "experiment=single",
+        *arch_overrides(model, model_kwargs),
+        f"dataset.basis={_value(basis)}",
+        f"dataset.direction={_value(list(direction))}",
+        f"dataset.shape={_value(_shape(input_shape))}",
+        f"seed={_value(seed)}",
+        *QUIET,
+        *_settings(settings),
+    ]
+    result, directory = run(overrides, run_dir)
+    if run_dir is None:
+        shutil.rmtree(directory, ignore_errors=True)
+    return result
+
+
+def sweep(
+    model: Model,
+    basis: str = "fourier",
+    *,
+    input_shape=(1, 32, 32),
+    stride: int = 1,
+    seed: int = 0,
+    model_kwargs: Optional[dict] = None,
+    run_dir=None,
+    settings: Optional[dict] = None,
+) -> Sweep:
+    """Trains ``model`` on every ``stride``-th direction of ``basis`` (`python run.py experiment=single
+    sweep=<basis>`); into ``run_dir`` the command line resumes it, and `python -m nadexp.reports` draws it."""
+    overrides = [
+        "experiment=single",
+        f"sweep={_basis(basis)}",
+        *arch_overrides(model, model_kwargs),
+        f"dataset.shape={_value(_shape(input_shape))}",
+        f"sweep.stride={_value(stride)}",
+        f"seed={_value(seed)}",
+        *_settings(settings),
+    ]
+    return _run_and_load(overrides, run_dir)
+
+
+def _basis(basis) -> str:
+    if basis not in SWEEP_BASES:
+        raise ConfigError(f"basis={basis!r} cannot be swept: choose one of {', '.join(SWEEP_BASES)}")
+    return basis
+
+
+def _run_and_load(overrides: list[str], run_dir):
+    """The run's outputs as an object; without ``run_dir``, read from the temporary directory, which then goes."""
+    _, directory = run(overrides, run_dir)
+    if run_dir is not None:
+        return load(directory)
+    try:
+        found = load(directory)
+        found.run_dir = None
+        return found
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def load(run_dir) -> Union[NADs, Sweep, dict]:
+    """A run directory as written by the command line or this API: NADs (estimator=nads), a Sweep (sweep=...),
+    else its result record (training runs, other estimators)."""
+    from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
+
+    directory = Path(run_dir)
+    if not (directory / "config.yaml").is_file():
+        raise ConfigError(f"run_dir={str(directory)!r} is not a run directory (no config.yaml)")
+    config = OmegaConf.load(directory / "config.yaml")
+    settings = {"arch": config.get("arch_name"), "seed": config.get("seed")}
+    if (directory / "nads.npy").is_file():
+        result = _result(directory)
+        return NADs(
+            nads=np.load(directory / "nads.npy"),
+            eigenvalues=np.load(directory / "eigenvalues.npy"),
+            diagnostic=(result.get("diagnostic") or {}).get("split_half_overlap", {}),
+            settings={**settings, **OmegaConf.to_container(config.estimator, resolve=True), "shape": list(config.dataset.shape)},
+            run_dir=directory,
+        )
+    if is_sweep_dir(directory):
+        found = load_sweep(directory)
+        return Sweep(
+            basis=found["basis"],
+            shape=tuple(found["shape"]),
+            cells=found["cells"],
+            settings={**settings, **OmegaConf.to_container(config.sweep, resolve=True)},
+            stride=found["stride"],
+            run_dir=directory,
+            eigenvalues=found["eigenvalues"],
+        )
+    return _result(directory)
+
+
+def _result(directory: Path) -> dict:
+    import json
+
+    path = directory / "result.json"
+    if not path.is_file():
+        raise ConfigError(f"run_dir={str(directory)!r} holds no result.json: the run has not finished (run it again to resume)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise ConfigError(f"{path} is not readable JSON ({error}): run it again to redo it") from None
+
+
+__all__ = ["NADs", "Sweep", "nads", "train_direction", "sweep", "load"]
