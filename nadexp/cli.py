@@ -6,6 +6,7 @@ hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experi
 `experiment=fourier_demo`). nadexp.tasks decides the task and checks the command line against it.
 """
 
+import signal
 import sys
 import warnings
 
@@ -24,6 +25,8 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
+    # SIGTERM (a cluster's time limit, `kill`) ends the run as an exception does, so it records its failure.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         # The checks that need no torch come first: --help and a bad option answer at once.
         check_dataset(cfg, check_command(cfg, hydra_cfg.overrides.task))

@@ -27,6 +27,7 @@ that trained it and its status (CELL_COLUMNS).
 import csv
 import io
 import json
+import logging
 import os
 import platform
 import tempfile
@@ -40,6 +41,7 @@ from nadexp.errors import ConfigError
 from nadexp.identity import check_same_config
 from nadexp.tasks import TASKS, decide_task
 
+log = logging.getLogger(__name__)
 PACKAGES = ("nadexp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "numpy")
 
 
@@ -130,6 +132,51 @@ def result_record(task: str, cfg: DictConfig, fields: dict, wall_time_s: float) 
     return {**head, **body, "wall_time_s": round(wall_time_s, 3), "versions": package_versions(), "machine": machine()}
 
 
+CELL_KEYS = ("arch", "basis", "direction", "seed", "status")  # what every cell record holds
+
+
+class UnreadableRecord(ValueError):
+    """A JSON record (result.json, a cell record) that is empty, cut short, not an object or lacks a key it needs."""
+
+
+def read_record(path, required=()) -> dict:
+    """The JSON object in ``path``; UnreadableRecord, naming the file, when it is not one or lacks ``required``."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UnreadableRecord(f"{path} is unreadable ({type(error).__name__}: {error})") from None
+    if not isinstance(record, dict):
+        raise UnreadableRecord(f"{path} is not a record (a JSON {type(record).__name__})")
+    missing = [key for key in required if key not in record]
+    if missing:
+        raise UnreadableRecord(f"{path} is not a complete record (no {', '.join(missing)})")
+    return record
+
+
+def read_record_or_warn(path, required=()) -> dict | None:
+    """``read_record``, or None with a one-line warning for readers that go on without it (reports, dashboards)."""
+    try:
+        return read_record(path, required)
+    except UnreadableRecord as error:
+        log.warning("%s: skipped", error)
+        return None
+
+
+def record_failure(cfg: DictConfig, task: str, error: BaseException, wall_time_s: float) -> None:
+    """A run that started (its directory holds config.yaml) and then failed leaves a result.json that says so,
+    with the reason, for the summary and the dashboards; the same command later starts it again."""
+    output_dir = Path(cfg.paths.output_dir)
+    if not (output_dir / "config.yaml").is_file() or int(os.environ.get("RANK", 0)) != 0:
+        return
+    reason = f"{type(error).__name__}: {error}".strip().rstrip(":") if str(error) else type(error).__name__
+    head = {"task": task, "arch": cfg.get("arch_name"), "seed": cfg.get("seed"), "status": "failed", "reason": reason}
+    try:
+        write_json_atomic(output_dir / "result.json", {**head, "wall_time_s": round(wall_time_s, 3), "machine": machine()})
+    except OSError:  # a full disk or a read-only folder: the error itself is what the user sees
+        pass
+
+
 def write_json_atomic(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
 
@@ -170,7 +217,8 @@ def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
     refused. A directory of another config is never resumed into.
     """
     output_dir = Path(cfg.paths.output_dir)
-    finished = (output_dir / "result.json").exists()
+    earlier = output_dir / "result.json"
+    finished = earlier.exists() and (read_record_or_warn(earlier) or {}).get("status") != "failed"  # a failed run starts again
     sweep = decide_task(cfg) == "sweep"
     if sweep or cfg.get("resume"):
         check_same_config(cfg, output_dir)

@@ -4,6 +4,8 @@ dataset's settings), prepare the task (every check that can fail on the config; 
 The registry below is the one place that knows which code runs which task.
 """
 
+import time
+
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
@@ -12,8 +14,10 @@ from nadexp.config import check_dataset
 from nadexp.devices import apply_tf32
 from nadexp.errors import ConfigError
 from nadexp.estimators.run import estimate, prepare_estimate
+from nadexp.results import record_failure
 from nadexp.sweeps.runner import plan, run_sweep
-from nadexp.tasks import ESTIMATORS, check_command
+from nadexp.tasks import ESTIMATORS, TASKS, check_command
+from nadexp.training.settings_check import check_run_settings
 from nadexp.training.train import prepare, train
 
 STEPS = {  # task: (prepare, run)
@@ -28,6 +32,8 @@ def execute(cfg: DictConfig, overrides=()) -> dict:
     ConfigError before the run writes anything."""
     task = check_command(cfg, overrides)
     check_dataset(cfg, task)
+    if "trainer" in TASKS[task].reads:
+        check_run_settings(cfg)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     apply_tf32(cfg.get("tf32", False))
@@ -38,4 +44,11 @@ def execute(cfg: DictConfig, overrides=()) -> dict:
         if isinstance(error.__cause__, ConfigError):
             raise error.__cause__ from None
         raise
-    return run_task(cfg, prepared)
+    start = time.perf_counter()
+    try:
+        return run_task(cfg, prepared)
+    except ConfigError:  # bad input found once the run looked at it (a damaged data file): one line, no record
+        raise
+    except BaseException as error:  # an exception inside Lightning, a divergence, Ctrl-C, SIGTERM (nadexp.cli)
+        record_failure(cfg, task, error, time.perf_counter() - start)
+        raise

@@ -1,11 +1,16 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from nadexp.config import compose_config
+
+# The test suite writes only under temporary folders: the outputs/ and data/ of every run that names no directory
+# of its own (and of every subprocess, which inherits this) go to one made for this session.
+os.environ["NADEXP_ROOT"] = tempfile.mkdtemp(prefix="nadexp-tests-")
 
 ROOT = Path(__file__).resolve().parents[1]
 # The paper's zoo (nadexp/models; arch=custom needs a user's class: tests/test_custom_arch.py), and the arch options that

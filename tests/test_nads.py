@@ -136,7 +136,7 @@ def test_the_nad_basis_dataset_is_d_of_u_i(tmp_path):
     "content, words",
     [
         (None, "does not exist"),
-        (b"not a numpy file", "not a readable .npy"),
+        (b"not a numpy file", "not a NumPy .npy file (no .npy header)"),
         (np.zeros((4, 1, 16, 16), np.float32), "dataset.shape is [1, 32, 32]"),
         (np.zeros((4, 1024), np.float32), "expected floats of shape (k, C, H, W)"),
         (np.ones((4, 1, 32, 32), np.float32), "unit vectors"),

@@ -34,10 +34,14 @@ def load_nads(path, shape=None) -> np.ndarray:
             f"dataset.nads={str(path)!r} does not exist: give a nads.npy or the run directory of an estimator=nads run "
             "(`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0)"
         )
+    with open(path, "rb") as handle:
+        header = handle.read(6)
+    if header != b"\x93NUMPY":  # numpy's own message for this case is advice about pickled data
+        raise ConfigError(f"dataset.nads={str(path)!r} is not a NumPy .npy file (no .npy header): give an estimator=nads run's nads.npy")
     try:
         nads = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise ConfigError(f"dataset.nads={str(path)!r} is not a readable .npy file ({error})") from error
+        raise ConfigError(f"dataset.nads={str(path)!r} is not a NumPy .npy file that can be read, it is damaged ({error})") from None
     if nads.ndim != 4 or not np.issubdtype(nads.dtype, np.floating):
         raise ConfigError(
             f"dataset.nads={str(path)!r} holds an array of shape {nads.shape} and dtype {nads.dtype}; expected floats of shape (k, C, H, W)"

@@ -1,7 +1,6 @@
 """The figures and tables of runs on image files (CIFAR-10, CIFAR-100, Fashion-MNIST): plain vs NAD-flipped vs
 Fourier-flipped accuracy per arch, and clean test accuracy against the poisoned NAD index beside the NAD spectrum."""
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,7 @@ from omegaconf import OmegaConf
 
 from nadexp.data.settings import SHAPES, poison_carriers
 from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
-from nadexp.results import write_csv_atomic
+from nadexp.results import read_record_or_warn, write_csv_atomic
 
 import matplotlib.pyplot as plt  # noqa: E402  isort: skip
 
@@ -29,8 +28,8 @@ def find_cifar_runs(directory: Path) -> list[dict]:
     directory = Path(directory)
     runs = []
     for path in sorted([*directory.glob("result.json"), *directory.glob("*/result.json"), *directory.glob("*/*/result.json")]):
-        result = json.loads(path.read_text())
-        if result.get("dataset") in TITLES and result.get("variant"):
+        result = read_record_or_warn(path)
+        if result is not None and result.get("dataset") in TITLES and result.get("variant"):
             runs.append({**result, "dir": path.parent})
     return runs
 

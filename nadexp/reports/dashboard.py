@@ -8,7 +8,6 @@ spectra; each Fourier sweep with a published map beside that map and their diffe
 """
 
 import html
-import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from nadexp.reports.nad_figures import spectrum_summary
 from nadexp.reports.prediction_report import load_prediction
 from nadexp.reports.published import published_map
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
-from nadexp.results import write_text_atomic
+from nadexp.results import read_record_or_warn, write_text_atomic
 from nadexp.tasks import ESTIMATORS
 
 SKIPPED = {"wandb", "tensorboard", "csv", ".hydra", "cells", "checkpoints", "snapshots", "report"}
@@ -42,11 +41,8 @@ def find_runs(root: Path) -> tuple[list[dict], list[dict]]:
         if is_sweep_dir(directory):
             sweeps.append(load_sweep(directory))
         elif (directory / "result.json").is_file():
-            try:
-                result = json.loads((directory / "result.json").read_text())
-            except json.JSONDecodeError:
-                continue  # a run being written: left out rather than stopping the page
-            if result.get("task") in ESTIMATORS:
+            result = read_record_or_warn(directory / "result.json")  # an unreadable one is left out, with a warning
+            if result is not None and result.get("task") in ESTIMATORS:
                 estimates.append({**result, "dir": directory})
     return sweeps, estimates
 

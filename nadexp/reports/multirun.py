@@ -1,6 +1,5 @@
 """After a multirun: one table of every job's result.json, printed and saved as summary.csv."""
 
-import json
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -12,17 +11,19 @@ COLUMNS = ("job", "arch", "basis", "direction", "variant", "nad_index", "seed", 
 
 
 def collect_results(sweep_dir: Path) -> list[dict]:
-    """One row per job directory of a sweep; jobs without result.json are marked failed."""
+    """One row per job directory of a sweep; jobs without a readable result.json are marked failed."""
+    from nadexp.results import read_record_or_warn  # imports torch: not when Hydra builds the callback
+
     rows = []
     job_dirs = sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
     for job_dir in job_dirs:
         row = {"job": job_dir.name, "status": "failed"}
         result_path = job_dir / "result.json"
-        if result_path.is_file():
-            result = json.loads(result_path.read_text())
+        result = read_record_or_warn(result_path) if result_path.is_file() else None
+        if result is not None:
             if result.get("task") == "sweep":  # a whole direction sweep: its cell count and mean accuracy
                 result.update(direction=f"{result['cells']} cells", test_acc=result["mean_test_acc"])
-            row.update({k: v for k, v in result.items() if k in COLUMNS}, status="ok")
+            row.update({k: v for k, v in result.items() if k in COLUMNS}, status=result.get("status", "ok"))
         rows.append(row)
     return rows
 

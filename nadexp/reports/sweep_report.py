@@ -21,7 +21,7 @@ from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, sav
 from nadexp.reports.prediction_report import load_prediction  # noqa: E402
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE
-from nadexp.results import CELL_COLUMNS, write_csv_atomic  # noqa: E402
+from nadexp.results import CELL_COLUMNS, CELL_KEYS, read_record_or_warn, write_csv_atomic  # noqa: E402
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
@@ -33,7 +33,8 @@ def load_sweep(sweep_dir: Path, cells: list[dict] | None = None) -> dict:
         raise ConfigError(f"{sweep_dir} is not a sweep directory (it needs config.yaml and cells/)")
     config = OmegaConf.load(sweep_dir / "config.yaml")
     if cells is None:
-        cells = [json.loads(p.read_text()) for p in sorted((sweep_dir / "cells").glob("*.json"))]
+        found = (read_record_or_warn(p, CELL_KEYS) for p in sorted((sweep_dir / "cells").glob("*.json")))
+        cells = [cell for cell in found if cell is not None]
     basis = config.sweep.basis
     return {
         "name": sweep_dir.name,

@@ -29,6 +29,7 @@ from nadexp.training.stacked import fit_stacked, stacking_failure, trainer_optio
 from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
 
 log = logging.getLogger(__name__)
+CLAIM_POLL_S = 2.0  # how often a process looks again at groups that another process is training
 
 
 def cell_config(cfg: DictConfig, direction) -> DictConfig:
@@ -276,14 +277,32 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
         log_config(loggers, cfg)
         with Progress(*columns) as progress:
             task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=sum(len(group) for group in todo))
-            for whole in todo:
-                for group, records in trained_groups(cfg, whole, sweep.models_at_once):
-                    for (_, key), record in zip(group, records):
-                        if key not in store:  # a group cut short by a kill: its finished cells are kept as they were
-                            store.write(key, record)
-                            done += 1
-                            log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
-                    progress.advance(task, len(group))
+            pending, trained_here = list(todo), 0
+            while pending:  # each group once: claimed, trained, recorded; others' groups are waited for
+                claimed_one = False
+                for whole in list(pending):
+                    name = whole[0][1]
+                    if all(key in store for _, key in whole):
+                        pending.remove(whole)
+                        progress.advance(task, len(whole))
+                        continue
+                    if not store.claim(name):
+                        continue
+                    claimed_one = True
+                    try:
+                        for group, records in trained_groups(cfg, whole, sweep.models_at_once):
+                            for (_, key), record in zip(group, records):
+                                if key not in store:  # a group cut short by a kill: its finished cells are kept
+                                    store.write(key, record)
+                                    done, trained_here = done + 1, trained_here + 1
+                                    log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
+                    finally:
+                        store.release(name)
+                    pending.remove(whole)
+                    progress.advance(task, len(whole))
+                if pending and not claimed_one:
+                    time.sleep(CLAIM_POLL_S)  # the rest are another process's: wait for their records
+            log.info("%d cells trained by this process, %d recorded by others", trained_here, len(cells) - done)
         if all(key in store for _, key in cells):
             store.remove_orphans()
         records = [r for r in store.records() if r.get("arch") == cfg.arch_name and r.get("seed") == cfg.seed]

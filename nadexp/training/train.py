@@ -1,6 +1,5 @@
 """One training run: compose -> instantiate -> fit -> test -> result.json (the run-directory contract)."""
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -10,11 +9,12 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks.progress import ProgressBar
 
 from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
-from nadexp.results import open_run_dir, result_record, training_fields, write_json_atomic
+from nadexp.results import open_run_dir, read_record_or_warn, result_record, training_fields, write_json_atomic
 from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
 from nadexp.training.module import Classifier
 
@@ -68,6 +68,8 @@ def build(cfg: DictConfig):
     model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False), seed=cfg.seed)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if not cfg.trainer.get("enable_progress_bar", True):  # no bar asked for: the callbacks' bar stays out too
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     return datamodule, model, trainer
 
@@ -114,10 +116,12 @@ def prepare(cfg: DictConfig):
 def train(cfg: DictConfig, prepared=None) -> dict:
     datamodule, model, trainer = prepared or prepare(cfg)
     result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
-    if result_path.exists():  # resume: true, and this run finished earlier
-        result = json.loads(result_path.read_text())
-        log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, result["test_acc"], result_path)
-        return result
+    earlier = read_record_or_warn(result_path) if result_path.exists() else None  # resume: true
+    if earlier is not None and earlier.get("status") != "failed":
+        log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, earlier["test_acc"], result_path)
+        return earlier
+    if earlier is not None:
+        log.info("%s failed earlier (%s): starting it again", cfg.run_name, earlier.get("reason"))
     log_config(trainer.loggers, cfg)
     try:
         with ranks_of_this_job(trainer):

@@ -1,0 +1,218 @@
+"""Bad settings and damaged files: every trainer, callback and logger value is checked before a run writes
+anything, and a damaged NAD file is named for what it is."""
+
+import pytest
+
+from conftest import QUICK, refusal, run_cli
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not what Trainer takes"),
+        ("trainer.max_epochs=-3", "trainer.max_epochs must be >= -1, got -3"),
+        ("trainer.gradient_clip_val=-0.5", "trainer.gradient_clip_val must be >= 0"),
+        ("trainer.accelerator=quantum", "trainer.accelerator='quantum' is unknown: choose one of"),
+        ("trainer.enable_progress_bar=maybe", "trainer.enable_progress_bar='maybe' is not what Trainer takes"),
+        ("+trainer.max_epoch=3", "trainer.max_epoch is not a setting of Trainer (close: max_epochs"),
+        ("callbacks.progress_bar.refresh_rate=-1", "callbacks.progress_bar.refresh_rate must be >= 0"),
+        ("+callbacks.progress_bar.refresh=2", "callbacks.progress_bar.refresh is not a setting of TQDMProgressBar"),
+        ("+logger.csv.flush_logs_every_n_steps=often", "logger.csv.flush_logs_every_n_steps='often' is not what"),
+    ],
+)
+def test_a_bad_trainer_callback_or_logger_value_stops_the_run_before_it_writes(tmp_path, override, words):
+    group = ["callbacks=default"] if override.lstrip("+").startswith("callbacks.") else []
+    group += ["logger=csv"] if override.lstrip("+").startswith("logger.") else []
+    message = refusal([*QUICK, "arch=logreg", *group, override], tmp_path / "run")
+    assert words in message, message
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+def test_a_bad_trainer_value_is_one_line_and_exit_code_2_on_the_command_line(tmp_path):
+    done = run_cli(*QUICK, "arch=logreg", "trainer.max_epochs=abc", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "trainer.max_epochs" in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_no_progress_bar_is_a_setting_that_works_with_the_default_callbacks(tmp_path):
+    done = run_cli(*QUICK, "arch=logreg", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "result.json").is_file() and "Epoch" not in done.stderr
+
+
+@pytest.mark.parametrize("content", [b"not numpy at all", b"", b"\x93NUMPY\x01\x00truncated"])
+def test_a_nads_file_that_is_not_numpy_is_named_for_what_it_is(tmp_path, content):
+    bad = tmp_path / "nads.npy"
+    bad.write_bytes(content)
+    message = refusal([*QUICK, "arch=logreg", "dataset.basis=nad", f"dataset.nads={bad}", "dataset.direction=[0]"], tmp_path / "run")
+    assert "not a NumPy .npy file" in message and "dataset.nads" in message and "pickle" not in message, message
+
+
+def test_the_checks_accept_every_shipped_trainer_and_callback_config(tmp_path):
+    from nadexp.config import compose_config
+    from nadexp.training.settings_check import check_run_settings
+
+    for extra in (["trainer=cpu"], ["trainer=gpu"], ["trainer=ddp"], ["trainer=ddp_cpu"], ["callbacks=snapshots"], ["logger=many"]):
+        check_run_settings(compose_config([*QUICK, *extra]))  # raises on a false alarm
+
+
+SWEEP = [*(o for o in QUICK if o != "callbacks=none"), "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "sweep.stride=4"]
+
+
+def damage(path, how: str, other) -> None:
+    text = path.read_text()
+    path.write_text(
+        {"truncated": text[: len(text) // 2], "empty": "", "wrong schema": '["a", "list"]', "wrong settings": other.read_text()}[how]
+    )
+
+
+def test_damaged_cell_records_are_kept_aside_and_their_cells_trained_again(tmp_path, caplog):
+    from nadexp.config import compose_config
+    from nadexp.reports.sweep_report import load_sweep
+    from nadexp.runs import execute
+
+    settings = [*(o for o in SWEEP if o != "sweep.stride=4"), "sweep.stride=2"]
+    first = execute(compose_config(settings, output_dir=tmp_path), settings)
+    cells = sorted((tmp_path / "cells").glob("*.json"))
+    assert len(cells) == first["cells"] >= 5
+    ways = ("truncated", "empty", "wrong schema", "wrong settings")
+    for path, how in zip(cells, ways):
+        damage(path, how, other=cells[-1])
+    with caplog.at_level("WARNING"):
+        assert len(load_sweep(tmp_path)["cells"]) == len(cells) - 3  # a report skips the unreadable ones, with a warning
+        again = execute(compose_config(settings, output_dir=tmp_path), settings)
+    assert again["cells"] == first["cells"] and again["mean_test_acc"] == first["mean_test_acc"]  # trained again, same numbers
+    for path in cells[: len(ways)]:
+        assert (tmp_path / "cells" / f"{path.name}.unreadable").is_file() and path.name in caplog.text  # kept, never deleted
+    assert "trained again" in caplog.text and len(list((tmp_path / "cells").glob("*.json"))) == len(cells)
+
+
+def test_the_report_command_skips_an_unreadable_result_with_a_warning(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
+    for run_dir in (good, bad):
+        run_dir.mkdir(parents=True)
+    record = {"task": "train", "arch": "lenet", "dataset": "fashion_mnist", "variant": "plain", "seed": 0, "test_acc": 0.9}
+    (good / "result.json").write_text(__import__("json").dumps(record))
+    (bad / "result.json").write_text('{"task": "train", "arch"')
+    done = subprocess.run(
+        [sys.executable, "-m", "nadexp.reports", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "bad/result.json is unreadable" in done.stderr and (tmp_path / "out" / "flip_table.md").is_file()
+
+
+def sweep_command(sweep_dir) -> list[str]:
+    import sys
+
+    from conftest import ROOT
+
+    settings = [o for o in SWEEP if o != "sweep.stride=4"]
+    return [sys.executable, str(ROOT / "run.py"), *settings, "sweep.stride=2", "sweep.models_at_once=1", f"hydra.run.dir={sweep_dir}"]
+
+
+def test_two_processes_on_one_sweep_train_each_cell_once_and_both_end_with_all_of_it(tmp_path):
+    import re
+    import subprocess
+
+    both = [
+        subprocess.Popen(sweep_command(tmp_path / "sweep"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=600)[0] for process in both]
+    assert [process.returncode for process in both] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    trained = [int(re.search(r"(\d+) cells trained by this process", out).group(1)) for out in outputs]
+    cells = sorted((tmp_path / "sweep" / "cells").glob("*.json"))
+    assert sum(trained) == len(cells) >= 8 and min(trained) >= 1, trained  # split between them, each cell once
+    assert not list((tmp_path / "sweep" / "cells").glob("*.claim*"))
+
+
+def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
+    import json
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    cells = tmp_path / "sweep" / "cells"
+    cells.mkdir(parents=True)
+    for kx in range(0, 8, 2):
+        for ky in range(-4, 4, 2):  # every group this sweep could start with, claimed by a process that has ended
+            claim = {"host": socket.gethostname(), "pid": gone.pid, "time": 0}
+            (cells / f"logreg-fourier-{kx}_{ky}-s0.claim").write_text(json.dumps(claim))
+    done = subprocess.run(sweep_command(tmp_path / "sweep"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "its owner is gone; taking it over" in done.stdout + done.stderr
+    assert len(list(cells.glob("*.json"))) >= 8
+
+
+EXPLODES = """
+import os
+from torch import nn
+
+
+class Explodes(nn.Module):  # trains one step, then fails inside Lightning's loop while EXPLODE is set
+    def __init__(self, input_shape, num_classes):
+        super().__init__()
+        self.fc, self.steps = nn.Linear(int(input_shape[0] * input_shape[1] * input_shape[2]), num_classes), 0
+
+    def forward(self, x):
+        self.steps += self.training
+        if os.environ.get("EXPLODE") and self.steps > 1:
+            raise RuntimeError("the loss went to NaN")
+        return self.fc(x.flatten(1))
+"""
+
+
+def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_it_again(tmp_path):
+    import json
+    import os
+
+    (tmp_path / "mynet.py").write_text(EXPLODES)
+    command = [*QUICK, "arch=custom", "arch.target=mynet.Explodes", f"hydra.run.dir={tmp_path / 'run'}"]
+    failed = run_cli(*command, cwd=tmp_path, env={"EXPLODE": "1"})
+    assert failed.returncode != 0
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["status"] == "failed" and record["reason"] == "RuntimeError: the loss went to NaN", record
+    again = run_cli(*command, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "EXPLODE"})
+    assert again.returncode == 0, again.stderr[-2000:]
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "status" not in record and 0 <= record["test_acc"] <= 1
+
+
+def test_sigterm_ends_a_run_with_a_failed_record(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    run_dir = tmp_path / "run"
+    settings = [o for o in QUICK if not o.startswith(("trainer.max_epochs", "dataset.n_train"))]
+    command = [
+        sys.executable,
+        str(ROOT / "run.py"),
+        *settings,
+        "arch=lenet",
+        "trainer.max_epochs=500",
+        "dataset.n_train=4096",
+        f"hydra.run.dir={run_dir}",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "config.yaml").is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # into the training loop
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["status"] == "failed" and record["reason"] == f"SystemExit: {128 + signal.SIGTERM}"
