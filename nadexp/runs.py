@@ -8,7 +8,7 @@ import time
 
 import torch
 from hydra.errors import InstantiationException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nadexp.config import check_dataset
 from nadexp.devices import apply_tf32
@@ -20,6 +20,7 @@ from nadexp.tasks import ESTIMATORS, TASKS, check_command
 from nadexp.training.settings_check import check_run_settings
 from nadexp.training.train import prepare, train
 
+MISSING_HINTS = {"arch.target": "arch=custom builds your own network; add arch.target=mymodule.MyNet (README, 'Your own architecture')"}
 STEPS = {  # task: (prepare, run)
     "train": (prepare, train),
     "sweep": (plan, run_sweep),
@@ -31,6 +32,10 @@ def execute(cfg: DictConfig, overrides=()) -> dict:
     """Runs ``cfg``'s task and returns its result.json; every check that can fail on the config raises
     ConfigError before the run writes anything."""
     task = check_command(cfg, overrides)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:  # a value the config leaves for the command line (???)
+        hint = MISSING_HINTS.get(missing[0], f"add {missing[0]}=<value>")
+        raise ConfigError(f"{missing[0]} must be given: {hint}")
     check_dataset(cfg, task)
     if "trainer" in TASKS[task].reads:
         check_run_settings(cfg)

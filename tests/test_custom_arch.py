@@ -229,3 +229,8 @@ def test_the_readmes_example_network_runs_as_documented(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     (run_dir,) = (tmp_path / "outputs" / "nads").iterdir()
     assert run_dir.name.startswith("TinyConv-autograd-s0-") and np.load(run_dir / "nads.npy").shape == (256, 1, 16, 16)
+
+
+def test_arch_custom_without_a_target_asks_for_one(tmp_path):
+    message = refusal([*NADS, "arch=custom"], tmp_path / "run")
+    assert message.startswith("arch.target must be given") and "arch.target=mymodule.MyNet" in message, message
