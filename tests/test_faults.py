@@ -216,3 +216,41 @@ def test_sigterm_ends_a_run_with_a_failed_record(tmp_path):
     assert process.returncode == 128 + signal.SIGTERM
     record = json.loads((run_dir / "result.json").read_text())
     assert record["status"] == "failed" and record["reason"] == f"SystemExit: {128 + signal.SIGTERM}"
+
+
+WRITER = """
+import sys
+from nadexp.results import write_json_atomic
+
+record = {"arch": "logreg", "basis": "fourier", "direction": [0, 0], "seed": 0, "status": "ok", "padding": "x" * 4_000_000}
+print("writing", flush=True)
+for i in range(10_000):
+    write_json_atomic(sys.argv[1], {**record, "i": i})
+"""
+
+
+@pytest.mark.parametrize("name", ["cells/logreg-fourier-0_0-s0.json", "result.json"])
+def test_kill_9_while_a_record_is_written_leaves_the_whole_record_or_none(tmp_path, name):
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from nadexp.sweeps.store import CellStore
+
+    target = tmp_path / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for delay in (0.0, 0.031, 0.1):  # SIGKILL at moments that fall inside writes of 4 MB records
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+        assert writer.stdout.readline() == "writing\n"
+        time.sleep(delay)
+        writer.kill()
+        writer.communicate()
+        if target.exists():
+            record = json.loads(target.read_text())  # never half a record
+            assert len(record["padding"]) == 4_000_000
+    if name.startswith("cells/"):
+        store = CellStore(target.parent)
+        assert "logreg-fourier-0_0-s0" in store  # the last whole record counts; a killed write leaves only a temporary file
+        store.remove_orphans()
+        assert [p.name for p in target.parent.iterdir()] == [target.name]
