@@ -18,6 +18,7 @@ from nadexp.config import check_dataset, register_configs
 from nadexp.errors import ConfigError
 from nadexp.identity import CONFIG_DIR, remove_if_unused
 from nadexp.tasks import check_command
+from nadexp.writable import write_failure
 
 register_configs()
 
@@ -41,4 +42,10 @@ def main(cfg: DictConfig) -> float:
         remove_if_unused(hydra_cfg.runtime.output_dir)  # Hydra made it before the checks ran: no run, no folder
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a folder that stopped taking writes (a full or read-only disk): one line, not a traceback
+        message = write_failure(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
     return result["objective"]

@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.data.settings import CIFARSettings, DirectionalSettings
-from nadexp.identity import CONFIG_DIR, register_resolvers
+from nadexp.identity import CONFIG_DIR, register_resolvers, release_unused_claims
 from nadexp.tasks import TASKS
 
 
@@ -79,6 +79,7 @@ def compose_config(overrides=(), output_dir=None) -> DictConfig:
         if users is not None:
             GlobalHydra.instance().initialize(users)
     HydraConfig.instance().set_config(cfg)
+    release_unused_claims()  # the run's folder is output_dir: none that Hydra's merge claimed is used
     with open_dict(cfg):
         del cfg.hydra
     return cfg

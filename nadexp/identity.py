@@ -184,29 +184,38 @@ def claim_new_dir(path: str) -> str:
     directory or fails, atomically, so concurrent runs (a job array started in one second) each get their own.
 
     OmegaConf also resolves values while it merges configs, including defaults that a later config overrides
-    (a sweep's fixed directory replaces the time-stamped one), so a claim may go unused: those that are still
-    empty when the process ends are removed."""
+    (a sweep's fixed directory replaces the time-stamped one), so a claim may go unused: those still empty are
+    removed as soon as the run's own folder is known (``release_unused_claims``), so that a process killed later
+    leaves none behind, and the rest when the process ends."""
     if path in _claimed:
         return _claimed[path]
     if not _claimed:
-        atexit.register(_remove_unused_claims)
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    number = 1
-    while True:
+        atexit.register(release_unused_claims)
+    base, number = Path(path), 1
+    for _ in range(1000):
         candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
         try:
+            base.parent.mkdir(parents=True, exist_ok=True)
             os.mkdir(candidate)
         except FileExistsError:
             number += 1
+        except FileNotFoundError:  # its date folder, empty, was just removed by another process's clean-up
             continue
-        _claimed[path] = str(candidate)
-        return str(candidate)
+        except OSError:  # a folder that takes no writes: the check before the run (nadexp.writable) names it
+            break
+        else:
+            _claimed[path] = str(candidate)
+            return str(candidate)
+    return path
 
 
-def _remove_unused_claims() -> None:
+def release_unused_claims(keep=None) -> None:
+    """Removes the folders this process claimed that are still empty, except ``keep``, the run's own: called by
+    nadexp.writable before a run starts and when the process ends."""
     for claimed in map(Path, _claimed.values()):
-        for folder in (claimed, claimed.parent):  # the date folder too, if nothing else is in it
+        if keep is not None and claimed == Path(keep):
+            continue
+        for folder in (claimed, claimed.parent, claimed.parent.parent):  # its date folder and runs/, if left empty
             try:
                 folder.rmdir()  # only succeeds on an empty folder
             except OSError:

@@ -154,6 +154,28 @@ def read_record(path, required=()) -> dict:
     return record
 
 
+def set_aside(path: Path, error: UnreadableRecord, then: str) -> None:
+    """Moves an unreadable record aside, kept as <name>.unreadable (-2, -3, ...), with a warning naming it and
+    saying what happens ``then``."""
+    target, n = path.with_name(f"{path.name}.unreadable"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.unreadable-{n}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:  # another process (of the same sweep) set it aside first
+        return
+    log.warning("%s: kept as %s; %s", error, target.name, then)
+
+
+def finished_record(path) -> dict | None:
+    """The result.json at ``path`` if it is a finished run's; None when there is none, when that run failed (the
+    same command starts it again) or when it is unreadable (with a warning)."""
+    path = Path(path)
+    record = read_record_or_warn(path) if path.is_file() else None
+    return record if record is not None and record.get("status") != "failed" else None
+
+
 def read_record_or_warn(path, required=()) -> dict | None:
     """``read_record``, or None with a one-line warning for readers that go on without it (reports, dashboards)."""
     try:
@@ -161,6 +183,14 @@ def read_record_or_warn(path, required=()) -> dict | None:
     except UnreadableRecord as error:
         log.warning("%s: skipped", error)
         return None
+
+
+def records_below(directory) -> list[tuple[Path, dict]]:
+    """(run directory, result.json) of every readable result in ``directory`` and two levels below it (a sweep
+    directory, a folder of runs, a multirun's jobs); unreadable ones are skipped with a warning."""
+    directory = Path(directory)
+    paths = sorted([*directory.glob("result.json"), *directory.glob("*/result.json"), *directory.glob("*/*/result.json")])
+    return [(path.parent, record) for path in paths if (record := read_record_or_warn(path)) is not None]
 
 
 def record_failure(cfg: DictConfig, task: str, error: BaseException, wall_time_s: float) -> None:
@@ -213,12 +243,20 @@ def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
     """The run directory of ``cfg``, with its resolved config.yaml; called once every check has passed.
 
     A sweep always resumes its directory (its cells); another task resumes only with ``resume: true``, where
-    the caller reports the result it finds there; otherwise a directory with a finished run's result.json is
-    refused. A directory of another config is never resumed into.
+    the caller reports the result it finds there (``finished_record``); otherwise a directory with a finished
+    run's result.json is refused. A failed run, or an unreadable result.json (kept aside), starts again. A
+    directory of another config is never resumed into.
     """
     output_dir = Path(cfg.paths.output_dir)
     earlier = output_dir / "result.json"
-    finished = earlier.exists() and (read_record_or_warn(earlier) or {}).get("status") != "failed"  # a failed run starts again
+    if earlier.is_file():
+        try:
+            record = read_record(earlier)
+            if record.get("status") == "failed":
+                log.info("%s failed earlier (%s): starting it again", output_dir, record.get("reason"))
+        except UnreadableRecord as error:
+            set_aside(earlier, error, then="the run starts again")
+    finished = finished_record(earlier) is not None
     sweep = decide_task(cfg) == "sweep"
     if sweep or cfg.get("resume"):
         check_same_config(cfg, output_dir)

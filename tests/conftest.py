@@ -175,3 +175,44 @@ def cifar10_overrides(cifar10_dir, nads_dir, *extra):
         "trainer.accelerator=cpu",
         *extra,
     ]
+
+
+# Run as `sh -c READ_ONLY FOLDER COMMAND...`: FOLDER read-only (a bind mount of itself) for COMMAND alone.
+READ_ONLY = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" "$0" && exec "$@"'
+
+
+class ReadOnly:
+    """``read_only(folder)``: a prefix for subprocess commands under which ``folder`` takes no writes, as an archive
+    on a read-only disk. Root writes through permissions, so for root it is a read-only bind mount in a mount
+    namespace of the command's own (nothing outside it changes); for other users, permissions, until ``undo()``.
+    Skips where neither works."""
+
+    def __init__(self):
+        self.changed = []
+
+    def __call__(self, folder) -> list[str]:
+        import shutil
+
+        folder = Path(folder)
+        if os.geteuid() != 0:
+            self.changed.append((folder, folder.stat().st_mode))
+            folder.chmod(0o555)
+            return []
+        prefix = ["unshare", "--mount", "sh", "-c", READ_ONLY, str(folder)]
+        probe = shutil.which("unshare") and subprocess.run([*prefix, "touch", str(folder / ".probe")], capture_output=True, text=True)
+        if not probe or probe.returncode == 0 or "Read-only" not in probe.stderr:
+            (folder / ".probe").unlink(missing_ok=True)
+            pytest.skip("needs unshare and mount (a mount namespace) to make a folder read-only for root")
+        return prefix
+
+    def undo(self) -> None:
+        while self.changed:
+            folder, mode = self.changed.pop()
+            folder.chmod(mode)
+
+
+@pytest.fixture
+def read_only():
+    made = ReadOnly()
+    yield made
+    made.undo()

@@ -18,11 +18,15 @@ TINY = {
 }
 
 
+# The longer smoke tests run with `make test-all` (pytest -m slow), so the default run stays near 10 minutes.
+SLOW = {"class_density.py", "hyperplanes.py", "nads_per_arch.py", "prediction_study.py", "startup.py"}
+
+
 def test_every_benchmark_script_has_a_smoke_test():
     assert sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")) == sorted(TINY)
 
 
-@pytest.mark.parametrize("script", sorted(TINY))
+@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in sorted(TINY)])
 def test_the_benchmark_runs_and_prints_its_table(script):
     process = run_cli(*TINY[script], cwd=ROOT, script=ROOT / "benchmarks" / script, timeout=600)
     output = process.stdout + process.stderr

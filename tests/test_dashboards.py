@@ -1,6 +1,7 @@
 """What runs leave for dashboards: W&B runs (read back from their offline files), TensorBoard event files,
 summary metrics, and the local dashboard page, checked in headless Chromium where it is installed."""
 
+import html
 import json
 import math
 import re
@@ -205,3 +206,23 @@ def test_the_dashboard_renders_in_a_real_browser_without_console_errors(outputs,
     pixels = matplotlib.image.imread(shot)[..., :3]
     heatmap_band = pixels[300:900]  # below the heading and the summary table: the heat maps
     assert len(np.unique((heatmap_band * 255).astype(int).reshape(-1, 3), axis=0)) > 100  # colour, not a blank page
+
+
+def test_the_dashboard_lists_failed_runs_beside_the_finished_ones(tmp_path):
+    published_like_sweep(tmp_path / "sweeps" / "cut_short")  # a sweep that failed after recording its cells
+    reasons = {"sweeps/cut_short": "SystemExit: 143", "nads/lenet": "RuntimeError: CUDA error", "runs/lenet": "ValueError: <nan> & co"}
+    for run, reason in reasons.items():
+        task = {"sweeps": "sweep", "nads": "nads", "runs": "train"}[run.split("/")[0]]
+        record = {"task": task, "arch": "lenet", "seed": 0, "status": "failed", "reason": reason, "wall_time_s": 1.5, "machine": {}}
+        (tmp_path / run).mkdir(parents=True, exist_ok=True)
+        (tmp_path / run / "result.json").write_text(json.dumps(record))
+    page = write_dashboard([tmp_path], tmp_path / "dashboard.html")
+    text = page.read_text()
+    assert "Failed runs (3)" in text and "3 failed run(s)" in text
+    for run, reason in reasons.items():
+        assert f"<td>{run}</td>" in text and html.escape(reason) in text, run
+    assert text.count("<td>failed</td>") == 1  # the failed sweep's row in the summary; its heat map is still drawn
+    assert 'class="plotly-graph-div"' in text
+    if CHROMIUM:  # and a browser shows the table
+        dom, console = chromium(page, "--dump-dom")
+        assert console == [] and "Failed runs (3)" in dom and "RuntimeError: CUDA error" in dom

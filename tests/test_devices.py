@@ -161,6 +161,7 @@ def test_under_ddp_each_test_sample_is_on_exactly_one_rank():
     assert sorted(shards[0] + shards[1]) == list(range(9))
 
 
+@pytest.mark.slow  # about 35 s on 2 cores: four rank processes
 def test_ddp_multirun_jobs_launch_their_own_ranks(tmp_path):
     """Jobs of different directions and lengths, two CPU ranks each (gloo), and an odd test split."""
     sweep_dir = tmp_path / "multirun"
@@ -188,6 +189,7 @@ def test_ddp_multirun_jobs_launch_their_own_ranks(tmp_path):
         assert abs(correct - round(correct)) < 1e-3, result["test_acc"]
 
 
+@pytest.mark.slow
 def test_ddp_with_snapshots_saves_every_epoch(tmp_path):
     run_dir = tmp_path / "run"
     process = run_cli(

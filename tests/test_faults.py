@@ -34,10 +34,14 @@ def test_a_bad_trainer_value_is_one_line_and_exit_code_2_on_the_command_line(tmp
     assert "trainer.max_epochs" in done.stderr and not (tmp_path / "run").exists()
 
 
-def test_no_progress_bar_is_a_setting_that_works_with_the_default_callbacks(tmp_path):
-    done = run_cli(*QUICK, "arch=logreg", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}")
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert (tmp_path / "run" / "result.json").is_file() and "Epoch" not in done.stderr
+def test_no_progress_bar_is_a_setting_that_works_with_the_default_callbacks(tmp_path, capfd):
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
+
+    settings = [*(o for o in QUICK if o != "callbacks=none"), "arch=logreg", "trainer.enable_progress_bar=false"]
+    assert "callbacks=default" not in settings  # the default callbacks, with their progress bar's settings
+    execute(compose_config(settings, output_dir=tmp_path / "run"), settings)
+    assert (tmp_path / "run" / "result.json").is_file() and "Epoch" not in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("content", [b"not numpy at all", b"", b"\x93NUMPY\x01\x00truncated"])
@@ -87,18 +91,21 @@ def test_damaged_cell_records_are_kept_aside_and_their_cells_trained_again(tmp_p
     assert "trained again" in caplog.text and len(list((tmp_path / "cells").glob("*.json"))) == len(cells)
 
 
-def test_the_report_command_skips_an_unreadable_result_with_a_warning(tmp_path):
+def test_the_report_command_skips_an_unreadable_result_with_a_warning_and_lists_failed_runs(tmp_path):
+    import json
     import subprocess
     import sys
 
     from conftest import ROOT
 
-    good, bad = tmp_path / "runs" / "good", tmp_path / "runs" / "bad"
-    for run_dir in (good, bad):
+    good, bad, failed = tmp_path / "runs" / "good", tmp_path / "runs" / "bad", tmp_path / "runs" / "failed"
+    for run_dir in (good, bad, failed):
         run_dir.mkdir(parents=True)
     record = {"task": "train", "arch": "lenet", "dataset": "fashion_mnist", "variant": "plain", "seed": 0, "test_acc": 0.9}
-    (good / "result.json").write_text(__import__("json").dumps(record))
+    (good / "result.json").write_text(json.dumps(record))
     (bad / "result.json").write_text('{"task": "train", "arch"')
+    stopped = {"task": "train", "arch": "vgg11", "seed": 1, "status": "failed", "reason": "SystemExit: 143"}
+    (failed / "result.json").write_text(json.dumps(stopped))
     done = subprocess.run(
         [sys.executable, "-m", "nadexp.reports", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
         cwd=ROOT,
@@ -107,6 +114,8 @@ def test_the_report_command_skips_an_unreadable_result_with_a_warning(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "bad/result.json is unreadable" in done.stderr and (tmp_path / "out" / "flip_table.md").is_file()
+    listed = (tmp_path / "out" / "failed_runs.md").read_text()
+    assert listed.startswith("1 failed run(s)") and f"| {failed} | train | vgg11 | 1 | SystemExit: 143 |" in listed
 
 
 def sweep_command(sweep_dir) -> list[str]:
@@ -118,19 +127,24 @@ def sweep_command(sweep_dir) -> list[str]:
     return [sys.executable, str(ROOT / "run.py"), *settings, "sweep.stride=2", "sweep.models_at_once=1", f"hydra.run.dir={sweep_dir}"]
 
 
-def test_two_processes_on_one_sweep_train_each_cell_once_and_both_end_with_all_of_it(tmp_path):
+def test_a_sweep_or_shard_started_twice_trains_each_cell_once_and_every_cell_is_recorded(tmp_path):
     import re
     import subprocess
 
-    both = [
-        subprocess.Popen(sweep_command(tmp_path / "sweep"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=600)[0] for process in both]
-    assert [process.returncode for process in both] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    from nadexp.data.directions import fourier_cells
+
+    # Every frequency, so that shard 0's cells outlast the processes' start-up: a double launch of it, and shard 1.
+    command = [*(o for o in sweep_command(tmp_path / "sweep") if o != "sweep.stride=2"), "sweep.stride=1", "sweep.num_shards=2"]
+    commands = [[*command, "sweep.shard=0"], [*command, "sweep.shard=0"], [*command, "sweep.shard=1"]]
+    started = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for command in commands]
+    outputs = [process.communicate(timeout=600)[0] for process in started]
+    assert [process.returncode for process in started] == [0, 0, 0], "".join(out[-1500:] for out in outputs)
     trained = [int(re.search(r"(\d+) cells trained by this process", out).group(1)) for out in outputs]
+    every_cell = fourier_cells(8, 8, stride=1)
+    assert trained[0] + trained[1] == len(every_cell[0::2]) and min(trained[:2]) >= 1, trained  # shard 0's cells, split
+    assert trained[2] == len(every_cell[1::2])
     cells = sorted((tmp_path / "sweep" / "cells").glob("*.json"))
-    assert sum(trained) == len(cells) >= 8 and min(trained) >= 1, trained  # split between them, each cell once
-    assert not list((tmp_path / "sweep" / "cells").glob("*.claim*"))
+    assert len(cells) == len(every_cell) and not list((tmp_path / "sweep" / "cells").glob("*.claim*"))
 
 
 def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
@@ -170,20 +184,23 @@ class Explodes(nn.Module):  # trains one step, then fails inside Lightning's loo
 """
 
 
-def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_it_again(tmp_path):
+def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_it_again(tmp_path, monkeypatch):
     import json
-    import os
+
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
 
     (tmp_path / "mynet.py").write_text(EXPLODES)
-    command = [*QUICK, "arch=custom", "arch.target=mynet.Explodes", f"hydra.run.dir={tmp_path / 'run'}"]
-    failed = run_cli(*command, cwd=tmp_path, env={"EXPLODE": "1"})
+    settings = [*QUICK, "arch=custom", "arch.target=mynet.Explodes"]
+    failed = run_cli(*settings, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env={"EXPLODE": "1"})
     assert failed.returncode != 0
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     assert record["status"] == "failed" and record["reason"] == "RuntimeError: the loss went to NaN", record
-    again = run_cli(*command, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "EXPLODE"})
-    assert again.returncode == 0, again.stderr[-2000:]
-    record = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert "status" not in record and 0 <= record["test_acc"] <= 1
+    monkeypatch.delenv("EXPLODE", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    again = execute(compose_config(settings, output_dir=tmp_path / "run"), settings)  # the same settings, in the same folder
+    assert again == json.loads((tmp_path / "run" / "result.json").read_text())
+    assert "status" not in again and 0 <= again["test_acc"] <= 1
 
 
 def test_sigterm_ends_a_run_with_a_failed_record(tmp_path):
@@ -254,3 +271,83 @@ def test_kill_9_while_a_record_is_written_leaves_the_whole_record_or_none(tmp_pa
         assert "logreg-fourier-0_0-s0" in store  # the last whole record counts; a killed write leaves only a temporary file
         store.remove_orphans()
         assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def contents(folder) -> dict:
+    """Every file below ``folder`` and its bytes."""
+    from pathlib import Path
+
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+def test_a_read_only_output_folder_is_one_line_before_anything_starts_and_nothing_in_it_changes(tmp_path, read_only):
+    import os
+    import subprocess
+    import sys
+
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
+
+    from conftest import ROOT
+
+    archive = tmp_path / "archive"
+    settings = [*QUICK, "arch=logreg"]
+    execute(compose_config(settings, output_dir=archive / "run"), settings)
+    before = contents(archive)
+    prefix = read_only(archive)
+    python = [sys.executable, str(ROOT / "run.py")]
+    attempts = {  # what is refused, and the option that the line names
+        "hydra.run.dir": [*python, *settings, f"hydra.run.dir={archive / 'new'}"],
+        "hydra.run.dir=" + str(archive / "run"): [*python, *settings, "resume=true", f"hydra.run.dir={archive / 'run'}"],
+        "hydra.run.dir=" + str(archive / "outputs"): [*python, *settings],  # NADEXP_ROOT=archive: the default folders
+        "hydra.sweep.dir=" + str(archive / "outputs"): [*python, "-m", *settings, "seed=1,2"],
+        "--out": [sys.executable, "-m", "nadexp.reports", str(archive / "run"), "--out", str(archive / "report")],
+    }
+    env = {**os.environ, "NADEXP_ROOT": str(archive)}
+    for option, command in attempts.items():
+        done = subprocess.run([*prefix, *command], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (option, done.stderr[-3000:])
+        assert done.stderr.startswith(f"error: {option}") and "cannot be written" in done.stderr, (option, done.stderr)
+    read_only.undo()
+    assert contents(archive) == before
+
+
+def test_a_sweep_whose_folder_stops_taking_writes_ends_in_one_line_keeps_its_records_and_resumes(tmp_path, read_only):
+    import json
+    import subprocess
+    import sys
+
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
+
+    from conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    execute(compose_config(SWEEP, output_dir=sweep), SWEEP)
+    (sweep / "cells" / "logreg-fourier-4_0-s0.json").unlink()  # a cell left to do
+    before = contents(sweep / "cells")
+    command = [sys.executable, str(ROOT / "run.py"), *SWEEP, f"hydra.run.dir={sweep}"]  # the same sweep, from the command line
+    stopped = subprocess.run([*read_only(sweep / "cells"), *command], capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr, stopped.stderr[-3000:]
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: could not write {sweep / 'cells'}") and "the records written before it are kept" in last, last
+    read_only.undo()
+    assert contents(sweep / "cells") == before  # nothing lost, nothing half-written
+    assert json.loads((sweep / "result.json").read_text())["status"] == "failed"
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "3 already done, 1 to train" in resumed.stdout + resumed.stderr
+    assert json.loads((sweep / "result.json").read_text())["cells"] == 4 and contents(sweep / "cells").items() >= before.items()
+
+
+def test_an_unreadable_result_is_kept_aside_and_the_run_starts_again_to_the_same_numbers(tmp_path, caplog):
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
+
+    settings = [*QUICK, "arch=logreg"]
+    first = execute(compose_config(settings, output_dir=tmp_path / "run"), settings)
+    (tmp_path / "run" / "result.json").write_text('{"task": "tra')  # a copy cut short
+    again = execute(compose_config(settings, output_dir=tmp_path / "run"), settings)
+    assert again["test_acc"] == first["test_acc"] and again["history"] == first["history"]
+    assert (tmp_path / "run" / "result.json.unreadable").read_text() == '{"task": "tra'
+    assert "kept as result.json.unreadable; the run starts again" in caplog.text

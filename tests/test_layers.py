@@ -11,7 +11,16 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nadexp"
 LAYERS = (  # lowest first: a module may import from its own layer and every layer above it in this list
     ("nadexp", "nadexp.errors"),
-    ("nadexp.tasks", "nadexp.identity", "nadexp.results", "nadexp.loggers", "nadexp.generators", "nadexp.devices", "nadexp.console"),
+    (
+        "nadexp.tasks",
+        "nadexp.identity",
+        "nadexp.results",
+        "nadexp.loggers",
+        "nadexp.generators",
+        "nadexp.devices",
+        "nadexp.console",
+        "nadexp.writable",
+    ),
     ("nadexp.models",),
     ("nadexp.data",),
     ("nadexp.training",),

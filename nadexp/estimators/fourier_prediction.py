@@ -27,16 +27,10 @@ from nadexp.loggers import log_outcome
 from nadexp.reports.prediction import CALIBRATIONS, predict_fourier_map
 from nadexp.reports.prediction_report import write_prediction
 from nadexp.reports.sweep_report import load_sweep
-from nadexp.results import read_record_or_warn
+from nadexp.results import finished_record
 
 log = logging.getLogger(__name__)
 OWN_FIELDS = ("predictor", "stride", "max_frequency", "against")
-
-
-def _finished(result: Path) -> bool:
-    """Whether ``result`` is the result.json of a run that finished (not one that failed, or is unreadable)."""
-    record = read_record_or_warn(result) if result.is_file() else None
-    return record is not None and record.get("status") != "failed"
 
 
 def nads_config(cfg: DictConfig) -> DictConfig:
@@ -102,7 +96,7 @@ class FourierPrediction(NADEstimator):
         return {
             "nads_cfg": nads_cfg,
             "nads_dir": nads_dir,
-            "reuse": (nads_dir / "nads.npy").is_file() and _finished(nads_dir / "result.json"),
+            "reuse": (nads_dir / "nads.npy").is_file() and finished_record(nads_dir / "result.json") is not None,
             "estimator": estimator,
             "make_net": make_net,
             "against": against,

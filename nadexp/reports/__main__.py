@@ -9,6 +9,7 @@ from pathlib import Path
 from nadexp.errors import ConfigError
 from nadexp.reports.prediction import ABSOLUTE, CALIBRATIONS, DEFAULT_PREDICTOR
 from nadexp.reports.sweep_report import make_report
+from nadexp.writable import check_writable
 
 PREDICT_OPTIONS = {
     "--predict": dict(type=Path, metavar="NADS", help="a nads.npy, or a directory holding one, with eigenvalues.npy beside it"),
@@ -83,37 +84,31 @@ def main(argv=None) -> int:
     for flag, options in PREDICT_OPTIONS.items():
         prediction.add_argument(flag, **options)
     args = parser.parse_args(argv)
-    if args.predict:
-        try:
-            scored = predict(args)
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"predicted map of {args.predict} ({len(scored)} trained maps compared): {args.out}")
-        return 0
-    if args.against:
+    if args.against and not args.predict:
         parser.error("--against scores a predicted map: give --predict NADS too")
-    if not args.dirs:
+    if not args.dirs and not args.predict:
         parser.error("give run directories to report on, or --predict NADS")
-    if args.html:
-        from nadexp.reports.dashboard import write_dashboard
-
-        try:
-            page = write_dashboard(args.dirs, args.out / "dashboard.html")
-        except ConfigError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        print(f"dashboard: {page}")
-        return 0
     try:
-        files = make_report(args.dirs, args.out, published=args.published)
+        check_writable(args.out, "--out")  # before any figure is drawn
+        print(_report(args))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"report of {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}: {len(files)} files in {args.out}")
-    for path in files:
-        print(f"  {path}")
     return 0
+
+
+def _report(args) -> str:
+    """Writes what ``args`` ask for; returns the lines that say where it went."""
+    if args.predict:
+        scored = predict(args)
+        return f"predicted map of {args.predict} ({len(scored)} trained maps compared): {args.out}"
+    if args.html:
+        from nadexp.reports.dashboard import write_dashboard
+
+        return f"dashboard: {write_dashboard(args.dirs, args.out / 'dashboard.html')}"
+    files = make_report(args.dirs, args.out, published=args.published)
+    lines = [f"report of {len(args.dirs)} director{'y' if len(args.dirs) == 1 else 'ies'}: {len(files)} files in {args.out}"]
+    return "\n".join([*lines, *(f"  {path}" for path in files)])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from nadexp.data.settings import SHAPES, poison_carriers
 from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
-from nadexp.results import read_record_or_warn, write_csv_atomic
+from nadexp.results import records_below, write_csv_atomic
 
 import matplotlib.pyplot as plt  # noqa: E402  isort: skip
 
@@ -25,13 +25,11 @@ def data_set_names(runs: list[dict]) -> str:
 
 def find_cifar_runs(directory: Path) -> list[dict]:
     """result.json of every finished CIFAR-10 (or CIFAR-100, Fashion-MNIST) run in ``directory`` or its sub-directories (two levels)."""
-    directory = Path(directory)
-    runs = []
-    for path in sorted([*directory.glob("result.json"), *directory.glob("*/result.json"), *directory.glob("*/*/result.json")]):
-        result = read_record_or_warn(path)
-        if result is not None and result.get("dataset") in TITLES and result.get("variant"):
-            runs.append({**result, "dir": path.parent})
-    return runs
+    return [
+        {**result, "dir": run_dir}
+        for run_dir, result in records_below(directory)
+        if result.get("dataset") in TITLES and result.get("variant")
+    ]
 
 
 def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:

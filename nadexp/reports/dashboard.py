@@ -33,18 +33,23 @@ LEADING_NADS = 8
 ACCURACY_SCALE = dict(colorscale="Viridis", cmin=0.5, cmax=1.0, colorbar=dict(title="test acc"))
 
 
-def find_runs(root: Path) -> tuple[list[dict], list[dict]]:
-    """(sweeps, estimates) below ``root``: sweep directories (nadexp.reports.sweep_report.load_sweep) and
-    finished estimator runs (their result.json, with ``dir``)."""
-    sweeps, estimates = [], []
+def find_runs(root: Path) -> tuple[list[dict], list[dict], list[dict]]:
+    """(sweeps, estimates, failed) below ``root``: sweep directories (nadexp.reports.sweep_report.load_sweep),
+    finished estimator runs (their result.json, with ``dir``) and runs of any task whose result.json says failed
+    (with ``dir``; a failed sweep is among the sweeps as well, with the cells it recorded)."""
+    sweeps, estimates, failed = [], [], []
     for directory in sorted(_directories(Path(root))):
-        if is_sweep_dir(directory):
-            sweeps.append(load_sweep(directory))
-        elif (directory / "result.json").is_file():
+        result = None
+        if (directory / "result.json").is_file():
             result = read_record_or_warn(directory / "result.json")  # an unreadable one is left out, with a warning
-            if result is not None and result.get("task") in ESTIMATORS:
-                estimates.append({**result, "dir": directory})
-    return sweeps, estimates
+        if result is not None and result.get("status") == "failed":
+            failed.append({**result, "dir": directory})
+        if is_sweep_dir(directory):
+            status = "unfinished" if result is None else result.get("status", "finished")  # unfinished: running, or killed
+            sweeps.append({**load_sweep(directory), "status": status})
+        elif result is not None and result.get("task") in ESTIMATORS and result.get("status") != "failed":
+            estimates.append({**result, "dir": directory})
+    return sweeps, estimates, failed
 
 
 def _directories(root: Path):
@@ -63,6 +68,7 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
                 "task": f"sweep ({sweep['basis']})",
                 "arch": sweep["arch"],
                 "seed": sweep["config"].get("seed"),
+                "status": sweep["status"],
                 **summary,
             }
         )
@@ -76,6 +82,7 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
                 "task": estimate["task"],
                 "arch": estimate.get("arch"),
                 "seed": estimate.get("seed"),
+                "status": "finished",
                 **{k: v for k, v in summary.items() if k != "gradient_time_s"},
             }
         )
@@ -85,6 +92,12 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
 def _relative(path: Path, root: Path) -> str:
     path = Path(path).resolve()
     return str(path.relative_to(root)) if path != root else path.name
+
+
+def failed_rows(failed: list[dict], root: Path) -> list[dict]:
+    """One row per failed run: what it was, how long it ran and why it stopped (the same command starts it again)."""
+    keys = ("task", "arch", "seed", "wall_time_s", "reason")
+    return [{"run": _relative(run["dir"], root), **{key: run.get(key) for key in keys}} for run in failed]
 
 
 def summary_table(rows: list[dict]) -> str:
@@ -219,9 +232,11 @@ def published_panel(sweep: dict) -> go.Figure:
     return fig
 
 
-def dashboard_sections(sweeps: list[dict], estimates: list[dict], root: Path) -> list[tuple[str, str]]:
+def dashboard_sections(sweeps: list[dict], estimates: list[dict], failed: list[dict], root: Path) -> list[tuple[str, str]]:
     """(heading, HTML) per panel; figures as plotly divs that the page's one copy of plotly.js draws."""
-    sections = [("Summary", summary_table(summary_rows(sweeps, estimates, root)))]
+    sections = [("Summary", summary_table(summary_rows(sweeps, estimates, root)))] if sweeps or estimates else []
+    if failed:  # beside the finished ones, so a dashboard never hides a run that stopped
+        sections.append((f"Failed runs ({len(failed)})", summary_table(failed_rows(failed, root))))
     figures = []
     fourier = [s for s in sweeps if s["basis"] == "fourier"]
     predicted = [load_prediction(e["dir"]) for e in estimates if e["task"] == "fourier_prediction" and (e["dir"] / "cells.csv").is_file()]
@@ -267,24 +282,24 @@ def write_dashboard(roots, path: Path) -> Path:
     for root in roots:
         if not root.is_dir():
             raise ConfigError(f"{root} is not a directory")
-    sweeps, estimates = [], []
+    sweeps, estimates, failed = [], [], []
     for root in roots:
         found = find_runs(root)
         sweeps += found[0]
         estimates += found[1]
-    if not sweeps and not estimates:
+        failed += found[2]
+    if not sweeps and not estimates and not failed:
         raise ConfigError(
-            f"nothing to show: no direction sweep (config.yaml and cells/) and no estimate (result.json of "
-            f"estimator={'|'.join(ESTIMATORS)}) below {', '.join(map(str, roots))}"
+            f"nothing to show: no direction sweep (config.yaml and cells/), no estimate (result.json of "
+            f"estimator={'|'.join(ESTIMATORS)}) and no failed run below {', '.join(map(str, roots))}"
         )
     base = Path(os.path.commonpath([root.resolve() for root in roots]))
-    sections = "\n".join(
-        f"<section><h2>{html.escape(heading)}</h2>\n{body}</section>" for heading, body in dashboard_sections(sweeps, estimates, base)
-    )
+    panels = dashboard_sections(sweeps, estimates, failed, base)
+    sections = "\n".join(f"<section><h2>{html.escape(heading)}</h2>\n{body}</section>" for heading, body in panels)
     page = PAGE.format(
         title=f"nadexp: {html.escape(base.name)}",
         plotly=get_plotlyjs(),
-        count=f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s);",
+        count=f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s), {len(failed)} failed run(s);",
         when=datetime.now().strftime("%Y-%m-%d %H:%M"),
         root=html.escape(" ".join(map(str, roots))),
         sections=sections,

@@ -21,7 +21,7 @@ from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, sav
 from nadexp.reports.prediction_report import load_prediction  # noqa: E402
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE
-from nadexp.results import CELL_COLUMNS, CELL_KEYS, read_record_or_warn, write_csv_atomic  # noqa: E402
+from nadexp.results import CELL_COLUMNS, CELL_KEYS, read_record_or_warn, records_below, write_csv_atomic  # noqa: E402
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
@@ -129,19 +129,33 @@ def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
     out_dir = Path(out_dir)
     if not dirs:
         raise ConfigError("no directories given")
-    sweep_dirs, cifar_runs = [], []
+    sweep_dirs, cifar_runs, failed = [], [], []
     for directory in dirs:
+        failed_here = [{**result, "dir": run_dir} for run_dir, result in records_below(directory) if result.get("status") == "failed"]
+        failed += failed_here
         if is_sweep_dir(directory) or is_prediction_dir(directory):
             sweep_dirs.append(directory)
         elif runs := find_cifar_runs(directory):
             cifar_runs += runs
-        else:
+        elif not failed_here:
             raise ConfigError(
                 f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/), "
-                "a predicted map (experiment=fourier_predicted) nor a directory of finished CIFAR-10 runs (result.json)"
+                "a predicted map (experiment=fourier_predicted) nor a directory of CIFAR-10 runs (result.json)"
             )
     files = make_cifar_report(cifar_runs, out_dir) if cifar_runs else []
-    return files + (make_sweep_report(sweep_dirs, out_dir, published) if sweep_dirs else [])
+    files += make_sweep_report(sweep_dirs, out_dir, published) if sweep_dirs else []
+    return files + (failed_runs_table(failed, out_dir) if failed else [])
+
+
+def failed_runs_table(failed: list[dict], out_dir: Path) -> list[Path]:
+    """failed_runs.md: each run that failed (its directory, task, arch, seed and reason), beside the figures of
+    those that finished; the same command as the run's starts it again."""
+    lines = ["| run | task | arch | seed | reason |", "| --- | --- | --- | ---: | --- |"]
+    lines += [f"| {r['dir']} | {r.get('task')} | {r.get('arch')} | {r.get('seed')} | {r.get('reason')} |" for r in failed]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "failed_runs.md"
+    path.write_text(f"{len(failed)} failed run(s); the command of each starts it again.\n\n" + "\n".join(lines) + "\n")
+    return [path]
 
 
 def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:

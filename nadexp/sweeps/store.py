@@ -18,7 +18,7 @@ import socket
 import time
 from pathlib import Path
 
-from nadexp.results import CELL_KEYS, UnreadableRecord, read_record, write_json_atomic
+from nadexp.results import CELL_KEYS, UnreadableRecord, read_record, set_aside, write_json_atomic
 
 log = logging.getLogger(__name__)
 CLAIM_TIMEOUT_S = 24 * 3600  # a claim from another host counts as abandoned after this long
@@ -70,19 +70,8 @@ class CellStore:
                 raise UnreadableRecord(f"{path} holds the record of another cell ({own})")
             return record
         except UnreadableRecord as error:
-            self._set_aside(path, error)
+            set_aside(path, error, then="its cell is trained again")
             return None
-
-    def _set_aside(self, path: Path, error: UnreadableRecord) -> None:
-        target, n = path.with_name(f"{path.name}.unreadable"), 1
-        while target.exists():
-            n += 1
-            target = path.with_name(f"{path.name}.unreadable-{n}")
-        try:
-            os.replace(path, target)
-        except FileNotFoundError:  # another process of this sweep set it aside first
-            return
-        log.warning("%s: kept as %s; its cell is trained again", error, target.name)
 
     def __contains__(self, key: str) -> bool:
         return self.read(key) is not None

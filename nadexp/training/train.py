@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks.progress import ProgressBar
 from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
-from nadexp.results import open_run_dir, read_record_or_warn, result_record, training_fields, write_json_atomic
+from nadexp.results import finished_record, open_run_dir, result_record, training_fields, write_json_atomic
 from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
 from nadexp.training.module import Classifier
 
@@ -116,12 +116,10 @@ def prepare(cfg: DictConfig):
 def train(cfg: DictConfig, prepared=None) -> dict:
     datamodule, model, trainer = prepared or prepare(cfg)
     result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
-    earlier = read_record_or_warn(result_path) if result_path.exists() else None  # resume: true
-    if earlier is not None and earlier.get("status") != "failed":
+    earlier = finished_record(result_path)  # resume: true
+    if earlier is not None:
         log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, earlier["test_acc"], result_path)
         return earlier
-    if earlier is not None:
-        log.info("%s failed earlier (%s): starting it again", cfg.run_name, earlier.get("reason"))
     log_config(trainer.loggers, cfg)
     try:
         with ranks_of_this_job(trainer):

@@ -1,0 +1,71 @@
+"""Where a run writes must take writes: a read-only disk, a folder of another user or a full disk is one line.
+
+Before a run or a multirun starts (a Hydra callback, conf/hydra/default.yaml), its folder is created and a probe
+file written in it; a folder that refuses stops the command with exit code 2 before anything is trained. A write
+that fails once a run has started (the disk fills, the folder turns read-only) stops it with exit code 1 and one
+line (nadexp.cli); every record written before it is whole and kept, so the same command resumes later.
+"""
+
+import errno
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from nadexp.errors import ConfigError
+from nadexp.identity import release_unused_claims
+
+# The errors of a folder that does not take writes, as opposed to a bug or a missing file.
+WRITE_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+
+
+def check_writable(folder, option: str, hint: str = "") -> Path:
+    """``folder`` once a file could be created in it, or in the nearest folder above it that exists (nothing is
+    left behind: a command refused for another reason makes no folder); ConfigError naming ``option`` if not."""
+    folder = Path(folder).absolute()
+    existing = next(path for path in (folder, *folder.parents) if path.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):  # the probe: gone as soon as it is made
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(f"{option}={folder} cannot be written ({reason}): give {option} a writable folder{hint}") from None
+    return folder
+
+
+def write_failure(error: OSError) -> str | None:
+    """The one line for a write that failed once a run started, or None for another OSError (a bug: a traceback)."""
+    if error.errno not in WRITE_ERRORS:
+        return None
+    verb = "open" if error.errno in (errno.EACCES, errno.EPERM) else "write"  # a permission may be a reader's
+    where = f" {error.filename}" if error.filename else ""
+    return (
+        f"could not {verb}{where} ({error.strerror}); the records written before it are kept, "
+        "and the same command resumes once that is fixed"
+    )
+
+
+class WritableOutput(Callback):
+    """Checks hydra.run.dir (hydra.sweep.dir for -m) before Hydra makes it and writes .hydra/ and the log there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config, "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self._check(config, "hydra.sweep.dir")
+
+    @staticmethod
+    def _check(config: DictConfig, option: str) -> None:
+        HydraConfig.instance().set_config(config)  # as Hydra does next: the folder's name may use ${hydra:...}
+        folder = OmegaConf.select(config, option)
+        release_unused_claims(keep=folder)  # folders claimed while Hydra merged configs, now known to be unused
+        try:
+            check_writable(folder, option, hint=" (or NADEXP_ROOT, for every output)")
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
