@@ -234,6 +234,11 @@ def write_text_atomic(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk: the error of a write names no file, so it is named here
+        Path(tmp).unlink(missing_ok=True)
+        if error.filename:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from error
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -211,6 +211,20 @@ class ReadOnly:
             folder.chmod(mode)
 
 
+def in_small_disk(folder, script: str) -> list[str]:
+    """A command that runs ``script`` (sh; $0 is ``folder``, "$@" the command appended) with ``folder`` on a new
+    64 KiB disk of its own (tmpfs, in a mount namespace): a disk that fills within a run. Skips without root."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare to give a command a small disk of its own")
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c", 'mount -t tmpfs -o size=64k tmpfs "$0"', str(folder)], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("needs a mount namespace to give a command a small disk of its own")
+    return ["unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o size=64k tmpfs "$0" && {script}', str(folder)]
+
+
 @pytest.fixture
 def read_only():
     made = ReadOnly()

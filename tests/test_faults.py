@@ -351,3 +351,33 @@ def test_an_unreadable_result_is_kept_aside_and_the_run_starts_again_to_the_same
     assert again["test_acc"] == first["test_acc"] and again["history"] == first["history"]
     assert (tmp_path / "run" / "result.json.unreadable").read_text() == '{"task": "tra'
     assert "kept as result.json.unreadable; the run starts again" in caplog.text
+
+
+def test_a_disk_that_fills_mid_sweep_ends_in_one_line_with_whole_records_and_the_sweep_resumes(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from nadexp.data.directions import fourier_cells
+
+    from conftest import ROOT, in_small_disk
+
+    disk, seen = tmp_path / "disk", tmp_path / "seen"
+    sweep_settings = [*(o for o in SWEEP if o != "sweep.stride=4"), "sweep.stride=1", f"hydra.run.dir={disk / 'sweep'}"]
+    # Run the sweep until the disk is full; keep what it left; make the disk larger; run the same command again.
+    script = (
+        f'"$@" 2> {seen}.stderr; echo $? > {seen}.rc; cp -r "$0/sweep/cells" {seen}; '
+        f'mount -o remount,size=8m "$0" && "$@" && cp "$0/sweep/result.json" {seen}.result.json'
+    )
+    command = in_small_disk(disk, script)
+    subprocess.run([*command, sys.executable, str(ROOT / "run.py"), *sweep_settings], capture_output=True, timeout=600)
+    stderr = Path(f"{seen}.stderr").read_text()
+    assert Path(f"{seen}.rc").read_text().strip() == "1" and "Traceback" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: could not write {disk / 'sweep'}") and "(No space left on device)" in last, last
+    kept = sorted(seen.glob("*.json"))
+    assert 0 < len(kept) < len(fourier_cells(8, 8, stride=1)) and not list(seen.glob(".*.tmp"))
+    for path in kept:  # whole records only
+        assert json.loads(path.read_text())["status"] == "ok"
+    assert json.loads(Path(f"{seen}.result.json").read_text())["cells"] == len(fourier_cells(8, 8, stride=1))
