@@ -147,10 +147,13 @@ def test_a_sweep_or_shard_started_twice_trains_each_cell_once_and_every_cell_is_
     assert len(cells) == len(every_cell) and not list((tmp_path / "sweep" / "cells").glob("*.claim*"))
 
 
-def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
+def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path, caplog):
     import json
     import socket
     import subprocess
+
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
 
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -160,9 +163,9 @@ def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path):
         for ky in range(-4, 4, 2):  # every group this sweep could start with, claimed by a process that has ended
             claim = {"host": socket.gethostname(), "pid": gone.pid, "time": 0}
             (cells / f"logreg-fourier-{kx}_{ky}-s0.claim").write_text(json.dumps(claim))
-    done = subprocess.run(sweep_command(tmp_path / "sweep"), capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "its owner is gone; taking it over" in done.stdout + done.stderr
+    settings = sweep_command(tmp_path / "sweep")[2:-1]
+    execute(compose_config(settings, output_dir=tmp_path / "sweep"), settings)
+    assert "its owner is gone; taking it over" in caplog.text
     assert len(list(cells.glob("*.json"))) >= 8
 
 
@@ -312,7 +315,7 @@ def test_a_read_only_output_folder_is_one_line_before_anything_starts_and_nothin
     assert contents(archive) == before
 
 
-def test_a_sweep_whose_folder_stops_taking_writes_ends_in_one_line_keeps_its_records_and_resumes(tmp_path, read_only):
+def test_a_sweep_whose_folder_stops_taking_writes_ends_in_one_line_keeps_its_records_and_resumes(tmp_path, read_only, caplog):
     import json
     import subprocess
     import sys
@@ -334,10 +337,10 @@ def test_a_sweep_whose_folder_stops_taking_writes_ends_in_one_line_keeps_its_rec
     read_only.undo()
     assert contents(sweep / "cells") == before  # nothing lost, nothing half-written
     assert json.loads((sweep / "result.json").read_text())["status"] == "failed"
-    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "3 already done, 1 to train" in resumed.stdout + resumed.stderr
-    assert json.loads((sweep / "result.json").read_text())["cells"] == 4 and contents(sweep / "cells").items() >= before.items()
+    caplog.set_level("INFO")
+    resumed = execute(compose_config(SWEEP, output_dir=sweep), SWEEP)  # the same sweep once the folder takes writes
+    assert "3 already done, 1 to train" in caplog.text
+    assert resumed["cells"] == 4 and "status" not in resumed and contents(sweep / "cells").items() >= before.items()
 
 
 def test_an_unreadable_result_is_kept_aside_and_the_run_starts_again_to_the_same_numbers(tmp_path, caplog):
