@@ -1,7 +1,8 @@
 """Where a run writes must take writes: a read-only disk, a folder of another user or a full disk is one line.
 
-Before a run or a multirun starts (a Hydra callback, conf/hydra/default.yaml), its folder is created and a probe
-file written in it; a folder that refuses stops the command with exit code 2 before anything is trained. A write
+Before a run or a multirun starts (a Hydra callback, conf/hydra/default.yaml), a probe file is written in its
+folder, or in the nearest folder above it that exists; a folder that refuses stops the command with exit code 2
+before anything is trained. A write
 that fails once a run has started (the disk fills, the folder turns read-only) stops it with exit code 1 and one
 line (nadexp.cli); every record written before it is whole and kept, so the same command resumes later.
 """
