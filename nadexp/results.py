@@ -168,12 +168,17 @@ def set_aside(path: Path, error: UnreadableRecord, then: str) -> None:
     log.warning("%s: kept as %s; %s", error, target.name, then)
 
 
+def is_failed(record: dict | None) -> bool:
+    """Whether ``record`` is the result.json of a run that failed after it started (``record_failure``)."""
+    return record is not None and record.get("status") == "failed"
+
+
 def finished_record(path) -> dict | None:
     """The result.json at ``path`` if it is a finished run's; None when there is none, when that run failed (the
     same command starts it again) or when it is unreadable (with a warning)."""
     path = Path(path)
     record = read_record_or_warn(path) if path.is_file() else None
-    return record if record is not None and record.get("status") != "failed" else None
+    return record if record is not None and not is_failed(record) else None
 
 
 def read_record_or_warn(path, required=()) -> dict | None:
@@ -254,14 +259,15 @@ def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
     """
     output_dir = Path(cfg.paths.output_dir)
     earlier = output_dir / "result.json"
+    record = None
     if earlier.is_file():
         try:
             record = read_record(earlier)
-            if record.get("status") == "failed":
-                log.info("%s failed earlier (%s): starting it again", output_dir, record.get("reason"))
         except UnreadableRecord as error:
             set_aside(earlier, error, then="the run starts again")
-    finished = finished_record(earlier) is not None
+    if is_failed(record):
+        log.info("%s failed earlier (%s): starting it again", output_dir, record.get("reason"))
+    finished = record is not None and not is_failed(record)
     sweep = decide_task(cfg) == "sweep"
     if sweep or cfg.get("resume"):
         check_same_config(cfg, output_dir)

@@ -25,7 +25,7 @@ from nadexp.reports.nad_figures import spectrum_summary
 from nadexp.reports.prediction_report import load_prediction
 from nadexp.reports.published import published_map
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
-from nadexp.results import read_record_or_warn, write_text_atomic
+from nadexp.results import is_failed, read_record_or_warn, write_text_atomic
 from nadexp.tasks import ESTIMATORS
 
 SKIPPED = {"wandb", "tensorboard", "csv", ".hydra", "cells", "checkpoints", "snapshots", "report"}
@@ -42,12 +42,12 @@ def find_runs(root: Path) -> tuple[list[dict], list[dict], list[dict]]:
         result = None
         if (directory / "result.json").is_file():
             result = read_record_or_warn(directory / "result.json")  # an unreadable one is left out, with a warning
-        if result is not None and result.get("status") == "failed":
+        if is_failed(result):
             failed.append({**result, "dir": directory})
         if is_sweep_dir(directory):
             status = "unfinished" if result is None else result.get("status", "finished")  # unfinished: running, or killed
             sweeps.append({**load_sweep(directory), "status": status})
-        elif result is not None and result.get("task") in ESTIMATORS and result.get("status") != "failed":
+        elif result is not None and result.get("task") in ESTIMATORS and not is_failed(result):
             estimates.append({**result, "dir": directory})
     return sweeps, estimates, failed
 

@@ -21,7 +21,7 @@ from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, sav
 from nadexp.reports.prediction_report import load_prediction  # noqa: E402
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE
-from nadexp.results import CELL_COLUMNS, CELL_KEYS, read_record_or_warn, records_below, write_csv_atomic  # noqa: E402
+from nadexp.results import CELL_COLUMNS, CELL_KEYS, is_failed, read_record_or_warn, records_below, write_csv_atomic  # noqa: E402
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
@@ -131,7 +131,7 @@ def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
         raise ConfigError("no directories given")
     sweep_dirs, cifar_runs, failed = [], [], []
     for directory in dirs:
-        failed_here = [{**result, "dir": run_dir} for run_dir, result in records_below(directory) if result.get("status") == "failed"]
+        failed_here = [{**result, "dir": run_dir} for run_dir, result in records_below(directory) if is_failed(result)]
         failed += failed_here
         if is_sweep_dir(directory) or is_prediction_dir(directory):
             sweep_dirs.append(directory)
