@@ -300,16 +300,25 @@ def test_a_tf32_that_is_not_a_boolean_is_refused_before_anything_starts(tmp_path
     assert message == "tf32='maybe' must be true or false (TF32 in float32 GPU products)"
 
 
-def test_nads_default_to_float32_everywhere_and_an_auto_estimate_is_not_resumed_in_another_dtype(tmp_path):
-    assert compose_config(["experiment=nads"], output_dir=tmp_path / "default").estimator.dtype == "float32"
-    assert NADEstimator().dtype == "float32"
-    cfg = compose_config(["experiment=nads", "estimator.num_networks=8", "estimator.dtype=auto"], output_dir=tmp_path)
-    assert Path(cfg.paths.output_dir) == tmp_path
-    (tmp_path / "result.json").write_text(json.dumps({"dtype": "bfloat16"}))  # an earlier estimate on a GPU
+@pytest.mark.parametrize("amx", [False, True], ids=["cpu_without_amx", "cpu_with_amx"])
+def test_nads_default_to_float32_everywhere_and_an_auto_estimate_is_not_resumed_in_another_dtype(tmp_path, monkeypatch, amx):
+    """dtype=auto is bfloat16 on a CPU with AMX and float32 without: each branch is set here, not read off the machine."""
     from hydra.utils import instantiate
 
-    with pytest.raises(ConfigError, match="holds a bfloat16 estimate"):
-        instantiate(cfg.estimator).prepare(cfg)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert compose_config(["experiment=nads"], output_dir=tmp_path / "default").estimator.dtype == "float32"
+    assert NADEstimator().dtype == "float32"
+    overrides = ["experiment=nads", "estimator.num_networks=8", "estimator.dtype=auto", "estimator.device=cpu"]
+    cfg = compose_config(overrides, output_dir=tmp_path)
+    assert Path(cfg.paths.output_dir) == tmp_path
+    estimator = instantiate(cfg.estimator)
+    here, other = ("bfloat16", "float32") if amx else ("float32", "bfloat16")
+    assert estimator.resolved_dtype(torch.device("cpu")) == getattr(torch, here)
+    (tmp_path / "result.json").write_text(json.dumps({"dtype": other}))  # an earlier estimate on another machine
+    with pytest.raises(ConfigError, match=f"holds a {other} estimate"):
+        estimator.prepare(cfg)
+    (tmp_path / "result.json").write_text(json.dumps({"dtype": here}))  # this machine's own: resumed
+    estimator.prepare(cfg)
 
 
 def test_local_ddp_ranks_inside_a_launchers_worker_are_refused_before_anything_starts(monkeypatch, tmp_path):
