@@ -16,6 +16,7 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.run import estimate, prepare_estimate
 from nadexp.results import record_failure
 from nadexp.sweeps.runner import plan, run_sweep
+from nadexp.sweeps.spot_checks import prepare_prediction
 from nadexp.tasks import ESTIMATORS, TASKS, check_command
 from nadexp.training.settings_check import check_run_settings
 from nadexp.training.train import prepare, train
@@ -25,6 +26,7 @@ STEPS = {  # task: (prepare, run)
     "train": (prepare, train),
     "sweep": (plan, run_sweep),
     **dict.fromkeys(ESTIMATORS, (prepare_estimate, estimate)),
+    "fourier_prediction": (prepare_prediction, estimate),  # its spot checks are cells of a sweep
 }
 
 

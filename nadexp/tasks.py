@@ -42,9 +42,8 @@ TASKS = {
     "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed", "tf32"), uses=("resume",)),
     "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed", "tf32"), uses=("resume",)),
     "class_density": Task("estimator=class_density", ("arch", "estimator", "seed", "tf32"), uses=("resume",)),
-    "fourier_prediction": Task(
-        "a predicted Fourier map", ("arch", "dataset.shape", "dataset.fourier_phase", "estimator", "seed", "tf32"), uses=("resume",)
-    ),
+    # With spot checks (estimator.spot_checks > 0) it trains a few cells: their training settings decide its numbers too.
+    "fourier_prediction": Task("a predicted Fourier map", (*TRAINING, "estimator"), uses=("channels_last", "resume")),
 }
 # Honoured by every task: which experiment, where outputs go, what is logged, how many CPU threads.
 EVERY_TASK = ("experiment", "hydra", "logger", "paths", "threads", "tags")

@@ -13,9 +13,24 @@ TINY = {
     "nads.py": ["--networks", "16", "--reference-networks", "8", "--autograd-networks", "16"],
     "nads_per_arch.py": ["--archs", "lenet,resnet18", "--autograd-networks", "8", "--fd-networks", "4"],
     "prediction_study.py": ["--networks", "8,4"],
+    "prediction_transfer.py": lambda tmp_path: ["--k", "3", "--ntk", "3", f"logreg={tiny_logreg_map(tmp_path)}"],
     "startup.py": ["--repeats", "1"],
     "sweep.py": ["--cells", "2", "--epochs", "1", "--image-size", "16", "--models-at-once", "2"],
 }
+
+
+def tiny_logreg_map(tmp_path) -> str:
+    """NADS_DIR:SWEEP_DIR of logistic regression on 1 x 8 x 8 images (16 networks; 256 samples, 2 epochs per cell)."""
+    from nadexp.config import compose_config
+    from nadexp.runs import execute
+
+    shape, training = ["arch=logreg", "dataset.shape=[1,8,8]", "logger=none"], ["dataset.n_train=256", "dataset.n_test=256"]
+    for name, overrides in {
+        "nads": ["experiment=nads", "estimator.num_networks=16", *shape],
+        "sweep": ["sweep=fourier", "sweep.stride=2", "trainer.max_epochs=2", *training, *shape],
+    }.items():
+        execute(compose_config(overrides, output_dir=tmp_path / name), overrides)
+    return f"{tmp_path / 'nads'}:{tmp_path / 'sweep'}"
 
 
 # The longer smoke tests run with `make test-all` (pytest -m slow), so the default run stays near 10 minutes.
@@ -27,8 +42,9 @@ def test_every_benchmark_script_has_a_smoke_test():
 
 
 @pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in sorted(TINY)])
-def test_the_benchmark_runs_and_prints_its_table(script):
-    process = run_cli(*TINY[script], cwd=ROOT, script=ROOT / "benchmarks" / script, timeout=600)
+def test_the_benchmark_runs_and_prints_its_table(script, tmp_path):
+    args = TINY[script](tmp_path) if callable(TINY[script]) else TINY[script]
+    process = run_cli(*args, cwd=ROOT, script=ROOT / "benchmarks" / script, timeout=600)
     output = process.stdout + process.stderr
     assert process.returncode == 0, output[-3000:]
     if script == "gpu_check.py":

@@ -73,8 +73,11 @@ def outputs(tmp_path_factory):
         ],
     )
     published_like_sweep(root / "sweeps" / "published")
+    # calibrated on 3 spot checks, which the Fourier sweep above (the same training settings) already holds
     predicted = ["experiment=fourier_predicted", "arch=logreg", "dataset.shape=[1,8,8]", "estimator.num_networks=16", "logger=none"]
-    run(root / "predicted" / "logreg", [*predicted, f"paths.log_dir={root}"])  # its NADs go to root/nads/ as well
+    training = ["estimator.spot_checks=3", "dataset.n_train=256", "dataset.n_test=256", "trainer.max_epochs=2"]
+    spot_checked = run(root / "predicted" / "logreg", [*predicted, *training, f"paths.log_dir={root}"])  # its NADs go to root/nads/
+    assert {c["source"] for c in spot_checked["spot_checks"]} == {str(root / "sweeps" / "fourier")}  # reused, none trained
     return {"root": root, "nads": nads, "fourier": fourier, "nad": nad}
 
 
@@ -152,6 +155,7 @@ def test_the_dashboard_page_holds_every_panel_and_works_offline(outputs, tmp_pat
     assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*\bhref=", text)  # nothing fetched: one file, offline
     assert text.count("<tr>") == 1 + 6  # summary table: 3 sweeps, 2 NAD estimates, 1 predicted map
     assert "test acc %{z:.4f}" in text  # each heat-map cell's accuracy on hover
+    assert text.count("spot check: f_rows %{y}") == 1  # the predicted map's trained cells, ringed
     assert "against the published lenet map: 130 directions, mean absolute difference 0.0 points" in text
 
 

@@ -28,15 +28,16 @@ def reference_count(arch, channels, classes):
         widths = [channels, 64, 128, 256, 256, 512, 512, 512, 512]
         convs = sum(conv(a, b, 3) + (bn(b) if arch == "vgg11_bn" else 0) for a, b in zip(widths, widths[1:]))
         return convs + linear(512, 512) + linear(512, 512) + linear(512, classes)
-    if arch in ("resnet18", "resnet18_nopool"):
-        total, planes_in = conv(channels, 64, 3, bias=False) + bn(64), 64
-        for planes, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
-            for block in range(2):
+    if arch in ("resnet18", "resnet18_nopool", "resnet_narrow"):
+        width, blocks = (8, 1) if arch == "resnet_narrow" else (64, 2)
+        total, planes_in = conv(channels, width, 3, bias=False) + bn(width), width
+        for planes, stride in [(width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)]:
+            for block in range(blocks):
                 total += conv(planes_in, planes, 3, False) + bn(planes) + conv(planes, planes, 3, False) + bn(planes)
                 if block == 0 and (stride != 1 or planes_in != planes):
                     total += conv(planes_in, planes, 1, False) + bn(planes)
                 planes_in = planes
-        return total + linear(512 * (16 if arch == "resnet18_nopool" else 1), classes)
+        return total + linear(8 * width * (16 if arch == "resnet18_nopool" else 1), classes)
     if arch == "densenet121":
         growth, planes = 32, 64
         total = conv(channels, planes, 3, bias=False)

@@ -117,7 +117,8 @@ def test_the_published_maps_as_records_cover_the_published_grid_once_per_directi
 
 
 def predicted_run(tmp_path, *extra):
-    overrides = ["experiment=fourier_predicted", "logger=none", f"paths.log_dir={tmp_path}", *extra]
+    """The zero-training map (no spot checks; tests/test_spot_checks.py trains them)."""
+    overrides = ["experiment=fourier_predicted", "logger=none", f"paths.log_dir={tmp_path}", "estimator.spot_checks=0", *extra]
     directory = tmp_path / "predicted" / "run"
     return execute(compose_config(overrides, output_dir=directory), overrides), directory
 
@@ -138,10 +139,10 @@ def test_a_predicted_map_end_to_end_estimates_the_nads_once_where_experiment_nad
     for name in ("heatmap.png", "heatmap.pdf", "cells.csv", "scores.json", "result.json", "config.yaml"):
         assert (directory / name).is_file(), name
     rows = (directory / "cells.csv").read_text().splitlines()
-    assert rows[0] == "kx,ky,f_rows,f_cols,abs_freq,score,test_acc" and len(rows) == len(cells) + 1
+    assert rows[0] == "kx,ky,f_rows,f_cols,abs_freq,score,test_acc,uncertainty,trained_acc" and len(rows) == len(cells) + 1
     # logistic regression's input gradient is its weight vector, isotropic over initialisations: every direction is
     # predicted learnable, as logistic regression learns every one (up to the noise of 32 networks)
-    accuracies = [float(line.split(",")[-1]) for line in rows[1:]]
+    accuracies = [float(line.split(",")[6]) for line in rows[1:]]
     assert min(accuracies) > 0.85
 
     nads_dir = tmp_path / "nads" / result["nads_dir"].split("/")[-1]
@@ -296,7 +297,9 @@ def test_against_a_sweep_of_another_shape_or_basis_is_refused(tmp_path, capsys):
         ("estimator.against={sweep32}", "sweep of images of shape [1, 32, 32]: give a Fourier sweep of dataset.shape=[1, 8, 8]"),
         ("estimator.num_networks=2", "estimator.num_networks must be >= 4"),
         ("dataset.fourier_phase=tilted", "dataset.fourier_phase='tilted' is unknown"),
-        ("trainer.max_epochs=3", "has no effect on a predicted Fourier map"),
+        ("callbacks=checkpoints", "has no effect on a predicted Fourier map"),
+        ("estimator.spot_checks=-1", "estimator.spot_checks must be an integer >= 0"),
+        ("estimator.spot_checks=11", "estimator.spot_checks=11 is more than the 10 directions of the map's grid"),
     ],
 )
 def test_bad_settings_of_the_experiment_stop_it_before_anything_is_written(tmp_path, override, words):
@@ -319,7 +322,12 @@ def test_bad_settings_of_the_experiment_stop_it_before_anything_is_written(tmp_p
 
 def test_the_command_line_prints_its_scores(tmp_path):
     ok = run_cli(
-        "experiment=fourier_predicted", "arch=logreg", "estimator.num_networks=8", "logger=none", env={"NADEXP_ROOT": str(tmp_path)}
+        "experiment=fourier_predicted",
+        "arch=logreg",
+        "estimator.num_networks=8",
+        "estimator.spot_checks=0",
+        "logger=none",
+        env={"NADEXP_ROOT": str(tmp_path)},
     )
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert "predicted vs published_logreg: 130 directions" in ok.stdout

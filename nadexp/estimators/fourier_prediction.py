@@ -17,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from nadexp.data.directions import fourier_cells, signed
 from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.data.settings import FOURIER_PHASES
 from nadexp.errors import ConfigError
@@ -24,13 +25,14 @@ from nadexp.estimators.nads import NADEstimator
 from nadexp.estimators.run import estimate
 from nadexp.identity import check_same_config, nads_run_dir
 from nadexp.loggers import log_outcome
+from nadexp.reports.calibration import spot_check
 from nadexp.reports.prediction import CALIBRATIONS, predict_fourier_map
-from nadexp.reports.prediction_report import write_prediction
+from nadexp.reports.prediction_report import calibrated, cell_key, write_prediction
 from nadexp.reports.sweep_report import load_sweep
 from nadexp.results import finished_record
 
 log = logging.getLogger(__name__)
-OWN_FIELDS = ("predictor", "stride", "max_frequency", "against")
+OWN_FIELDS = ("predictor", "stride", "max_frequency", "against", "spot_checks")
 
 
 def nads_config(cfg: DictConfig) -> DictConfig:
@@ -56,9 +58,12 @@ class FourierPrediction(NADEstimator):
     stride: int = 2
     max_frequency: Optional[int] = None
     against: Optional[str] = None
+    spot_checks: int = 6
 
     def __post_init__(self):
         super().__post_init__()
+        if not (isinstance(self.spot_checks, int) and not isinstance(self.spot_checks, bool) and self.spot_checks >= 0):
+            raise ConfigError(f"estimator.spot_checks must be an integer >= 0 (directions to train; 0: none), got {self.spot_checks!r}")
         if self.predictor not in CALIBRATIONS:
             raise ConfigError(f"estimator.predictor={self.predictor!r} is unknown: choose one of {', '.join(CALIBRATIONS)}")
         if not (isinstance(self.stride, int) and self.stride >= 1):
@@ -93,7 +98,10 @@ class FourierPrediction(NADEstimator):
                 )
             if sweep["arch"] != cfg.arch_name:
                 log.warning("estimator.against=%s is a sweep of %s, not of %s", self.against, sweep["arch"], cfg.arch_name)
-        return {
+        grid = fourier_cells(*cfg.dataset.shape[1:], self.stride, self.max_frequency)
+        if self.spot_checks > len(grid):
+            raise ConfigError(f"estimator.spot_checks={self.spot_checks} is more than the {len(grid)} directions of the map's grid")
+        return {  # with spot checks, nadexp.sweeps.spot_checks adds train_cells and sweep_dir
             "nads_cfg": nads_cfg,
             "nads_dir": nads_dir,
             "reuse": (nads_dir / "nads.npy").is_file() and finished_record(nads_dir / "result.json") is not None,
@@ -102,6 +110,49 @@ class FourierPrediction(NADEstimator):
             "against": against,
             "phase": phase,
         }
+
+    def calibrate(self, predicted: list[dict], shape, prepared: dict) -> tuple[list[dict], object, list[dict]]:
+        """The map calibrated on ``spot_checks`` trained cells: the spread picks first, then (with their results)
+        those where the fitted curve is least certain; each trained (or reused) as the arch's sweep trains its
+        cells, by ``prepared["train_cells"]`` (directions -> {direction: cell record}, nadexp.sweeps.spot_checks)."""
+        _, height, width = shape
+        scores = [r["score"] for r in predicted]
+        trained = {}
+
+        def train(picks: list[int]) -> dict[int, float]:
+            directions = [predicted[i]["direction"] for i in picks]
+            log.info("spot checks: %d directions %s", len(picks), directions)
+            records = prepared["train_cells"](directions)
+            for i, direction in zip(picks, directions):
+                record = records.get(tuple(direction)) or {"reason": "no record"}
+                if record.get("status") != "ok":
+                    raise ConfigError(f"spot check {direction} did not train ({record.get('reason')}): see {prepared['sweep_dir']}")
+                trained[i] = record
+            return {i: trained[i]["test_acc"] for i in picks}
+
+        spot_check(scores, self.spot_checks, CALIBRATIONS[self.predictor], train)
+        cells = {cell_key(predicted[i]["direction"], height, width): r["test_acc"] for i, r in trained.items()}
+        calibrated_map, own = calibrated(predicted, cells, shape, f"{len(cells)} spot checks")
+        log.info(
+            "calibration fitted to %d spot checks: slope %s, centre %s, noise %.3f",
+            len(cells),
+            own.curve.slope,
+            own.curve.centre,
+            own.noise,
+        )
+        listed = [
+            {
+                "direction": predicted[i]["direction"],
+                "f_rows": signed(predicted[i]["direction"][1], height),
+                "f_cols": signed(predicted[i]["direction"][0], width),
+                "score": predicted[i]["score"],
+                "test_acc": r["test_acc"],
+                "wall_time_s": r.get("wall_time_s"),
+                "source": r["source"],
+            }
+            for i, r in trained.items()
+        ]
+        return calibrated_map, own, listed
 
     def run(self, cfg: DictConfig, prepared: dict, output_dir: Path, loggers: list) -> dict:
         shape, nads_dir = tuple(cfg.dataset.shape), prepared["nads_dir"]
@@ -116,8 +167,15 @@ class FourierPrediction(NADEstimator):
         start = time.perf_counter()
         predicted = predict_fourier_map(nads, eigenvalues, shape, self.stride, self.max_frequency, prepared["phase"], self.predictor)
         title = f"{cfg.arch_name}: predicted from its NADs ({self.predictor})"
-        scored = write_prediction(output_dir, predicted, shape, self.stride, title, prepared["against"], cfg.arch_name)
         predict_time = time.perf_counter() - start
+        start, spot_checks, own = time.perf_counter(), [], None
+        if self.spot_checks:
+            predicted, own, spot_checks = self.calibrate(predicted, shape, prepared)
+            title = f"{cfg.arch_name}: predicted, calibrated on {len(spot_checks)} trained directions"
+        spot_check_time = time.perf_counter() - start
+        start = time.perf_counter()
+        scored = write_prediction(output_dir, predicted, shape, self.stride, title, prepared["against"], cfg.arch_name)
+        predict_time += time.perf_counter() - start
         summary = {"mean_test_acc": round(float(np.mean([r["test_acc"] for r in predicted])), 6)}
         summary.update({f"{name}/{key}": value for name, numbers in scored.items() for key, value in numbers.items() if value is not None})
         images = {"predicted/heatmap": output_dir / "heatmap.png"}
@@ -137,7 +195,10 @@ class FourierPrediction(NADEstimator):
             "basis": "fourier",
             "shape": list(shape),
             "predictor": self.predictor,
-            "calibration": CALIBRATIONS[self.predictor].as_dict(),
+            "calibration": own.as_dict() if own else CALIBRATIONS[self.predictor].as_dict(),
+            "spot_checks": spot_checks,
+            "spot_check_sweep_dir": prepared.get("sweep_dir"),
+            "spot_check_time_s": round(spot_check_time, 3),
             "stride": self.stride,
             "max_frequency": self.max_frequency,
             "fourier_phase": prepared["phase"],

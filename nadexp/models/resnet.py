@@ -29,13 +29,15 @@ class ResNet18(nn.Module):
     The reference pools the final 4 x 4 map with a 4 x 4 average pool; the adaptive pool used here
     is the same on 32 x 32 inputs and keeps other image sizes working. With ``pool=False`` the network has
     no pooling layer at all: the final map (512 x 4 x 4 on 32 x 32 images) is flattened into the linear layer.
+    ``width``: the first stage's channels (64; the stages double it); ``blocks``: blocks per stage. A narrow
+    ResNet (arch=resnet_narrow: width 8, one block per stage) trains a whole Fourier map on a CPU.
     """
 
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2), pool: bool = True):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2), pool: bool = True, width: int = 64):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
-        stages, in_planes = [], 64
-        for index, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        stages, in_planes = [], width
+        for index, (planes, count) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), blocks)):
             strides = [1 if index == 0 else 2] + [1] * (count - 1)
             stage = []
             for stride in strides:
@@ -44,12 +46,12 @@ class ResNet18(nn.Module):
             stages.append(nn.Sequential(*stage))
         self.stages = nn.Sequential(*stages)
         if pool:
-            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * width, num_classes))
         else:
-            height, width = input_shape[1:]
+            rows, cols = input_shape[1:]
             for _ in range(3):  # stages 2-4 each start with a stride-2 3x3 convolution (padding 1)
-                height, width = (height + 1) // 2, (width + 1) // 2
-            self.head = nn.Sequential(nn.Flatten(), nn.Linear(512 * height * width, num_classes))
+                rows, cols = (rows + 1) // 2, (cols + 1) // 2
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(8 * width * rows * cols, num_classes))
 
     def forward(self, x):
         return self.head(self.stages(self.stem(x)))

@@ -1,14 +1,20 @@
-"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published | --html] | --predict NADS [--against SWEEP]: figures and
-tables of direction sweeps and CIFAR-10 runs; with --html, one dashboard page of every sweep and estimate below the
-directories; with --predict, the Fourier map that NADs made anywhere predict, scored against trained maps."""
+"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published | --html] | --predict NADS [--suggest K] [--calibrate CELLS]
+[--against SWEEP]: figures and tables of direction sweeps and CIFAR-10 runs; with --html, one dashboard page of every sweep
+and estimate below the directories; with --predict, the Fourier map that NADs made anywhere predict, scored against
+trained maps: --suggest K lists K directions to train (OUT/spot_checks.csv), --calibrate fits the arch's own
+calibration to trained ones."""
 
 import argparse
+import csv
 import sys
 from pathlib import Path
 
+from nadexp.data.directions import signed
 from nadexp.errors import ConfigError
+from nadexp.reports.calibration import MIN_CELLS
 from nadexp.reports.prediction import ABSOLUTE, CALIBRATIONS, DEFAULT_PREDICTOR
-from nadexp.reports.sweep_report import make_report
+from nadexp.reports.prediction_report import cell_key
+from nadexp.reports.sweep_report import is_sweep_dir, load_sweep, make_report
 from nadexp.writable import check_writable
 
 PREDICT_OPTIONS = {
@@ -24,6 +30,12 @@ PREDICT_OPTIONS = {
         type=int, help="networks the NADs come from, for singular values and an absolute --predictor (log_scaled_variance, log_variance)"
     ),
     "--predictor": dict(default=DEFAULT_PREDICTOR, help=f"the score: {', '.join(CALIBRATIONS)} (default %(default)s)"),
+    "--suggest": dict(type=int, metavar="K", help="write OUT/spot_checks.csv: K directions to train, in order (f_rows, f_cols, score)"),
+    "--calibrate": dict(
+        type=Path,
+        metavar="CELLS",
+        help="trained cells (a sweep directory, or a CSV with f_rows, f_cols, test_acc as fractions) to fit the arch's own calibration to",
+    ),
     "--stride": dict(type=int, default=2, help="every n-th frequency (default %(default)s: the published grid)"),
     "--phase": dict(default="cosine", choices=("cosine", "sine"), help="the Fourier waves' phase, as dataset.fourier_phase"),
 }
@@ -31,13 +43,14 @@ PREDICT_OPTIONS = {
 
 def predict(args) -> dict:
     from nadexp.reports.prediction import predict_fourier_map
-    from nadexp.reports.prediction_report import read_nads, write_prediction
-    from nadexp.reports.sweep_report import load_sweep
+    from nadexp.reports.prediction_report import calibrated, read_nads, write_prediction, write_spot_checks
 
     if args.predictor not in CALIBRATIONS:
         raise ConfigError(f"--predictor {args.predictor} is unknown: choose one of {', '.join(CALIBRATIONS)}")
     if args.stride < 1:
         raise ConfigError(f"--stride must be >= 1, got {args.stride}")
+    if args.suggest is not None and args.suggest < 0:
+        raise ConfigError(f"--suggest K: K must be >= 0 (directions to train), got {args.suggest}")
     against = [load_sweep(path) for path in args.against]
     fallback = tuple(against[0]["shape"]) if against else None
     shape = _shape(args.shape) if args.shape else None
@@ -46,7 +59,66 @@ def predict(args) -> dict:
     shape, arch = nads.shape[1:], args.arch or record.get("arch")
     predicted = predict_fourier_map(nads, spectrum, shape, args.stride, None, args.phase, args.predictor)
     title = f"{arch or args.predict.name}: predicted from its NADs ({args.predictor})"
+    grid = [tuple(r["direction"]) for r in predicted]
+    known = trained_cells(args.calibrate, shape, grid) if args.calibrate else {}
+    if args.suggest is not None:
+        write_spot_checks(args.out, predicted, shape, args.suggest, CALIBRATIONS[args.predictor], known)
+    if known:
+        predicted, own = calibrated(predicted, known, shape, f"{len(known)} trained cells of {args.calibrate}")
+        title = f"{arch or args.predict.name}: calibrated on {len(known)} trained directions"
+        print(
+            f"calibration fitted to {len(known)} trained cells: slope {own.curve.slope}, centre {own.curve.centre}, noise {own.noise:.3f}"
+        )
     return write_prediction(args.out, predicted, shape, args.stride, title, against, arch)
+
+
+def trained_cells(path, shape, grid: list[tuple[int, int]], option: str = "--calibrate") -> dict:
+    """{cell key: test accuracy} of the trained cells in ``path`` (a sweep directory, or a CSV with columns f_rows,
+    f_cols, test_acc as fractions) that calibrate a predicted map on ``grid`` (cell keys); checked: on the grid,
+    fractions, at least two. The keys are cell_key's: a direction and its conjugate are one."""
+    path, (_, height, width) = Path(path), shape
+    if path.is_dir():
+        if not is_sweep_dir(path):
+            raise ConfigError(
+                f"{option} {path}: not a sweep directory (config.yaml and cells/) nor a CSV with columns f_rows, f_cols, test_acc"
+            )
+        sweep = load_sweep(path)
+        if sweep["basis"] != "fourier" or list(sweep["shape"]) != list(shape):
+            raise ConfigError(
+                f"{option} {path}: a {sweep['basis']} sweep of images of shape {sweep['shape']}, not a Fourier sweep of {list(shape)}"
+            )
+        found = [
+            (tuple(r["direction"]), r["test_acc"]) for r in sweep["cells"] if r.get("status") == "ok" and r.get("test_acc") is not None
+        ]
+    else:
+        try:
+            with path.open(newline="") as file:
+                rows = list(csv.DictReader(file))
+            found = [((int(r["f_cols"]) % width, int(r["f_rows"]) % height), float(r["test_acc"])) for r in rows]
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"{option} {path}: cannot be read ({error.__class__.__name__}): give a sweep directory or a CSV") from None
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(
+                f"{option} {path}: not a CSV with columns f_rows, f_cols, test_acc (numbers, one row per trained cell)"
+            ) from None
+    on_grid = {cell_key(direction, height, width) for direction in grid}
+    cells = {}
+    for direction, accuracy in found:
+        key = cell_key(direction, height, width)
+        if key not in on_grid:
+            f_rows, f_cols = signed(direction[1], height), signed(direction[0], width)
+            raise ConfigError(
+                f"{option} {path}: the cell f_rows={f_rows}, f_cols={f_cols} is not on the grid of the predicted map (see --stride)"
+            )
+        cells[key] = accuracy
+    if cells and max(cells.values()) > 1:
+        hint = " (they look like percentages: divide by 100)" if max(cells.values()) <= 100 else ""
+        raise ConfigError(f"{option} {path}: test_acc must be fractions from 0 to 1, got up to {max(cells.values())}{hint}")
+    if cells and min(cells.values()) < 0:
+        raise ConfigError(f"{option} {path}: test_acc must be fractions from 0 to 1, got {min(cells.values())}")
+    if len(cells) < MIN_CELLS:
+        raise ConfigError(f"{option} {path}: {len(cells)} trained cell(s) on the grid; a calibration needs at least {MIN_CELLS}")
+    return cells
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -84,8 +156,9 @@ def main(argv=None) -> int:
     for flag, options in PREDICT_OPTIONS.items():
         prediction.add_argument(flag, **options)
     args = parser.parse_args(argv)
-    if args.against and not args.predict:
-        parser.error("--against scores a predicted map: give --predict NADS too")
+    for flag in ("against", "suggest", "calibrate"):
+        if getattr(args, flag) not in (None, []) and not args.predict:
+            parser.error(f"--{flag} works on a predicted map: give --predict NADS too")
     if not args.dirs and not args.predict:
         parser.error("give run directories to report on, or --predict NADS")
     try:

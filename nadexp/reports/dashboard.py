@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from nadexp.data.directions import conjugate, signed
 from nadexp.errors import ConfigError
 from nadexp.reports.comparison import PUBLISHED_FREQUENCIES, comparable, comparison_grids, match_directions, summarise
 from nadexp.reports.heatmap import centred, fourier_grid
@@ -133,6 +134,25 @@ def heatmaps(sweeps: list[dict]) -> go.Figure:
             index // cols + 1,
             index % cols + 1,
         )
+        checks = [
+            (signed(x, width), signed(y, height))
+            for c in sweep.get("spot_checks", [])
+            for x, y in (c["direction"], conjugate(*c["direction"], height, width))
+        ]
+        if checks:  # the cells a predicted map was calibrated on, trained
+            fig.add_trace(
+                go.Scatter(
+                    x=[x for x, _ in checks],
+                    y=[y for _, y in checks],
+                    mode="markers",
+                    marker={"symbol": "circle-open", "size": 11, "color": "red", "line": {"width": 2}},
+                    name="spot checks (trained)",
+                    hovertemplate="spot check: f_rows %{y}, f_cols %{x}<extra></extra>",
+                    showlegend=False,
+                ),
+                index // cols + 1,
+                index % cols + 1,
+            )
     for index in range(len(sweeps)):  # square cells: each y axis scaled to its own x axis
         fig.update_yaxes(scaleanchor=f"x{index + 1 if index else ''}", row=index // cols + 1, col=index % cols + 1)
     fig.update_yaxes(autorange="reversed", title_text="f_rows", constrain="domain")

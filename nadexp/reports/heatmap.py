@@ -57,9 +57,20 @@ def save_figure(fig, path) -> list[Path]:
     return paths
 
 
-def plot_fourier_heatmap(grid: np.ndarray, path: Path, title: str = "", stride: int = 1) -> list[Path]:
-    """Writes ``path`` as PNG and PDF."""
+def mark_cells(ax, cells, height: int, width: int, label: str = "trained") -> None:
+    """Rings the Fourier cells ``cells`` ([kx, ky] each) and their conjugates on a heat map drawn by ``draw``."""
+    points = {(signed(x, width), signed(y, height)) for kx, ky in cells for x, y in ((kx, ky), conjugate(kx, ky, height, width))}
+    if points:
+        fx, fy = zip(*sorted(points))
+        ax.scatter(fx, fy, s=60, facecolors="none", edgecolors="red", linewidths=1.4, label=label)
+        ax.legend(loc="upper right", fontsize=7, framealpha=0.8)
+
+
+def plot_fourier_heatmap(grid: np.ndarray, path: Path, title: str = "", stride: int = 1, marked=()) -> list[Path]:
+    """Writes ``path`` as PNG and PDF; the cells ``marked`` ([kx, ky] each) are ringed as trained."""
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     fig.colorbar(draw(ax, grid, stride, title), ax=ax, label="test accuracy")
+    height, width = grid.shape
+    mark_cells(ax, marked, height, width)
     fig.tight_layout()
     return save_figure(fig, path)

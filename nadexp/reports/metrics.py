@@ -39,7 +39,8 @@ def cell_row(record: dict, shape, eigenvalues=None) -> dict:
         row = {"nad_index": index, "eigenvalue": float(eigenvalues[index]) if has_value else None}
     elif basis == "pixel":
         row = {"row": direction[0], "col": direction[1]}
-    extra = {"score": record["score"]} if "score" in record else {}  # a predicted map's (nadexp.reports.prediction)
+    # a predicted map's score, and with spot checks each cell's uncertainty and the trained accuracy of those trained
+    extra = {key: record[key] for key in ("score", "uncertainty", "trained_acc") if key in record}
     return {**row, **extra, "test_acc": record.get("test_acc"), "train_acc": record.get("train_acc"), "status": record.get("status")}
 
 

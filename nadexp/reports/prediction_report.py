@@ -14,13 +14,15 @@ from scipy.stats import pearsonr, spearmanr  # noqa: E402
 
 from nadexp.data.directions import conjugate, signed  # noqa: E402
 from nadexp.errors import ConfigError  # noqa: E402
+from nadexp.reports.calibration import OwnCalibration, fit_own  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
 from nadexp.reports.metrics import cell_rows  # noqa: E402
 from nadexp.reports.prediction import LEARNABLE, spectrum_of  # noqa: E402
 from nadexp.reports.published import has_published_map, published_map  # noqa: E402
 from nadexp.results import write_csv_atomic, write_json_atomic  # noqa: E402
 
-PREDICTED_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "abs_freq", "score", "test_acc")
+PREDICTED_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "abs_freq", "score", "test_acc", "uncertainty", "trained_acc")
+SPOT_CHECK_COLUMNS = ("f_rows", "f_cols", "score")
 SCORE_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "predicted", "trained", "difference")
 
 
@@ -41,10 +43,12 @@ def published_records(arch: str) -> list[dict]:
     ]
 
 
-def matched(predicted: list[dict], trained: list[dict], shape) -> list[dict]:
-    """One row per direction both maps hold, accuracies in %."""
+def matched(predicted: list[dict], trained: list[dict], shape, exclude=()) -> list[dict]:
+    """One row per direction both maps hold, accuracies in %; directions ``exclude`` (cell keys: those a
+    calibration was fitted to) left out."""
     _, height, width = shape
     ours = {cell_key(r["direction"], height, width): r["test_acc"] for r in predicted if r.get("status") == "ok"}
+    ours = {key: value for key, value in ours.items() if key not in set(exclude)}
     rows = []
     for record in trained:
         if record.get("status") != "ok" or record.get("basis") != "fourier" or record.get("test_acc") is None:
@@ -148,15 +152,18 @@ def targets(arch: str | None, shape, against: list[dict]) -> list[tuple[str, lis
 
 def write_prediction(out_dir: Path, predicted: list[dict], shape, stride: int, title: str, against=(), arch: str | None = None) -> dict:
     """Writes heatmap.png/pdf and cells.csv of the predicted map into ``out_dir`` and, per trained map, the side-by-
-    side figure and per-direction table ``against_<name>``; prints and returns the scores per trained map."""
+    side figure and per-direction table ``against_<name>``; prints and returns the scores per trained map. Cells
+    with a ``trained_acc`` (spot checks) are ringed on the heat map and left out of the scores."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _, height, width = shape
-    plot_fourier_heatmap(fourier_grid(predicted, height, width), out_dir / "heatmap", title, stride)
+    spot_checks = [r["direction"] for r in predicted if r.get("trained_acc") is not None]
+    plot_fourier_heatmap(fourier_grid(predicted, height, width), out_dir / "heatmap", title, stride, marked=spot_checks)
     write_csv_atomic(out_dir / "cells.csv", PREDICTED_COLUMNS, cell_rows(predicted, "fourier", shape)[1])
     scored = {}
+    exclude = [cell_key(direction, height, width) for direction in spot_checks]
     for name, trained, trained_stride in targets(arch, shape, list(against)):
-        pairs = matched(predicted, trained, shape)
+        pairs = matched(predicted, trained, shape, exclude)
         scored[name] = scores(pairs)
         print(scores_line(f"predicted vs {name}", scored[name]))
         write_csv_atomic(out_dir / f"against_{name}.csv", SCORE_COLUMNS, pairs)
@@ -164,6 +171,42 @@ def write_prediction(out_dir: Path, predicted: list[dict], shape, stride: int, t
             side_by_side(predicted, trained, shape, max(stride, trained_stride), name, scored[name], out_dir / f"against_{name}")
     write_json_atomic(out_dir / "scores.json", scored)
     return scored
+
+
+def calibrated(predicted: list[dict], trained: dict, shape, fitted_on: str = "") -> tuple[list[dict], OwnCalibration]:
+    """The predicted map with the arch's own calibration, fitted to ``trained`` ({cell key: test accuracy as a
+    fraction}, cells of the map): each cell's accuracy read off the fitted curve, with its ``uncertainty`` (standard
+    deviation, fraction); the trained cells keep their measured accuracy (``trained_acc``, uncertainty 0)."""
+    _, height, width = shape
+    keys = [cell_key(r["direction"], height, width) for r in predicted]
+    scores = np.array([r["score"] for r in predicted])
+    where = {key: i for i, key in enumerate(keys)}
+    own = fit_own([scores[where[key]] for key in trained], list(trained.values()), fitted_on)
+    accuracies, doubts = own(scores), own.uncertainty(scores)
+    records = []
+    for record, key, accuracy, doubt in zip(predicted, keys, accuracies, doubts):
+        if key in trained:
+            record = record | {"test_acc": round(float(trained[key]), 6), "uncertainty": 0.0, "trained_acc": round(float(trained[key]), 6)}
+        else:
+            record = record | {"test_acc": round(float(accuracy), 6), "uncertainty": round(float(doubt), 6)}
+        records.append(record)
+    return records, own
+
+
+def write_spot_checks(out_dir, predicted: list[dict], shape, k: int, prior, known: dict | None = None) -> list[dict]:
+    """OUT/spot_checks.csv: the ``k`` directions of the predicted map to train, in the order to train them (f_rows,
+    f_cols, score), besides the cells ``known`` already (cell keys: trained accuracy)."""
+    from nadexp.reports.calibration import choose_spot_checks
+
+    _, height, width = shape
+    keys = [cell_key(r["direction"], height, width) for r in predicted]
+    known = {keys.index(key): accuracy for key, accuracy in (known or {}).items()}
+    picks = choose_spot_checks([r["score"] for r in predicted], k, prior, known)
+    rows = [predicted[i] | {"f_rows": signed(keys[i][1], height), "f_cols": signed(keys[i][0], width)} for i in picks]
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(Path(out_dir) / "spot_checks.csv", SPOT_CHECK_COLUMNS, rows)
+    print(f"{len(rows)} directions to train: {Path(out_dir) / 'spot_checks.csv'}")
+    return rows
 
 
 def read_nads(
@@ -233,10 +276,11 @@ def load_prediction(run_dir) -> dict:
     run_dir = Path(run_dir)
     result = json.loads((run_dir / "result.json").read_text())
     with (run_dir / "cells.csv").open(newline="") as file:
-        cells = [
-            {"basis": "fourier", "direction": [int(row["kx"]), int(row["ky"])], "test_acc": float(row["test_acc"]), "status": "ok"}
-            for row in csv.DictReader(file)
-        ]
+        rows = list(csv.DictReader(file))
+    cells = [
+        {"basis": "fourier", "direction": [int(row["kx"]), int(row["ky"])], "test_acc": float(row["test_acc"]), "status": "ok"}
+        for row in rows
+    ]
     return {
         "name": f"{run_dir.name}-predicted",  # apart from a trained sweep of the same name
         "dir": run_dir,
@@ -245,5 +289,6 @@ def load_prediction(run_dir) -> dict:
         "shape": result["shape"],
         "stride": result.get("stride", 1),
         "cells": cells,
+        "spot_checks": [cell for cell, row in zip(cells, rows) if row.get("trained_acc")],  # trained cells it was calibrated on
         "predicted": True,
     }

@@ -1,0 +1,77 @@
+"""A zero-training ranking of directions from the linearised network (the empirical neural tangent kernel at
+initialisation), to compare with the NADs' score (docs/predicted_maps.md).
+
+For a direction v, the network of a sweep's cell is replaced by its first-order Taylor expansion around its
+initialisation, z(x) = z0(x) + J(x) w, where z is the difference of its two logits (the cross-entropy of two
+classes depends on nothing else) and w the change of its parameters. That linear model is trained on D(v) with the
+cell's own protocol: the same samples, batch size, epochs, learning rate decaying linearly to 0 and gradient-norm
+clipping; SGD on w is kernel gradient descent with the tangent kernel J J^T. Its test accuracy is the direction's
+score. J is held explicitly (n_train x parameters, float32), computed with torch.func (vmap of grad), and the test
+outputs come from one jvp per chunk. The network is linearised in eval mode (BatchNorm with its initial running
+statistics).
+"""
+
+import math
+
+import torch
+from omegaconf import DictConfig
+from torch.func import functional_call, grad, jvp, vmap
+
+from nadexp.training.train import build_data_and_net
+
+CHUNK = 256  # samples per vmap of per-sample gradients
+
+
+def linearised_accuracy(cell: DictConfig) -> float:
+    """Test accuracy on D(v) of the network of ``cell`` (a sweep cell's config: nadexp.sweeps.runner.cell_config)
+    linearised at its initialisation, trained as the cell is."""
+    datamodule, net = build_data_and_net(cell)
+    net.eval()
+    params = {name: p.detach() for name, p in net.named_parameters()}
+    buffers = dict(net.named_buffers())
+    (x_train, y_train), (x_test, y_test) = datamodule.load("train"), datamodule.load("test")
+
+    def margin(p, x):  # logit(class 1) - logit(class 0) of a batch
+        logits = functional_call(net, (p, buffers), (x,))
+        return logits[:, 1] - logits[:, 0]
+
+    one = lambda p, x: margin(p, x[None])[0]  # noqa: E731
+    with torch.no_grad():
+        z_train = torch.cat([margin(params, chunk) for chunk in x_train.split(CHUNK)])
+    rows = []
+    for chunk in x_train.split(CHUNK):
+        grads = vmap(grad(one), in_dims=(None, 0))(params, chunk)
+        rows.append(torch.cat([g.reshape(len(chunk), -1) for g in grads.values()], dim=1))
+    jacobian = torch.cat(rows)
+    w = _train(jacobian, z_train, 2.0 * y_train.float() - 1, cell)
+    shapes = {name: p.shape for name, p in params.items()}
+    offsets = [0, *torch.tensor([math.prod(s) for s in shapes.values()]).cumsum(0).tolist()]
+    tangent = {name: w[a:b].reshape(shape) for (name, shape), a, b in zip(shapes.items(), offsets, offsets[1:])}
+    correct = 0
+    with torch.no_grad():
+        for chunk, labels in zip(x_test.split(CHUNK), y_test.split(CHUNK)):
+            z0, dz = jvp(lambda p: margin(p, chunk), (params,), (tangent,))
+            correct += int(((z0 + dz > 0).long() == labels).sum())
+    return correct / len(y_test)
+
+
+def _train(jacobian: torch.Tensor, z0: torch.Tensor, signs: torch.Tensor, cell: DictConfig) -> torch.Tensor:
+    """SGD on the parameter change w of the linear model z0 + J w, with the cell's batch size, epochs, learning rate
+    (decaying linearly to 0 per step) and gradient-norm clipping; the batches shuffled by the data seed."""
+    n, size = jacobian.shape
+    batch, epochs = cell.dataset.batch_size, cell.trainer.max_epochs
+    lr, clip = cell.optimizer.lr, cell.trainer.get("gradient_clip_val")
+    steps, step = epochs * math.ceil(n / batch), 0
+    order = torch.Generator().manual_seed(int(cell.dataset.seed))
+    w = torch.zeros(size)
+    for _ in range(epochs):
+        for index in torch.randperm(n, generator=order).split(batch):
+            j = jacobian[index]
+            z = z0[index] + j @ w
+            # d/dz of softplus(-s z), the cross-entropy of two logits whose difference is z
+            g = j.T @ (-signs[index] * torch.sigmoid(-signs[index] * z)) / len(index)
+            if clip:
+                g = g * min(1.0, clip / (float(g.norm()) + 1e-12))
+            w -= lr * (1 - step / steps) * g
+            step += 1
+    return w
