@@ -102,14 +102,16 @@ def run_case(spec: str, k: int, ntk: int) -> dict:
         trained_acc = [accuracy[keys[i]] for i in subset]
         row["ntk_cells"] = len(subset)
         row["ntk_s"] = round(time.perf_counter() - start, 1)
-        row["spearman_ntk"] = round(float(spearmanr(linearised, trained_acc)[0]), 4)
-        row["spearman_nads"] = round(float(spearmanr([scores_[i] for i in subset], trained_acc)[0]), 4)
+        constant = np.ptp(trained_acc) == 0  # a map learnt everywhere (logistic regression): no ranking to compare
+        row["spearman_ntk"] = None if constant else round(float(spearmanr(linearised, trained_acc)[0]), 4)
+        row["spearman_nads"] = None if constant else round(float(spearmanr([scores_[i] for i in subset], trained_acc)[0]), 4)
         row["ntk_per_cell_s"] = round(row["ntk_s"] / len(subset), 2)
     return row
 
 
 def show(value):
-    return "-" if value is None else value
+    """A number, or "-" where it is undefined (a correlation with a constant map)."""
+    return "-" if value is None or value != value else value
 
 
 def main() -> None:
@@ -148,7 +150,11 @@ def main() -> None:
             ntk.add_column(column, justify="right")
         for row in rows:
             ntk.add_row(
-                row["arch"], str(row["ntk_cells"]), str(row["spearman_nads"]), str(row["spearman_ntk"]), f"{row['ntk_per_cell_s']} s"
+                row["arch"],
+                str(row["ntk_cells"]),
+                str(show(row["spearman_nads"])),
+                str(show(row["spearman_ntk"])),
+                f"{row['ntk_per_cell_s']} s",
             )
         Console(width=160).print(ntk)
     if args.json:

@@ -60,10 +60,9 @@ def test_the_spot_checks_cover_the_scores_range_and_never_repeat_a_direction_or_
         keys = [cell_key(predicted[i]["direction"], 16, 16) for i in picks]
         conjugates = [cell_key(conjugate(*predicted[i]["direction"], 16, 16), 16, 16) for i in picks]
         assert len(set(keys)) == k and keys == conjugates  # one key per real direction: no conjugate chosen twice
-        if k >= 3:  # the spread picks: the most favoured direction, the least, and one in the middle third
-            assert scores[picks[0]] == scores.max() and scores[picks[1]] == scores.min()
-            third = np.ptp(scores) / 3
-            assert scores.min() + third <= scores[picks[2]] <= scores.max() - third
+        if k >= 3:  # the spread picks: a high score, a low one, one in the middle
+            rank = [float((scores < scores[i]).mean()) for i in picks[:3]]
+            assert rank[0] >= 0.8 and rank[1] <= 0.2 and 0.3 <= rank[2] <= 0.7, rank
     # with results the next picks go where the fitted curve is least certain: not beside the trained ones
     trained = spot_check(scores, 5, PRIOR, lambda picks: {i: float(TRUE(scores[i])) for i in picks})
     assert len(trained) == 5
@@ -91,7 +90,7 @@ def test_suggest_then_calibrate_from_nads_made_elsewhere(tmp_path, capsys):
         suggested = list(csv.DictReader(file))
     assert list(suggested[0]) == ["f_rows", "f_cols", "score"] and len(suggested) == 5
     score = {cell_key((int(r["f_cols"]) % 16, int(r["f_rows"]) % 16), 16, 16): float(r["score"]) for r in suggested}
-    assert len(score) == 5 and max(score.values()) == max(r["score"] for r in predicted)
+    assert len(score) == 5 and max(score.values()) > np.quantile([r["score"] for r in predicted], 0.8)
     # trained elsewhere: the accuracies of an arch whose curve is TRUE
     write_cells(tmp_path / "trained.csv", [(r["f_rows"], r["f_cols"], round(float(TRUE(float(r["score"]))), 4)) for r in suggested])
     assert report_main([*common, "--calibrate", str(tmp_path / "trained.csv"), "--out", str(tmp_path / "calibrated")]) == 0
@@ -174,12 +173,10 @@ def spot_check_run(root, *extra, name="run"):
     return execute(compose_config(overrides, output_dir=directory), overrides), directory
 
 
-@pytest.mark.parametrize(
-    "arch, size, stride, networks",
-    [("logreg", 8, 2, 16), ("lenet", 16, 4, 16)],
-)
-def test_spot_checks_end_to_end_train_reuse_and_calibrate(tmp_path, arch, size, stride, networks):
-    settings = [f"arch={arch}", f"dataset.shape=[1,{size},{size}]", f"estimator.stride={stride}", f"estimator.num_networks={networks}"]
+@pytest.mark.parametrize("arch, size, networks", [("logreg", 8, 16), ("lenet", 16, 16)])
+def test_spot_checks_end_to_end_train_reuse_and_calibrate(tmp_path, arch, size, networks):
+    stride = 2
+    settings = [f"arch={arch}", f"dataset.shape=[1,{size},{size}]", f"estimator.num_networks={networks}"]
     root = tmp_path / "outputs"
     result, directory = spot_check_run(root, *settings, "estimator.spot_checks=4")
     check_result_schema(result, "fourier_prediction")
@@ -193,12 +190,12 @@ def test_spot_checks_end_to_end_train_reuse_and_calibrate(tmp_path, arch, size, 
     assert trained == {tuple(c["direction"]): c["test_acc"] for c in result["spot_checks"]}
     assert all(float(r["uncertainty"]) > 0 and 0.5 <= float(r["test_acc"]) <= 1 for r in rows if not r["trained_acc"])
     assert (directory / "heatmap.png").is_file() and (directory / "result.json").is_file()
-    # the spot checks are cells of the sweep with the same settings, in the directory that sweep's command names:
-    # the sweep, run as a user runs it, skips them
+    # the spot checks are cells of the sweep with the same settings, in the directory that the experiment sweeping
+    # that grid names (experiment=fourier_<arch>, stride 2): that sweep, run as a user runs it, skips them
     sweep_dir = root / "sweeps" / result["spot_check_sweep_dir"].split("/")[-1]
     assert len(list((sweep_dir / "cells").glob("*.json"))) == 4 and all(c["source"] == str(sweep_dir) for c in result["spot_checks"])
     stamps = {p: p.stat().st_mtime_ns for p in (sweep_dir / "cells").glob("*.json")}
-    sweep = ["sweep=fourier", f"sweep.stride={stride}", f"arch={arch}", f"dataset.shape=[1,{size},{size}]", *TINY_TRAINING]
+    sweep = [f"experiment=fourier_{arch}", f"dataset.shape=[1,{size},{size}]", *TINY_TRAINING]
     done = run_cli(*sweep, env={"NADEXP_ROOT": str(tmp_path)}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{len(grid)} directions, 4 already done, {len(grid) - 4} to train" in done.stderr + done.stdout
@@ -221,3 +218,16 @@ def test_spot_checks_with_training_settings_that_cannot_run_stop_before_anything
     ]
     assert "optimizer" in refusal(overrides, tmp_path / "run")
     assert not (tmp_path / "nads").exists() and not (tmp_path / "sweeps").exists()
+
+
+def test_the_linearised_logistic_regression_is_the_logistic_regression_trained_as_a_cell():
+    """Logistic regression is linear in its parameters, so its linearisation trained by the cell's protocol (batches,
+    learning-rate decay, clipping) must reach the accuracy its own training reaches."""
+    from nadexp.estimators.linearised import linearised_accuracy
+    from nadexp.sweeps.runner import cell_config, train_cell
+
+    training = ["dataset.n_train=1024", "dataset.n_test=1024", "trainer.max_epochs=1", "logger=none", "trainer.accelerator=cpu"]
+    cell = cell_config(compose_config(["sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", *training]), [2, 0])
+    trained = train_cell(cell)["test_acc"]
+    assert 0.6 < trained < 1.0, trained  # learnt, not saturated: a real comparison
+    assert linearised_accuracy(cell) == pytest.approx(trained, abs=2 / 1024)

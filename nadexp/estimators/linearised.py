@@ -6,8 +6,9 @@ initialisation, z(x) = z0(x) + J(x) w, where z is the difference of its two logi
 classes depends on nothing else) and w the change of its parameters. That linear model is trained on D(v) with the
 cell's own protocol: the same samples, batch size, epochs, learning rate decaying linearly to 0 and gradient-norm
 clipping; SGD on w is kernel gradient descent with the tangent kernel J J^T. Its test accuracy is the direction's
-score. J is held explicitly (n_train x parameters, float32), computed with torch.func (vmap of grad), and the test
-outputs come from one jvp per chunk. The network is linearised in eval mode (BatchNorm with its initial running
+score. J is held explicitly (n_train x parameters, float32), computed with torch.func (vmap of grad); the test
+outputs z0 + J w are computed chunk by chunk the same way (forward-mode AD would be cheaper, but attention layers
+do not implement it on the CPU). The network is linearised in eval mode (BatchNorm with its initial running
 statistics).
 """
 
@@ -15,7 +16,8 @@ import math
 
 import torch
 from omegaconf import DictConfig
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, vmap
+from torch.utils.data import DataLoader
 
 from nadexp.training.train import build_data_and_net
 
@@ -36,36 +38,37 @@ def linearised_accuracy(cell: DictConfig) -> float:
         return logits[:, 1] - logits[:, 0]
 
     one = lambda p, x: margin(p, x[None])[0]  # noqa: E731
+
+    def rows(x: torch.Tensor) -> torch.Tensor:  # (n, parameters): each sample's gradient of z, by vmap of grad
+        grads = vmap(grad(one), in_dims=(None, 0))(params, x)
+        return torch.cat([g.reshape(len(x), -1) for g in grads.values()], dim=1)
+
     with torch.no_grad():
         z_train = torch.cat([margin(params, chunk) for chunk in x_train.split(CHUNK)])
-    rows = []
-    for chunk in x_train.split(CHUNK):
-        grads = vmap(grad(one), in_dims=(None, 0))(params, chunk)
-        rows.append(torch.cat([g.reshape(len(chunk), -1) for g in grads.values()], dim=1))
-    jacobian = torch.cat(rows)
-    w = _train(jacobian, z_train, 2.0 * y_train.float() - 1, cell)
-    shapes = {name: p.shape for name, p in params.items()}
-    offsets = [0, *torch.tensor([math.prod(s) for s in shapes.values()]).cumsum(0).tolist()]
-    tangent = {name: w[a:b].reshape(shape) for (name, shape), a, b in zip(shapes.items(), offsets, offsets[1:])}
+    jacobian = torch.cat([rows(chunk) for chunk in x_train.split(CHUNK)])
+    w = _train(jacobian, z_train, 2.0 * y_train.float() - 1, cell, datamodule.shuffle_generator())
+    del jacobian
     correct = 0
-    with torch.no_grad():
-        for chunk, labels in zip(x_test.split(CHUNK), y_test.split(CHUNK)):
-            z0, dz = jvp(lambda p: margin(p, chunk), (params,), (tangent,))
-            correct += int(((z0 + dz > 0).long() == labels).sum())
+    for chunk, labels in zip(x_test.split(CHUNK), y_test.split(CHUNK)):
+        with torch.no_grad():
+            z = margin(params, chunk)
+        z = z + rows(chunk) @ w
+        correct += int(((z > 0).long() == labels).sum())
     return correct / len(y_test)
 
 
-def _train(jacobian: torch.Tensor, z0: torch.Tensor, signs: torch.Tensor, cell: DictConfig) -> torch.Tensor:
+def _train(jacobian: torch.Tensor, z0: torch.Tensor, signs: torch.Tensor, cell: DictConfig, shuffle: torch.Generator) -> torch.Tensor:
     """SGD on the parameter change w of the linear model z0 + J w, with the cell's batch size, epochs, learning rate
-    (decaying linearly to 0 per step) and gradient-norm clipping; the batches shuffled by the data seed."""
+    (decaying linearly to 0 per step) and gradient-norm clipping, its batches in the order the cell's training draws
+    them (a DataLoader of indices shuffled by the data module's generator, ``shuffle``)."""
     n, size = jacobian.shape
     batch, epochs = cell.dataset.batch_size, cell.trainer.max_epochs
     lr, clip = cell.optimizer.lr, cell.trainer.get("gradient_clip_val")
     steps, step = epochs * math.ceil(n / batch), 0
-    order = torch.Generator().manual_seed(int(cell.dataset.seed))
+    batches = DataLoader(range(n), batch_size=batch, shuffle=True, generator=shuffle)
     w = torch.zeros(size)
     for _ in range(epochs):
-        for index in torch.randperm(n, generator=order).split(batch):
+        for index in batches:
             j = jacobian[index]
             z = z0[index] + j @ w
             # d/dz of softplus(-s z), the cross-entropy of two logits whose difference is z

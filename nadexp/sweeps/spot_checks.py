@@ -37,7 +37,8 @@ def prepare_prediction(cfg: DictConfig):
 def spot_check_config(cfg: DictConfig, overrides) -> DictConfig:
     """The Fourier sweep config whose cells a predicted map's spot checks are: the run's own settings (arch,
     dataset, optimizer, trainer, seed) with conf/sweep/fourier.yaml on the map's grid, no estimator, no logger of its
-    own; paths.output_dir is the directory `python run.py sweep=fourier ...` with those settings keeps."""
+    own; paths.output_dir is the sweep directory of those settings on that grid (outputs/sweeps/<arch>-fourier-
+    stride<n>-s<seed>[-<digest>]: experiment=fourier_lenet's for LeNet's default settings)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     sweep_defaults = OmegaConf.load(CONFIG_DIR / "sweep" / "fourier.yaml")
@@ -59,8 +60,14 @@ def spot_check_config(cfg: DictConfig, overrides) -> DictConfig:
         *([f"sweep.max_frequency={max_frequency}"] if max_frequency is not None else []),
         *(o.input_line for o in parsed if o.key_or_group.split(".")[0] not in own and not o.key_or_group.startswith("hydra")),
     ]
-    name = f"{sweep_cfg.arch_name}-fourier-{sweep_cfg.sweep.label}-s{sweep_cfg.seed}{settings_suffix(sweep_cfg, as_sweep)}"
+    # The grid is named by the label (stride<n>), as the experiments that sweep it (experiment=fourier_lenet) name
+    # theirs: the digest is of the settings beyond it, so the default settings share that experiment's directory.
     with open_dict(sweep_cfg):
+        sweep_cfg.hydra = {"sweeper": {"params": {"sweep.stride": stride, "sweep.max_frequency": max_frequency}}}
+    suffix = settings_suffix(sweep_cfg, as_sweep)
+    with open_dict(sweep_cfg):
+        del sweep_cfg.hydra
+        name = f"{sweep_cfg.arch_name}-fourier-{sweep_cfg.sweep.label}-s{sweep_cfg.seed}{suffix}"
         sweep_cfg.paths.output_dir = str(Path(cfg.paths.log_dir) / "sweeps" / name)
     return sweep_cfg
 
