@@ -14,7 +14,7 @@ from scipy.stats import pearsonr, spearmanr  # noqa: E402
 
 from nadexp.data.directions import conjugate, signed  # noqa: E402
 from nadexp.errors import ConfigError  # noqa: E402
-from nadexp.reports.calibration import OwnCalibration, fit_own  # noqa: E402
+from nadexp.reports.calibration import OwnCalibration, choose_spot_checks, fit_own  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
 from nadexp.reports.metrics import cell_rows  # noqa: E402
 from nadexp.reports.prediction import LEARNABLE, spectrum_of  # noqa: E402
@@ -47,8 +47,9 @@ def matched(predicted: list[dict], trained: list[dict], shape, exclude=()) -> li
     """One row per direction both maps hold, accuracies in %; directions ``exclude`` (cell keys: those a
     calibration was fitted to) left out."""
     _, height, width = shape
+    left_out = set(exclude)
     ours = {cell_key(r["direction"], height, width): r["test_acc"] for r in predicted if r.get("status") == "ok"}
-    ours = {key: value for key, value in ours.items() if key not in set(exclude)}
+    ours = {key: value for key, value in ours.items() if key not in left_out}
     rows = []
     for record in trained:
         if record.get("status") != "ok" or record.get("basis") != "fourier" or record.get("test_acc") is None:
@@ -196,8 +197,6 @@ def calibrated(predicted: list[dict], trained: dict, shape, fitted_on: str = "")
 def write_spot_checks(out_dir, predicted: list[dict], shape, k: int, prior, known: dict | None = None) -> list[dict]:
     """OUT/spot_checks.csv: the ``k`` directions of the predicted map to train, in the order to train them (f_rows,
     f_cols, score), besides the cells ``known`` already (cell keys: trained accuracy)."""
-    from nadexp.reports.calibration import choose_spot_checks
-
     _, height, width = shape
     keys = [cell_key(r["direction"], height, width) for r in predicted]
     known = {keys.index(key): accuracy for key, accuracy in (known or {}).items()}

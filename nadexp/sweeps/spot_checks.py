@@ -1,10 +1,11 @@
 """Spot checks: a few cells of an arch's Fourier sweep, trained so that its predicted map can be calibrated on the
 arch itself (nadexp.reports.calibration).
 
-They are cells of the very sweep `python run.py sweep=fourier sweep.stride=<the map's>` with the same settings
-would train, kept in that sweep's directory (outputs/sweeps/<arch>-fourier-stride<n>-s<seed>[-<digest>]): trained
-there by the sweep runner (stacked, claimed, resumable), so the full sweep later skips them, and read from any
-sweep of the same training settings that already holds them instead of being trained again.
+They are cells of the Fourier sweep of the map's grid with the run's training settings, kept in the directory the
+experiment that sweeps that grid names (outputs/sweeps/<arch>-fourier-stride<n>-s<seed>[-<digest>]; for LeNet's
+defaults experiment=fourier_lenet's): trained there by the sweep runner (stacked, claimed, resumable), so that sweep
+later skips them, and read from any sweep of the same training settings that already holds them instead of being
+trained again.
 """
 
 import logging
