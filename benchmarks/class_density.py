@@ -21,7 +21,7 @@ from rich.table import Table
 from nadexp.config import compose_config
 from nadexp.estimators.class_density import ClassDensityEstimator
 from nadexp.estimators.representations import auto_stages, stage_representations, svd_reduce
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 
 def main():

@@ -27,7 +27,7 @@ from nadexp.config import compose_config
 from nadexp.data.cifar10 import represent
 from nadexp.data.cifar10_files import load_split, write_cifar10_files
 from nadexp.data.directional import DirectionalDataset
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 from nadexp.training import build
 
 

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nadexp.data.cifar10_files import write_cifar10_files
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED_GRID = 130  # LeNet's published Fourier map: the even frequencies of 32 x 32, conjugates trained once

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from nadexp.config import compose_config
 from nadexp.estimators.hyperplanes import HyperplaneEstimator, accuracy, analysed_layers, critical_layers
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 ARCHS = ("lenet", "lenet_nopool", "vgg11", "vgg11_bn", "resnet18", "densenet121")
 

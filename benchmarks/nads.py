@@ -25,7 +25,7 @@ from nadexp.estimators.draws import fresh_networks
 from nadexp.estimators.gradients import _one_network_at_a_time, eval_points
 from nadexp.estimators.nads import NADEstimator, principal_directions, subspace_overlap
 from nadexp.generators import drawing_from, seeded
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 SHAPE = (1, 32, 32)
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from nadexp.config import compose_config
 from nadexp.estimators.nads import NADEstimator
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 
 def per_network_seconds(make_net, shape, method: str, count: int) -> float:

@@ -27,7 +27,7 @@ from nadexp.estimators.nads import principal_directions
 from nadexp.reports.prediction import DEFAULT_PREDICTOR, PREDICTORS, best_fourier_variance, fit_calibration, fourier_vectors, projections
 from nadexp.reports.prediction_report import matched, published_records, scores
 from nadexp.reports.sweep_report import load_sweep
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 SHAPE = (1, 32, 32)
 CEILINGS = (1.0, None)  # the calibration rises to 100 %, or to a fitted ceiling

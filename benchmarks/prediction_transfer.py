@@ -29,7 +29,7 @@ from nadexp.reports.calibration import spot_check
 from nadexp.reports.prediction import CALIBRATIONS, DEFAULT_PREDICTOR, predict_fourier_map
 from nadexp.reports.prediction_report import calibrated, cell_key, matched, published_records, scores
 from nadexp.reports.sweep_report import load_sweep
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 from nadexp.sweeps.runner import cell_config
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {

@@ -27,7 +27,7 @@ from nadexp.config import compose_config
 from nadexp.data.directional import DirectionalDataset
 from nadexp.data.directions import fourier_cells
 from nadexp.models import LeNet
-from nadexp.results import cpu_description
+from nadexp.results.machine import cpu_description
 from nadexp.sweeps.runner import cell_config, train_cell, train_cells_stacked
 
 GRID = 16  # the frequency grid is 16 x 16: all of 16 x 16 images, every other frequency of 32 x 32 images

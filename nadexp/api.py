@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from nadexp.config import CONFIG_DIR, compose_config
+from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.errors import ConfigError
 from nadexp.models.custom import GIVEN, import_target, target_name
 
@@ -131,7 +132,7 @@ def _settings(settings: Optional[dict]) -> list[str]:
 def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
     """Runs `python run.py OVERRIDES` in this process, in ``run_dir`` (a temporary directory when None, removed
     by the caller); returns its result.json and the directory."""
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="nadexp-"))
     overrides = [*overrides, *(["logger=none"] if not any(o.startswith("logger=") for o in overrides) else [])]
@@ -256,8 +257,8 @@ def load(run_dir) -> Union[NADs, Sweep, dict]:
     if (directory / "nads.npy").is_file():
         result = _result(directory)
         return NADs(
-            nads=np.load(directory / "nads.npy"),
-            eigenvalues=np.load(directory / "eigenvalues.npy"),
+            nads=load_nads(directory, option="run_dir"),
+            eigenvalues=eigenvalues_of(directory),
             diagnostic=(result.get("diagnostic") or {}).get("split_half_overlap", {}),
             settings={**settings, **OmegaConf.to_container(config.estimator, resolve=True), "shape": list(config.dataset.shape)},
             run_dir=directory,
@@ -277,15 +278,15 @@ def load(run_dir) -> Union[NADs, Sweep, dict]:
 
 
 def _result(directory: Path) -> dict:
-    import json
+    from nadexp.results.schema import UnreadableRecord, read_record
 
     path = directory / "result.json"
     if not path.is_file():
         raise ConfigError(f"run_dir={str(directory)!r} holds no result.json: the run has not finished (run it again to resume)")
     try:
-        return json.loads(path.read_text())
-    except ValueError as error:
-        raise ConfigError(f"{path} is not readable JSON ({error}): run it again to redo it") from None
+        return read_record(path)
+    except UnreadableRecord as error:
+        raise ConfigError(f"{error}: run it again to redo it") from None
 
 
 __all__ = ["NADs", "Sweep", "nads", "train_direction", "sweep", "load"]

@@ -3,7 +3,7 @@
 
 With no options it trains LeNet once on D(v); `sweep=fourier|pixel|nad` sweeps directions, `estimator=nads|
 hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experiment (`make run` is
-`experiment=fourier_demo`). nadexp.tasks decides the task and checks the command line against it.
+`experiment=fourier_demo`). nadexp.run.tasks decides the task and checks the command line against it.
 """
 
 import signal
@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from nadexp.config import check_dataset, register_configs
 from nadexp.errors import ConfigError
-from nadexp.identity import CONFIG_DIR, remove_if_unused
-from nadexp.tasks import check_command
-from nadexp.writable import write_failure
+from nadexp.results.claims import remove_if_unused
+from nadexp.run.identity import CONFIG_DIR
+from nadexp.run.tasks import check_command
+from nadexp.run.writable import write_failure
 
 register_configs()
 
@@ -30,14 +31,15 @@ def main(cfg: DictConfig) -> float:
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         # The checks that need no torch come first: --help and a bad option answer at once.
-        check_dataset(cfg, check_command(cfg, hydra_cfg.overrides.task))
-        from nadexp.runs import execute
+        task = check_command(cfg, hydra_cfg.overrides.task)
+        check_dataset(cfg, task)
+        from nadexp.run.execute import execute
 
         with warnings.catch_warnings():
             # A deprecation inside Lightning that users cannot act on; a resumed run's checkpoint folder is expected.
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-            result = execute(cfg, hydra_cfg.overrides.task)
+            result = execute(cfg, hydra_cfg.overrides.task, task)
     except ConfigError as error:
         remove_if_unused(hydra_cfg.runtime.output_dir)  # Hydra made it before the checks ran: no run, no folder
         print(f"error: {error}", file=sys.stderr)

@@ -17,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.data.settings import CIFARSettings, DirectionalSettings
-from nadexp.identity import CONFIG_DIR, register_resolvers, release_unused_claims
-from nadexp.tasks import TASKS
+from nadexp.run.identity import CONFIG_DIR, register_resolvers
+from nadexp.run.tasks import TASKS
 
 
 def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
@@ -56,7 +56,7 @@ def check_dataset(cfg: DictConfig, task: str) -> None:
 
 
 def register_configs() -> None:
-    """The typed dataset schemas and the resolvers that name run directories (nadexp.identity)."""
+    """The typed dataset schemas and the resolvers that name run directories (nadexp.run.identity)."""
     register_resolvers()
     for name, schema in SCHEMAS.items():
         ConfigStore.instance().store(group="dataset", name=name, node=schema)
@@ -79,7 +79,6 @@ def compose_config(overrides=(), output_dir=None) -> DictConfig:
         if users is not None:
             GlobalHydra.instance().initialize(users)
     HydraConfig.instance().set_config(cfg)
-    release_unused_claims()  # the run's folder is output_dir: none that Hydra's merge claimed is used
     with open_dict(cfg):
         del cfg.hydra
     return cfg

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as LightningWandbLogger
 
-from nadexp.tasks import check_credentials
+from nadexp.run.tasks import check_credentials
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,13 @@ from nadexp.config import compose_config
 # The test suite writes only under temporary folders: the outputs/ and data/ of every run that names no directory
 # of its own (and of every subprocess, which inherits this) go to one made for this session.
 os.environ["NADEXP_ROOT"] = tempfile.mkdtemp(prefix="nadexp-tests-")
+# pytest-xdist's workers share the cores: each takes its share of torch threads (and so do its subprocesses), so
+# that two workers on two cores do not slow each other down many times over.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 ROOT = Path(__file__).resolve().parents[1]
 # The paper's zoo (nadexp/models; arch=custom needs a user's class: tests/test_custom_arch.py), and the arch options that
@@ -64,7 +71,7 @@ def refusal(overrides, run_dir) -> str:
     """The message `python run.py OVERRIDES` stops with, run in-process: the ConfigError that run.py prints as its
     one `error:` line before exiting with code 2 (tests/test_cli.py checks that path). Nothing may be written."""
     from nadexp.errors import ConfigError
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     with pytest.raises(ConfigError) as caught:
         execute(compose_config(list(overrides), output_dir=run_dir), list(overrides))
@@ -74,10 +81,65 @@ def refusal(overrides, run_dir) -> str:
     return message
 
 
-def run_cli(*args, cwd=ROOT, timeout=600, env=None, script=ROOT / "run.py"):
-    """`python run.py ARGS` (or another ``script``) as a user runs it; returns the CompletedProcess."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+def run_cli(*args, cwd=ROOT, timeout=600, env=None, script=ROOT / "run.py", process=False):
+    """`python run.py ARGS` as a user runs it, returning a CompletedProcess: in this process through the entry
+    function that run.py and the nadexp command call (nadexp.cli.main, Hydra and all), or, with ``process`` or
+    another ``script``, in a new Python process (what only a process shows: start-up, signals, DDP ranks)."""
+    if process or Path(script) != ROOT / "run.py":
+        full_env = {**os.environ, **(env or {})}
+        command = [sys.executable, str(script), *args]
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    return run_in_process(args, cwd, env or {})
+
+
+def run_in_process(args, cwd, env: dict) -> subprocess.CompletedProcess:
+    """nadexp.cli.main with ``args`` as its command line, in ``cwd`` with ``env`` added; what it prints is captured,
+    and the process is left as it was found (argv, path, modules of ``cwd``, environment, folder, logging, signal
+    handlers, torch threads)."""
+    import contextlib
+    import io
+    import logging
+    import signal
+    from unittest import mock
+
+    import torch
+
+    from nadexp.cli import main
+
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    saved_env, saved_cwd, saved_argv, saved_path, modules = dict(os.environ), os.getcwd(), sys.argv, sys.path[:], set(sys.modules)
+    root = logging.getLogger()
+    handlers, level, sigterm, threads = root.handlers[:], root.level, signal.getsignal(signal.SIGTERM), torch.get_num_threads()
+    try:
+        os.environ.update({key: str(value) for key, value in env.items()})
+        os.chdir(cwd)
+        sys.argv = [str(ROOT / "run.py"), *map(str, args)]
+        # Hydra re-raises instead of reporting when a tracer is set (coverage sets one): report, as a process does.
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            mock.patch("hydra._internal.utils.is_under_debugger", lambda: False),
+        ):
+            try:
+                main()
+            except SystemExit as exit:
+                code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    finally:
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        signal.signal(signal.SIGTERM, sigterm)
+        torch.set_num_threads(threads)
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        for name in set(sys.modules) - modules:  # a user's model file (arch=custom) of this folder: the next test has its own
+            if str(getattr(sys.modules[name], "__file__", None) or "").startswith(str(Path(cwd).resolve())) and Path(cwd).resolve() != ROOT:
+                del sys.modules[name]
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
 
 
 def random_images(n_train: int, n_test: int, classes: int):

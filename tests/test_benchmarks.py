@@ -22,7 +22,7 @@ TINY = {
 def tiny_logreg_map(tmp_path) -> str:
     """NADS_DIR:SWEEP_DIR of logistic regression on 1 x 8 x 8 images (16 networks; 256 samples, 2 epochs per cell)."""
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     shape, training = ["arch=logreg", "dataset.shape=[1,8,8]", "logger=none"], ["dataset.n_train=256", "dataset.n_test=256"]
     for name, overrides in {

@@ -1,4 +1,5 @@
-"""`python run.py` as users run it, in a subprocess: the run-directory contract and bad input."""
+"""`python run.py` as users run it, through the entry function run.py calls (tests/conftest.py run_cli): the
+run-directory contract and bad input."""
 
 import csv
 import json
@@ -8,7 +9,7 @@ from omegaconf import OmegaConf
 
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 
 from conftest import QUICK, ROOT, run_cli
 
@@ -35,7 +36,7 @@ def test_a_run_writes_result_json_and_the_resolved_config(tmp_path):
 
 
 def test_same_seed_gives_the_same_numbers(tmp_path):
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     settings = [*QUICK, "arch=lenet", "trainer.max_epochs=2"]
     done = run_cli(*settings, f"hydra.run.dir={tmp_path / 'a'}")
@@ -77,7 +78,7 @@ def test_easy_vs_hard_trains_lenet_on_two_directions():
 @pytest.mark.slow  # two-process DDP from the command line is also run on CIFAR-10 files (tests/test_cifar10.py)
 def test_two_process_ddp_on_cpu_completes(tmp_path):
     run_dir = tmp_path / "ddp"
-    done = run_cli(*QUICK, "arch=lenet", "trainer=ddp_cpu", "dataset.n_train=512", f"hydra.run.dir={run_dir}")
+    done = run_cli(*QUICK, "arch=lenet", "trainer=ddp_cpu", "dataset.n_train=512", f"hydra.run.dir={run_dir}", process=True)
     assert done.returncode == 0, done.stderr
     result = json.loads((run_dir / "result.json").read_text())
     assert result["world_size"] == 2 and result["steps"] == 2  # 512 samples / (2 ranks x 128)
@@ -172,7 +173,7 @@ def test_online_wandb_without_credentials_is_refused_instead_of_prompting(tmp_pa
     "logger, pattern", [("csv", "csv/metrics.csv"), ("tensorboard", "tensorboard/events.out.tfevents.*"), ("many", "csv/metrics.csv")]
 )
 def test_local_loggers_write_their_files(tmp_path, monkeypatch, logger, pattern):
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     for name in ("WANDB_MODE", "WANDB_API_KEY"):  # the config's own W&B mode (offline), as on a fresh machine
         monkeypatch.delenv(name, raising=False)
@@ -202,6 +203,7 @@ def test_parallel_launchers_run_a_two_job_multirun(tmp_path, launcher):
         "arch=logreg",
         "dataset.direction=[1,0],[2,0]",
         f"hydra.sweep.dir={sweep_dir}",
+        process=True,  # the launcher's workers send their configs back pickled: a process of its own, as a user's
     )
     assert done.returncode == 0, done.stderr
     assert sorted(json.loads((sweep_dir / j / "result.json").read_text())["direction"] for j in ("0", "1")) == [[1, 0], [2, 0]]

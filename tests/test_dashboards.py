@@ -19,7 +19,7 @@ from nadexp.reports.__main__ import main as report_main
 from nadexp.reports.dashboard import write_dashboard
 from nadexp.reports.metrics import ROW_COLUMNS, summary_metrics
 from nadexp.reports.published import published_map
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 
 from conftest import QUICK
 from wandb_files import read_run, table

@@ -26,8 +26,8 @@ from nadexp.estimators import nads as nads_module
 from nadexp.estimators.draws import fresh_networks, stacked_networks
 from nadexp.estimators.nads import NADEstimator
 from nadexp.generators import seeded
-from nadexp.identity import result_settings
 from nadexp.models import LeNet
+from nadexp.run.identity import result_settings
 from nadexp.sweeps import runner
 from nadexp.training.module import CUDA_STREAM, RANK_STREAM, Classifier
 from nadexp.training.snapshots import EpochSnapshots
@@ -176,6 +176,7 @@ def test_ddp_multirun_jobs_launch_their_own_ranks(tmp_path):
         "dataset.n_test=129",
         f"hydra.sweep.dir={sweep_dir}",
         timeout=600,
+        process=True,  # Lightning starts rank 1 by running the process's command again
     )
     output = process.stdout + process.stderr
     assert process.returncode == 0, output[-3000:]
@@ -201,6 +202,7 @@ def test_ddp_with_snapshots_saves_every_epoch(tmp_path):
         "trainer.max_epochs=2",
         f"hydra.run.dir={run_dir}",
         timeout=600,
+        process=True,
     )
     assert process.returncode == 0, (process.stdout + process.stderr)[-3000:]
     assert sorted(p.name for p in (run_dir / "snapshots").glob("epoch_*.ckpt")) == ["epoch_000.ckpt", "epoch_001.ckpt", "epoch_002.ckpt"]
@@ -288,7 +290,7 @@ def test_tf32_is_an_explicit_setting_of_each_run(tmp_path):
         apply_tf32(False)
     on = compose_config(["experiment=nads", "tf32=true"], output_dir=tmp_path / "on")
     off = compose_config(["experiment=nads"], output_dir=tmp_path / "off")
-    assert result_settings(on)["tf32"] is True and "tf32" not in result_settings(off)  # a directory of its own
+    assert result_settings(on, "nads")["tf32"] is True and "tf32" not in result_settings(off, "nads")  # a directory of its own
     # self-checks tolerate what the precision in use rounds, and no more
     cuda = torch.device("cuda")
     assert agreement_tolerance(torch.float32, "cpu") < agreement_tolerance(torch.bfloat16, "cpu")

@@ -14,8 +14,8 @@ from nadexp.data.cifar10 import CIFARDataset, denormalise, flip_for
 from nadexp.data.fashion_mnist_files import DEBIAN_DIR, load_split, write_fashion_mnist_files
 from nadexp.data.settings import FASHION_CLASSES, poison_carriers
 from nadexp.data.variants import poison_key
-from nadexp.identity import digest
-from nadexp.runs import execute
+from nadexp.run.execute import execute
+from nadexp.run.identity import digest
 
 from conftest import QUICK, ROOT, check_config_header, learnable_grey_images, refusal, run_cli
 

@@ -10,7 +10,10 @@ from conftest import QUICK, refusal, run_cli
     "override, words",
     [
         ("trainer.max_epochs=abc", "trainer.max_epochs='abc' is not what Trainer takes"),
-        ("trainer.max_epochs=-3", "trainer.max_epochs must be >= -1, got -3"),
+        ("trainer.max_epochs=-3", "trainer.max_epochs=-3: Trainer refuses it (`max_epochs` must be a non-negative integer or -1"),
+        ("+trainer.limit_train_batches=-1", "trainer.limit_train_batches=-1: Trainer refuses it"),
+        ("+trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches must be >= 1, got 0"),
+        ("callbacks.progress_bar._target_=nowhere.Bar", "callbacks.progress_bar._target_=nowhere.Bar does not import"),
         ("trainer.gradient_clip_val=-0.5", "trainer.gradient_clip_val must be >= 0"),
         ("trainer.accelerator=quantum", "trainer.accelerator='quantum' is unknown: choose one of"),
         ("trainer.enable_progress_bar=maybe", "trainer.enable_progress_bar='maybe' is not what Trainer takes"),
@@ -36,7 +39,7 @@ def test_a_bad_trainer_value_is_one_line_and_exit_code_2_on_the_command_line(tmp
 
 def test_no_progress_bar_is_a_setting_that_works_with_the_default_callbacks(tmp_path, capfd):
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     settings = [*(o for o in QUICK if o != "callbacks=none"), "arch=logreg", "trainer.enable_progress_bar=false"]
     assert "callbacks=default" not in settings  # the default callbacks, with their progress bar's settings
@@ -52,12 +55,23 @@ def test_a_nads_file_that_is_not_numpy_is_named_for_what_it_is(tmp_path, content
     assert "not a NumPy .npy file" in message and "dataset.nads" in message and "pickle" not in message, message
 
 
+def test_the_ranges_checked_here_are_only_those_lightning_leaves_unchecked():
+    import pytorch_lightning as pl
+
+    from nadexp.run.settings import HARDWARE, UNCHECKED_BY_LIGHTNING
+
+    for key, low in UNCHECKED_BY_LIGHTNING.items():
+        if key != "refresh_rate":  # the progress bar's, not the Trainer's
+            pl.Trainer(**HARDWARE, logger=False, enable_progress_bar=False, **{key: low - 1})  # taken without a word
+    pl.callbacks.TQDMProgressBar(refresh_rate=-1)
+
+
 def test_the_checks_accept_every_shipped_trainer_and_callback_config(tmp_path):
     from nadexp.config import compose_config
-    from nadexp.training.settings_check import check_run_settings
+    from nadexp.run.settings import check_run_settings
 
     for extra in (["trainer=cpu"], ["trainer=gpu"], ["trainer=ddp"], ["trainer=ddp_cpu"], ["callbacks=snapshots"], ["logger=many"]):
-        check_run_settings(compose_config([*QUICK, *extra]))  # raises on a false alarm
+        check_run_settings(compose_config([*QUICK, *extra]), "train")  # raises on a false alarm
 
 
 SWEEP = [*(o for o in QUICK if o != "callbacks=none"), "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "sweep.stride=4"]
@@ -73,7 +87,7 @@ def damage(path, how: str, other) -> None:
 def test_damaged_cell_records_are_kept_aside_and_their_cells_trained_again(tmp_path, caplog):
     from nadexp.config import compose_config
     from nadexp.reports.sweep_report import load_sweep
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     settings = [*(o for o in SWEEP if o != "sweep.stride=4"), "sweep.stride=2"]
     first = execute(compose_config(settings, output_dir=tmp_path), settings)
@@ -153,7 +167,7 @@ def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path, caplog):
     import subprocess
 
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -191,7 +205,7 @@ def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_i
     import json
 
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     (tmp_path / "mynet.py").write_text(EXPLODES)
     settings = [*QUICK, "arch=custom", "arch.target=mynet.Explodes"]
@@ -240,7 +254,7 @@ def test_sigterm_ends_a_run_with_a_failed_record(tmp_path):
 
 WRITER = """
 import sys
-from nadexp.results import write_json_atomic
+from nadexp.results.atomic import write_json_atomic
 
 record = {"arch": "logreg", "basis": "fourier", "direction": [0, 0], "seed": 0, "status": "ok", "padding": "x" * 4_000_000}
 print("writing", flush=True)
@@ -289,7 +303,7 @@ def test_a_read_only_output_folder_is_one_line_before_anything_starts_and_nothin
     import sys
 
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     from conftest import ROOT
 
@@ -321,7 +335,7 @@ def test_a_sweep_whose_folder_stops_taking_writes_ends_in_one_line_keeps_its_rec
     import sys
 
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     from conftest import ROOT
 
@@ -345,7 +359,7 @@ def test_a_sweep_whose_folder_stops_taking_writes_ends_in_one_line_keeps_its_rec
 
 def test_an_unreadable_result_is_kept_aside_and_the_run_starts_again_to_the_same_numbers(tmp_path, caplog):
     from nadexp.config import compose_config
-    from nadexp.runs import execute
+    from nadexp.run.execute import execute
 
     settings = [*QUICK, "arch=logreg"]
     first = execute(compose_config(settings, output_dir=tmp_path / "run"), settings)

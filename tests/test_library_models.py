@@ -14,7 +14,7 @@ from nadexp.estimators.hyperplanes import analysed_layers
 from nadexp.estimators.nads import NADEstimator
 from nadexp.estimators.representations import auto_stages, stage_representations
 from nadexp.models.library import timm_model, torchvision_model
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 from nadexp.sweeps.runner import plan
 from nadexp.training.stacked import stacking_failure
 

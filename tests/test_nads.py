@@ -12,7 +12,7 @@ from nadexp.data.nad_file import load_nads, save_nads
 from nadexp.errors import ConfigError
 from nadexp.estimators.nads import NADEstimator, principal_directions, subspace_overlap
 from nadexp.models import LeNet, LogReg
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 
 from conftest import QUICK, check_result_schema, refusal, run_cli
 

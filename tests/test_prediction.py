@@ -16,7 +16,7 @@ from nadexp.data.directions import fourier_cells
 from nadexp.reports.__main__ import main as report_main
 from nadexp.reports.prediction import CALIBRATIONS, DEFAULT_PREDICTOR, Calibration, fit_calibration, predict_fourier_map
 from nadexp.reports.prediction_report import matched, published_records, scores
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 
 from conftest import check_config_header, check_result_schema, refusal, run_cli
 

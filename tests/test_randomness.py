@@ -15,7 +15,7 @@ from nadexp.estimators.hyperplanes import HyperplaneEstimator
 from nadexp.estimators.nads import NADEstimator
 from nadexp.generators import drawing_from, seeded
 from nadexp.models import LeNet, ResNet18
-from nadexp.tasks import ESTIMATORS
+from nadexp.run.tasks import ESTIMATORS
 
 
 def states(net):

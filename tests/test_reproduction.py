@@ -12,7 +12,7 @@ from nadexp.errors import ConfigError
 from nadexp.reports.__main__ import main as report_main
 from nadexp.reports.comparison import comparison_grids, match_directions, summarise
 from nadexp.reports.published import PUBLISHED_CSV, published_map
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 
 
 def coded_map():

@@ -15,12 +15,13 @@ from hydra.core.hydra_config import HydraConfig
 
 from nadexp.config import CONFIG_DIR, compose_config, register_configs
 from nadexp.errors import ConfigError
-from nadexp.identity import NADS_DEFAULT_SHAPE, claim_new_dir, remove_if_unused, settings_suffix
 from nadexp.models import LeNet
-from nadexp.results import write_json_atomic
-from nadexp.runs import execute
+from nadexp.results.atomic import write_json_atomic
+from nadexp.results.claims import claim_new_dir, remove_if_unused
+from nadexp.run.execute import execute
+from nadexp.run.identity import NADS_DEFAULT_SHAPE, settings_suffix
+from nadexp.run.tasks import check_overrides, decide_task
 from nadexp.sweeps.runner import models_at_once, train_cells_stacked
-from nadexp.tasks import check_overrides, decide_task
 from nadexp.training.stacked import epoch_order, fit_stacked, unsupported_trainer_settings
 
 from conftest import ARCHS, QUICK, ROOT, check_result_schema, cifar10_overrides, run_cli
@@ -45,7 +46,7 @@ def suffix(*overrides) -> str:
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
-        return settings_suffix(cfg, overrides)
+        return settings_suffix(cfg, overrides, decide_task(cfg))
 
 
 # --- identity ------------------------------------------------------------------------------------------------
@@ -331,7 +332,7 @@ def test_clipping_by_value_is_the_clipping_of_torch():
 def test_a_claimed_directory_is_never_handed_out_twice(tmp_path):
     (tmp_path / "run").mkdir()  # someone else's
     first = claim_new_dir(str(tmp_path / "run"))
-    assert first == str(tmp_path / "run_2") and claim_new_dir(str(tmp_path / "run")) == first  # this process: the same
+    assert first == str(tmp_path / "run_2") and claim_new_dir(str(tmp_path / "run")) == str(tmp_path / "run_3")
 
 
 def test_two_runs_started_at_once_write_into_two_directories(tmp_path):

@@ -16,7 +16,7 @@ from nadexp.reports.__main__ import main as report_main
 from nadexp.reports.calibration import choose_spot_checks, fit_own, spot_check
 from nadexp.reports.prediction import CALIBRATIONS, DEFAULT_PREDICTOR, Calibration, predict_fourier_map
 from nadexp.reports.prediction_report import cell_key
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 
 from conftest import check_result_schema, refusal, run_cli
 

@@ -12,7 +12,7 @@ from nadexp.config import compose_config
 from nadexp.data.directions import conjugate, fourier_cells, index_list, sweep_directions
 from nadexp.errors import ConfigError
 from nadexp.reports.heatmap import fourier_grid
-from nadexp.runs import execute
+from nadexp.run.execute import execute
 from nadexp.sweeps.runner import models_at_once
 
 from conftest import ROOT, check_result_schema, refusal, run_cli

@@ -2,6 +2,7 @@
 decreasing order of eigenvalue), eigenvalues.npy and singular_values.npy. Written by estimator=nads, read by
 the NAD basis of D(v), the CIFAR-10 variants, sweeps and reports; numpy only, so any layer may read it."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,31 +25,43 @@ def eigenvalues_of(nads_path) -> np.ndarray | None:
     return np.load(path, allow_pickle=False) if path.is_file() else None
 
 
-def load_nads(path, shape=None) -> np.ndarray:
-    """NADs from ``nads.npy`` or from a run directory that holds one, checked for shape and orthonormality."""
+def load_nads(path, shape=None, option: str = "dataset.nads", rows: bool = False, flat_shape=None) -> np.ndarray:
+    """NADs from ``nads.npy`` or from a directory that holds one, checked: a .npy file of floats, (k, C, H, W) of
+    ``shape`` if given, unit rows. ``rows``: NADs made elsewhere may be flat rows, reshaped to ``shape`` (else to
+    ``flat_shape``). The one
+    reader of NAD files; ConfigError names ``option`` (the setting or flag that gave the path)."""
     path = Path(path)
     if path.is_dir():
         path = path / "nads.npy"
+    where = f"{option} {path}" if option.startswith("-") else f"{option}={str(path)!r}"
     if not path.is_file():
         raise ConfigError(
-            f"dataset.nads={str(path)!r} does not exist: give a nads.npy or the run directory of an estimator=nads run "
+            f"{where} does not exist: no nads.npy there; give a nads.npy or the run directory of an estimator=nads run "
             "(`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0)"
         )
     with open(path, "rb") as handle:
         header = handle.read(6)
     if header != b"\x93NUMPY":  # numpy's own message for this case is advice about pickled data
-        raise ConfigError(f"dataset.nads={str(path)!r} is not a NumPy .npy file (no .npy header): give an estimator=nads run's nads.npy")
+        raise ConfigError(f"{where} is not a NumPy .npy file (no .npy header): give an estimator=nads run's nads.npy")
     try:
         nads = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise ConfigError(f"dataset.nads={str(path)!r} is not a NumPy .npy file that can be read, it is damaged ({error})") from None
+        raise ConfigError(f"{where} is not a NumPy .npy file that can be read, it is damaged ({error})") from None
+    if rows and np.issubdtype(nads.dtype, np.floating) and nads.ndim >= 2:
+        shape = shape if shape is not None else (None if nads.ndim == 4 else flat_shape)
+        if shape is not None and len(shape) == 3 and math.prod(nads.shape[1:]) == math.prod(shape):
+            nads = nads.reshape(len(nads), *shape)
+        elif shape is not None or nads.ndim != 4:
+            of = list(shape) if shape is not None and len(shape) == 3 else "(C, H, W)"
+            raise ConfigError(
+                f"{where}: an array of shape {list(nads.shape)} is not rows of NADs of shape {of}: "
+                "give --shape C,H,W of the images the NADs are for"
+            )
     if nads.ndim != 4 or not np.issubdtype(nads.dtype, np.floating):
-        raise ConfigError(
-            f"dataset.nads={str(path)!r} holds an array of shape {nads.shape} and dtype {nads.dtype}; expected floats of shape (k, C, H, W)"
-        )
+        raise ConfigError(f"{where} holds an array of shape {nads.shape} and dtype {nads.dtype}; expected floats of shape (k, C, H, W)")
     if shape is not None and tuple(nads.shape[1:]) != tuple(shape):
-        raise ConfigError(f"dataset.nads={str(path)!r} holds NADs of shape {list(nads.shape[1:])}, but dataset.shape is {list(shape)}")
+        raise ConfigError(f"{where} holds NADs of shape {list(nads.shape[1:])}, but dataset.shape is {list(shape)}")
     norms = np.linalg.norm(nads.reshape(len(nads), -1), axis=1)
     if not np.allclose(norms, 1, atol=1e-3):
-        raise ConfigError(f"dataset.nads={str(path)!r} does not hold unit vectors (norms {norms.min():.3g} to {norms.max():.3g})")
+        raise ConfigError(f"{where}: its rows are not unit vectors (norms {norms.min():.3g} to {norms.max():.3g}), so they are not NADs")
     return nads

@@ -32,7 +32,7 @@ from nadexp.estimators.trained_run import data_and_net_factory, load_weights, tr
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.class_density_figures import between_class_kl, kl_vs_log_density, sorted_log_density
-from nadexp.results import write_csv_atomic, write_json_atomic
+from nadexp.results.atomic import write_csv_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 CLASS_COLUMNS = ("stage", "class", "name", "n", "mean", "std", "kl_diagonal", "within_distance", "components", "converged", "group")

@@ -1,67 +1,70 @@
 """`estimator=fourier_prediction`: the Fourier heat map that an arch's NADs predict, with no training
 (nadexp.reports.prediction), scored against every trained map there is for it (nadexp.reports.prediction_report).
 
-Its NAD options are estimator=nads's. The NADs come from the directory experiment=nads keeps that estimate in
-(nadexp.identity.nads_run_dir): reused when it holds a finished estimate, else computed there first, so a later
+It holds the NAD estimator its map is predicted from, built from estimator=nads's options (they stand beside its own
+under estimator.*). The NADs come from the directory experiment=nads keeps that estimate in
+(nadexp.run.identity.nads_run_dir): reused when it holds a finished estimate, else computed there first, so a later
 experiment=nads or sweep=nad finds them too.
 """
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.data.directions import fourier_cells, signed
 from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.data.settings import FOURIER_PHASES
 from nadexp.errors import ConfigError
+from nadexp.estimators.base import Estimator
 from nadexp.estimators.nads import NADEstimator
 from nadexp.estimators.run import estimate
-from nadexp.identity import check_same_config, nads_run_dir
 from nadexp.loggers import log_outcome
 from nadexp.reports.calibration import spot_check
 from nadexp.reports.prediction import CALIBRATIONS, predict_fourier_map
 from nadexp.reports.prediction_report import calibrated, cell_key, write_prediction
 from nadexp.reports.sweep_report import load_sweep
-from nadexp.results import finished_record
+from nadexp.results.resume import check_same_config
+from nadexp.results.schema import finished_record
+from nadexp.run.identity import nads_run_dir
 
 log = logging.getLogger(__name__)
-OWN_FIELDS = ("predictor", "stride", "max_frequency", "against", "spot_checks")
 
 
-def nads_config(cfg: DictConfig) -> DictConfig:
-    """``cfg`` as the experiment=nads run of the same NAD options: estimator=nads, no logger (this run logs)."""
+def nads_config(cfg: DictConfig, nads: NADEstimator) -> DictConfig:
+    """``cfg`` as the experiment=nads run of ``nads``: estimator=nads with its options, no logger (this run logs)."""
     nads_cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     with open_dict(nads_cfg):
-        for key in OWN_FIELDS:
-            nads_cfg.estimator.pop(key, None)
-        nads_cfg.estimator._target_ = f"{NADEstimator.__module__}.{NADEstimator.__name__}"
-        nads_cfg.estimator.name = nads_cfg.task = "nads"
+        nads_cfg.estimator = {"_target_": f"{NADEstimator.__module__}.{NADEstimator.__name__}", **asdict(nads)}
+        nads_cfg.task = "nads"
         nads_cfg.logger = None
         nads_cfg.resume = False
     return nads_cfg
 
 
-@dataclass
-class FourierPrediction(NADEstimator):
-    """`estimator=fourier_prediction` (options in conf/estimator/fourier_prediction.yaml and, for the NADs,
-    conf/estimator/nads.yaml)."""
+class FourierPrediction(Estimator):
+    """`estimator=fourier_prediction` (options in conf/estimator/fourier_prediction.yaml; ``nad_options`` are
+    estimator=nads's, conf/estimator/nads.yaml, and build ``self.nads``)."""
 
-    name: str = "fourier_prediction"
-    predictor: str = "log_relative_to_best"
-    stride: int = 2
-    max_frequency: Optional[int] = None
-    against: Optional[str] = None
-    spot_checks: int = 6
-
-    def __post_init__(self):
-        super().__post_init__()
+    def __init__(
+        self,
+        name: str = "fourier_prediction",
+        predictor: str = "log_relative_to_best",
+        stride: int = 2,
+        max_frequency: Optional[int] = None,
+        against: Optional[str] = None,
+        spot_checks: int = 6,
+        **nad_options,
+    ):
+        self.name, self.predictor, self.stride, self.max_frequency = name, predictor, stride, max_frequency
+        self.against, self.spot_checks = against, spot_checks
+        self.nads = NADEstimator(**nad_options)
+        self.device = self.nads.device
         if not (isinstance(self.spot_checks, int) and not isinstance(self.spot_checks, bool) and self.spot_checks >= 0):
             raise ConfigError(f"estimator.spot_checks must be an integer >= 0 (directions to train; 0: none), got {self.spot_checks!r}")
         if self.predictor not in CALIBRATIONS:
@@ -77,17 +80,17 @@ class FourierPrediction(NADEstimator):
         phase = OmegaConf.select(cfg, "dataset.fourier_phase", default="cosine")
         if phase not in FOURIER_PHASES:
             raise ConfigError(f"dataset.fourier_phase={phase!r} is unknown: choose one of {', '.join(FOURIER_PHASES)}")
-        nads_cfg = nads_config(cfg)
+        nads_cfg = nads_config(cfg, self.nads)
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
         nads_dir = nads_run_dir(nads_cfg, overrides)
         with open_dict(nads_cfg):
             nads_cfg.paths.output_dir = str(nads_dir)
-        check_same_config(nads_cfg, nads_dir)  # a directory of other NADs is never read as these
-        estimator = instantiate(nads_cfg.estimator)
-        make_net = estimator.prepare(nads_cfg)
-        if self.method != "finite_difference":
+        check_same_config(nads_cfg, nads_dir, "nads")  # a directory of other NADs is never read as these
+        make_net = self.nads.prepare(nads_cfg)
+        if self.nads.method != "finite_difference":
             log.warning(
-                "estimator.method=%s: only finite-difference NADs were found to predict trained maps (docs/predicted_maps.md)", self.method
+                "estimator.method=%s: only finite-difference NADs were found to predict trained maps (docs/predicted_maps.md)",
+                self.nads.method,
             )
         against = [load_sweep(Path(self.against))] if self.against else []
         for sweep in against:
@@ -105,7 +108,6 @@ class FourierPrediction(NADEstimator):
             "nads_cfg": nads_cfg,
             "nads_dir": nads_dir,
             "reuse": (nads_dir / "nads.npy").is_file() and finished_record(nads_dir / "result.json") is not None,
-            "estimator": estimator,
             "make_net": make_net,
             "against": against,
             "phase": phase,
@@ -161,7 +163,7 @@ class FourierPrediction(NADEstimator):
             log.info("NADs reused from %s", nads_dir)
         else:
             log.info("NADs of %s not found with these settings: estimating them into %s", cfg.arch_name, nads_dir)
-            estimate(prepared["nads_cfg"], (prepared["estimator"], prepared["make_net"]))
+            estimate(prepared["nads_cfg"], (self.nads, prepared["make_net"]))
         nads_time = time.perf_counter() - start
         nads, eigenvalues = load_nads(nads_dir, shape), eigenvalues_of(nads_dir)
         start = time.perf_counter()
@@ -191,7 +193,7 @@ class FourierPrediction(NADEstimator):
         return {
             "objective": first.get("pearson"),
             "summary": summary,
-            "seed": self.seed,
+            "seed": self.nads.seed,
             "basis": "fourier",
             "shape": list(shape),
             "predictor": self.predictor,

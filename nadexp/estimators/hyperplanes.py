@@ -27,7 +27,7 @@ from nadexp.estimators.trained_run import data_and_net_factory, load_weights, tr
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.hyperplane_figures import cos_violins, mass_and_critical
-from nadexp.results import write_csv_atomic, write_json_atomic
+from nadexp.results.atomic import write_csv_atomic, write_json_atomic
 from nadexp.training.snapshots import SNAPSHOT_PATTERN
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,6 @@
 """`estimator=nads`: Neural Anisotropy Directions, the principal directions of input gradients over random
 initialisations; written as nads.npy (nadexp.data.nad_file) with figures of the first NADs and the spectrum."""
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from nadexp.estimators.gradients import autograd_gradients, eval_points, finite_
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.nad_figures import nad_figures, spectrum_summary
+from nadexp.results.schema import UnreadableRecord, read_record
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ class NADEstimator(Estimator):
         if not earlier.is_file():
             return
         try:
-            found = json.loads(earlier.read_text()).get("dtype")
-        except (OSError, ValueError):
+            found = read_record(earlier).get("dtype")
+        except UnreadableRecord:
             return
         dtype = str(self.resolved_dtype(self.resolved_device())).removeprefix("torch.")
         if found and found != dtype:

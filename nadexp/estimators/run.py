@@ -8,7 +8,9 @@ from omegaconf import DictConfig
 
 from nadexp.estimators.base import Estimator
 from nadexp.loggers import build_loggers, finish_loggers, log_config
-from nadexp.results import open_run_dir, result_record, write_json_atomic
+from nadexp.results.atomic import write_json_atomic
+from nadexp.results.resume import open_run_dir
+from nadexp.results.schema import result_record
 
 
 def prepare_estimate(cfg: DictConfig) -> tuple[Estimator, object]:
@@ -21,7 +23,7 @@ def prepare_estimate(cfg: DictConfig) -> tuple[Estimator, object]:
 def estimate(cfg: DictConfig, prepared=None) -> dict:
     """Runs ``cfg.estimator`` in ``cfg``'s run directory; returns its result.json."""
     estimator, inputs = prepared or prepare_estimate(cfg)
-    output_dir = open_run_dir(cfg)
+    output_dir = open_run_dir(cfg, estimator.name)
     loggers = build_loggers(cfg)
     start = time.perf_counter()
     try:

@@ -15,7 +15,7 @@ from nadexp.reports.calibration import MIN_CELLS
 from nadexp.reports.prediction import ABSOLUTE, CALIBRATIONS, DEFAULT_PREDICTOR
 from nadexp.reports.prediction_report import cell_key
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep, make_report
-from nadexp.writable import check_writable
+from nadexp.run.writable import check_writable
 
 PREDICT_OPTIONS = {
     "--predict": dict(type=Path, metavar="NADS", help="a nads.npy, or a directory holding one, with eigenvalues.npy beside it"),

@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from nadexp.data.nad_file import eigenvalues_of
 from nadexp.data.settings import SHAPES, poison_carriers
 from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
-from nadexp.results import records_below, write_csv_atomic
+from nadexp.results.atomic import write_csv_atomic
+from nadexp.results.schema import records_below
 
 import matplotlib.pyplot as plt  # noqa: E402  isort: skip
 
@@ -106,8 +108,7 @@ def _eigenvalues(run_dir: Path):
     nads = OmegaConf.load(config).dataset.get("nads") if config.is_file() else None
     if not nads:
         return None
-    path = Path(nads) if Path(nads).is_dir() else Path(nads).parent
-    return np.load(path / "eigenvalues.npy") if (path / "eigenvalues.npy").is_file() else None
+    return eigenvalues_of(nads)
 
 
 def _cell(value) -> str:

@@ -18,6 +18,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from nadexp.data.directions import conjugate, signed
+from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.errors import ConfigError
 from nadexp.reports.comparison import PUBLISHED_FREQUENCIES, comparable, comparison_grids, match_directions, summarise
 from nadexp.reports.heatmap import centred, fourier_grid
@@ -26,8 +27,9 @@ from nadexp.reports.nad_figures import spectrum_summary
 from nadexp.reports.prediction_report import load_prediction
 from nadexp.reports.published import published_map
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep
-from nadexp.results import is_failed, read_record_or_warn, write_text_atomic
-from nadexp.tasks import ESTIMATORS
+from nadexp.results.atomic import write_text_atomic
+from nadexp.results.schema import is_failed, read_record_or_warn
+from nadexp.run.tasks import ESTIMATORS
 
 SKIPPED = {"wandb", "tensorboard", "csv", ".hydra", "cells", "checkpoints", "snapshots", "report"}
 LEADING_NADS = 8
@@ -76,7 +78,7 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
     for estimate in estimates:
         summary = estimate.get("summary") or {}
         if not summary and estimate["task"] == "nads":  # a run from before summaries were stored
-            summary = spectrum_summary(np.load(estimate["dir"] / "eigenvalues.npy"))
+            summary = spectrum_summary(eigenvalues_of(estimate["dir"]))
         rows.append(
             {
                 "run": _relative(estimate["dir"], root),
@@ -182,7 +184,7 @@ def nad_curves(sweeps: list[dict]) -> go.Figure:
 
 
 def leading_nads(estimate: dict) -> go.Figure:
-    nads = np.load(estimate["dir"] / "nads.npy", mmap_mode="r")[:LEADING_NADS, 0]
+    nads = load_nads(estimate["dir"], option="the dashboard's NADs")[:LEADING_NADS, 0]
     fig = make_subplots(1, len(nads), subplot_titles=[f"u{i}" for i in range(len(nads))], horizontal_spacing=0.01)
     for index, nad in enumerate(nads):
         limit = float(np.abs(nad).max()) or 1.0
@@ -207,7 +209,7 @@ def leading_nads(estimate: dict) -> go.Figure:
 def spectra(estimates: list[dict]) -> go.Figure:
     fig = go.Figure()
     for estimate in estimates:
-        values = np.load(estimate["dir"] / "eigenvalues.npy")
+        values = eigenvalues_of(estimate["dir"])
         values = values[values > values.max() * 1e-12]  # past the rank of the gradients: numerical zeros
         fig.add_trace(go.Scatter(y=values, mode="lines", name=Path(estimate["dir"]).name, hovertemplate="NAD %{x}<br>eigenvalue %{y:.4g}"))
     fig.update_layout(title="NAD spectra", xaxis_title="NAD index", yaxis_title="eigenvalue", yaxis_type="log", height=420)

@@ -12,7 +12,7 @@ COLUMNS = ("job", "arch", "basis", "direction", "variant", "nad_index", "seed", 
 
 def collect_results(sweep_dir: Path) -> list[dict]:
     """One row per job directory of a sweep; jobs without a readable result.json are marked failed."""
-    from nadexp.results import read_record_or_warn  # imports torch: not when Hydra builds the callback
+    from nadexp.results.schema import read_record_or_warn  # imports torch: not when Hydra builds the callback
 
     rows = []
     job_dirs = sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
@@ -37,7 +37,7 @@ class MultirunSummary(Callback):
         from nadexp.reports.cifar_report import data_set_names, find_cifar_runs, make_cifar_report
         from nadexp.reports.dashboard import write_dashboard
         from nadexp.reports.sweep_report import is_sweep_dir, make_report
-        from nadexp.results import write_csv_atomic
+        from nadexp.results.atomic import write_csv_atomic
 
         rows = collect_results(sweep_dir)
         columns = [c for c in COLUMNS if c in ("job", "status") or any(row.get(c) is not None for row in rows)]

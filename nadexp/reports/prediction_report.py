@@ -2,7 +2,6 @@
 a sweep of the same arch and grid (any subset of its cells) and, for lenet and logreg on 1 x 32 x 32, the
 published map. Shared by `experiment=fourier_predicted` and `python -m nadexp.reports --predict`."""
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -13,13 +12,15 @@ import numpy as np  # noqa: E402
 from scipy.stats import pearsonr, spearmanr  # noqa: E402
 
 from nadexp.data.directions import conjugate, signed  # noqa: E402
+from nadexp.data.nad_file import load_nads  # noqa: E402
 from nadexp.errors import ConfigError  # noqa: E402
 from nadexp.reports.calibration import OwnCalibration, choose_spot_checks, fit_own  # noqa: E402
 from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
 from nadexp.reports.metrics import cell_rows  # noqa: E402
 from nadexp.reports.prediction import LEARNABLE, spectrum_of  # noqa: E402
 from nadexp.reports.published import has_published_map, published_map  # noqa: E402
-from nadexp.results import write_csv_atomic, write_json_atomic  # noqa: E402
+from nadexp.results.atomic import write_csv_atomic, write_json_atomic  # noqa: E402
+from nadexp.results.schema import read_record, read_record_or_warn  # noqa: E402
 
 PREDICTED_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "abs_freq", "score", "test_acc", "uncertainty", "trained_acc")
 SPOT_CHECK_COLUMNS = ("f_rows", "f_cols", "score")
@@ -218,29 +219,11 @@ def read_nads(
     ``fallback_shape``: the shape of flat rows when neither ``shape`` nor result.json gives one. ``eigenvalues``,
     ``singular_values``: .npy files of another name or place.
     Returns (NADs (k, C, H, W), eigenvalues, what result.json beside them says)."""
-    import json
-
     path = Path(path)
     directory, file = (path, path / "nads.npy") if path.is_dir() else (path.parent, path)
-    if not file.is_file():
-        raise ConfigError(f"--predict {path}: no nads.npy there (give a nads.npy or a directory that holds one)")
-    try:
-        nads = np.load(file, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise ConfigError(f"--predict {file}: not a readable .npy file ({error})") from error
-    record = json.loads((directory / "result.json").read_text()) if (directory / "result.json").is_file() else {}
-    shape = tuple(shape or record.get("shape") or (nads.shape[1:] if nads.ndim == 4 else fallback_shape or ()))
-    if len(shape) != 3 or not np.issubdtype(nads.dtype, np.floating) or nads.ndim < 2 or math.prod(nads.shape[1:]) != math.prod(shape):
-        raise ConfigError(
-            f"--predict {file}: an array of shape {list(nads.shape)} is not rows of NADs of shape "
-            f"{list(shape) if len(shape) == 3 else '(C, H, W)'}: give --shape C,H,W of the images the NADs are for"
-        )
-    nads = nads.reshape(len(nads), *shape).astype(np.float64)
-    norms = np.linalg.norm(nads.reshape(len(nads), -1), axis=1)
-    if not np.allclose(norms, 1, atol=1e-3):
-        raise ConfigError(
-            f"--predict {file}: the rows are not unit vectors (norms {norms.min():.3g} to {norms.max():.3g}), so they are not NADs"
-        )
+    record = (read_record_or_warn(directory / "result.json") or {}) if (directory / "result.json").is_file() else {}
+    shape = shape or record.get("shape")
+    nads = load_nads(file, tuple(shape) if shape else None, "--predict", rows=True, flat_shape=fallback_shape).astype(np.float64)
     for option, given in (("--eigenvalues", eigenvalues), ("--singular-values", singular_values)):
         if given is not None and not Path(given).is_file():
             raise ConfigError(f"{option} {given}: no such file")
@@ -270,10 +253,9 @@ def load_prediction(run_dir) -> dict:
     """A predicted map's run directory (experiment=fourier_predicted) as a Fourier sweep is loaded
     (nadexp.reports.sweep_report.load_sweep): its name, arch, shape, stride and cells (records with test_acc)."""
     import csv
-    import json
 
     run_dir = Path(run_dir)
-    result = json.loads((run_dir / "result.json").read_text())
+    result = read_record(run_dir / "result.json")
     with (run_dir / "cells.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
     cells = [

@@ -3,7 +3,6 @@ are): Fourier heat maps (one each and a panel),
 NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary; and the
 entry point that also reports CIFAR-10 runs (nadexp.reports.cifar_report)."""
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,8 @@ from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, sav
 from nadexp.reports.prediction_report import load_prediction  # noqa: E402
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
 from nadexp.reports.published import PUBLISHED_SHAPE
-from nadexp.results import CELL_COLUMNS, CELL_KEYS, is_failed, read_record_or_warn, records_below, write_csv_atomic  # noqa: E402
+from nadexp.results.atomic import write_csv_atomic  # noqa: E402
+from nadexp.results.schema import CELL_COLUMNS, CELL_KEYS, UnreadableRecord, is_failed, read_record, read_record_or_warn, records_below
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
 
@@ -114,10 +114,9 @@ def is_sweep_dir(path: Path) -> bool:
 
 def is_prediction_dir(path: Path) -> bool:
     """A finished experiment=fourier_predicted run: drawn and tabled as a Fourier sweep is."""
-    result = Path(path) / "result.json"
     try:
-        return (Path(path) / "cells.csv").is_file() and json.loads(result.read_text()).get("task") == "fourier_prediction"
-    except (OSError, ValueError):
+        return (Path(path) / "cells.csv").is_file() and read_record(Path(path) / "result.json").get("task") == "fourier_prediction"
+    except UnreadableRecord:
         return False
 
 

@@ -23,7 +23,9 @@ from nadexp.loggers import build_loggers, finish_loggers, log_cell, log_config, 
 from nadexp.reports.comparison import comparable, write_comparison
 from nadexp.reports.metrics import cell_row, cell_rows, summary_metrics
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
-from nadexp.results import CELL_COLUMNS, open_run_dir, result_record, training_fields, write_csv_atomic, write_json_atomic
+from nadexp.results.atomic import write_csv_atomic, write_json_atomic
+from nadexp.results.resume import open_run_dir
+from nadexp.results.schema import CELL_COLUMNS, result_record, training_fields
 from nadexp.sweeps.store import CellStore
 from nadexp.training.stacked import fit_stacked, stacking_failure, trainer_options, unsupported_trainer_settings
 from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
@@ -243,11 +245,12 @@ def plan(cfg: DictConfig) -> SweepPlan:
 
 def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
     sweep = prepared or plan(cfg)
-    output_dir = open_run_dir(cfg)  # resumes only a sweep of the same settings
+    output_dir = open_run_dir(cfg, "sweep")  # resumes only a sweep of the same settings
     store = CellStore(f"{output_dir}/cells")
     cells = [cell for group in sweep.groups for cell in group]
-    done = sum(key in store for _, key in cells)
-    todo = [group for group in sweep.groups if any(key not in store for _, key in group)]
+    recorded = store.checked()
+    done = sum(key in recorded for _, key in cells)
+    todo = [group for group in sweep.groups if any(key not in recorded for _, key in group)]
     shard, num_shards = _shard(cfg)
     engine = "Lightning" if sweep.models_at_once == 1 else f"{sweep.models_at_once} stacked models per step"
     log.info(

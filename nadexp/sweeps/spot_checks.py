@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.estimators.run import prepare_estimate
-from nadexp.identity import CONFIG_DIR, differing, result_settings, settings_suffix
+from nadexp.run.identity import CONFIG_DIR, differing, result_settings, settings_suffix
 from nadexp.sweeps.runner import SweepPlan, plan, run_sweep
 from nadexp.sweeps.store import CellStore
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def prepare_prediction(cfg: DictConfig):
-    """estimator=fourier_prediction's prepare step (nadexp.runs): the estimator's own checks and, with spot checks,
+    """estimator=fourier_prediction's prepare step (nadexp.run.execute): the estimator's own checks and, with spot checks,
     the checks of the sweep that trains them (every one before anything is written) and its ``train_cells``."""
     estimator, inputs = prepare_estimate(cfg)
     if estimator.spot_checks:
@@ -65,7 +65,7 @@ def spot_check_config(cfg: DictConfig, overrides) -> DictConfig:
     # theirs: the digest is of the settings beyond it, so the default settings share that experiment's directory.
     with open_dict(sweep_cfg):
         sweep_cfg.hydra = {"sweeper": {"params": {"sweep.stride": stride, "sweep.max_frequency": max_frequency}}}
-    suffix = settings_suffix(sweep_cfg, as_sweep)
+    suffix = settings_suffix(sweep_cfg, as_sweep, "sweep")
     with open_dict(sweep_cfg):
         del sweep_cfg.hydra
         name = f"{sweep_cfg.arch_name}-fourier-{sweep_cfg.sweep.label}-s{sweep_cfg.seed}{suffix}"

@@ -6,43 +6,14 @@ short, an edit) is moved aside, kept as <name>.json.unreadable, with a warning n
 not done, so the sweep trains it again.
 
 Processes that share a sweep (the same command started twice, a requeued job beside the first, shards started
-twice) claim a group of cells before training it: <name>.claim, created atomically, holds the owner's host,
-process id and start time. A claim whose owner is gone (its process ended on this host, or, from another host,
-older than CLAIM_TIMEOUT_S) is taken over.
+twice) claim a group of cells before training it (nadexp.results.claims).
 """
 
-import json
-import logging
-import os
-import socket
-import time
 from pathlib import Path
 
-from nadexp.results import CELL_KEYS, UnreadableRecord, read_record, set_aside, write_json_atomic
-
-log = logging.getLogger(__name__)
-CLAIM_TIMEOUT_S = 24 * 3600  # a claim from another host counts as abandoned after this long
-
-
-def _owner_is_gone(claim: Path) -> bool:
-    try:
-        owner = json.loads(claim.read_text())
-        host, pid = owner["host"], int(owner["pid"])
-    except (OSError, ValueError, KeyError, TypeError):  # being written, or damaged: judged by its age alone
-        host, pid = None, None
-    try:
-        age = time.time() - claim.stat().st_mtime
-    except FileNotFoundError:
-        return False  # released meanwhile: the next attempt creates it
-    if host == socket.gethostname() and pid is not None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, another user's
-            return False
-        return False
-    return age > (CLAIM_TIMEOUT_S if host is not None else 60)
+from nadexp.results import claims
+from nadexp.results.atomic import write_json_atomic
+from nadexp.results.schema import CELL_KEYS, UnreadableRecord, read_record, set_aside
 
 
 class CellStore:
@@ -74,7 +45,12 @@ class CellStore:
             return None
 
     def __contains__(self, key: str) -> bool:
-        return self.read(key) is not None
+        """Whether ``key`` has a record; a test that reads nothing (``checked`` has read them all once)."""
+        return self.path(key).is_file()
+
+    def checked(self) -> set[str]:
+        """The keys whose records are readable and their own cell's, read once; the others are set aside."""
+        return {path.stem for path in sorted(self.root.glob("*.json")) if self.read(path.stem) is not None}
 
     def write(self, key: str, record: dict) -> None:
         write_json_atomic(self.path(key), record)
@@ -83,25 +59,8 @@ class CellStore:
         return [record for path in sorted(self.root.glob("*.json")) if (record := self.read(path.stem)) is not None]
 
     def claim(self, name: str) -> bool:
-        """Whether this process now holds the claim ``name`` (taking it over from an owner that is gone)."""
-        path = self.root / f"{name}.claim"
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if not _owner_is_gone(path):
-                    return False
-                try:  # one taker wins the rename; the others find no stale claim left and retry the create
-                    os.replace(path, path.with_name(f"{path.name}.stale-{os.getpid()}"))
-                    log.warning("%s: its owner is gone; taking it over", path.name)
-                    Path(path.with_name(f"{path.name}.stale-{os.getpid()}")).unlink(missing_ok=True)
-                except FileNotFoundError:
-                    pass
-                continue
-            with os.fdopen(fd, "w") as handle:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, handle)
-            return True
-        return False
+        """Whether this process now holds the claim on the group ``name`` (nadexp.results.claims)."""
+        return claims.claim(self.root / f"{name}.claim")
 
     def release(self, name: str) -> None:
         (self.root / f"{name}.claim").unlink(missing_ok=True)

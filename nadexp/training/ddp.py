@@ -74,7 +74,7 @@ def ranks_of_this_job(trainer: pl.Trainer):
         yield
         return
     argv, environment = sys.argv, {key: os.environ.get(key) for key in LAUNCH_ENVIRONMENT}
-    run_dir = OmegaConf.to_container(hydra_cfg.run)["dir"]  # as configured: reading it would claim a directory
+    run_dir = OmegaConf.to_container(hydra_cfg.run)["dir"]  # as configured, restored after the job
     # The launcher appends hydra.run.dir=<the run directory Hydra reports>: here the job's own directory.
     sys.argv = [argv[0], *hydra_cfg.overrides.task, "hydra.mode=RUN"]
     with read_write(hydra_cfg), open_dict(hydra_cfg):

@@ -14,7 +14,9 @@ from pytorch_lightning.callbacks.progress import ProgressBar
 from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
-from nadexp.results import finished_record, open_run_dir, result_record, training_fields, write_json_atomic
+from nadexp.results.atomic import write_json_atomic
+from nadexp.results.resume import open_run_dir
+from nadexp.results.schema import finished_record, result_record, training_fields
 from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
 from nadexp.training.module import Classifier
 
@@ -115,7 +117,7 @@ def prepare(cfg: DictConfig):
 
 def train(cfg: DictConfig, prepared=None) -> dict:
     datamodule, model, trainer = prepared or prepare(cfg)
-    result_path = open_run_dir(cfg, write_config=trainer.is_global_zero) / "result.json"
+    result_path = open_run_dir(cfg, "train", write_config=trainer.is_global_zero) / "result.json"
     earlier = finished_record(result_path)  # resume: true
     if earlier is not None:
         log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, earlier["test_acc"], result_path)

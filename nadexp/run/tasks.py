@@ -5,7 +5,7 @@ once. Choosing both is refused: each one decides what the run does, and no run d
 ``experiment=nads``, then sweep them with ``sweep=nad dataset.nads=<that run>``).
 
 Each task names the parts of the config that decide its numbers (``reads``: they make up the identity of its
-run directory, see nadexp.identity) and the parts it honours otherwise (``uses``). An override on the
+run directory, see nadexp.run.identity) and the parts it honours otherwise (``uses``). An override on the
 command line outside both would be ignored, so it stops the run with a message instead.
 """
 

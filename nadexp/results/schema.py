@@ -1,5 +1,5 @@
-"""What a finished run leaves behind: its result.json (one schema for every task, built by ``result_record``)
-and the cell records of a sweep, written atomically so a killed run leaves none.
+"""The record schema: what a finished run leaves behind, its result.json (one schema for every task, built by
+``result_record``, read by ``read_record``), and the cell records of a sweep.
 
 Every result.json holds, first:
 
@@ -24,60 +24,18 @@ A sweep's cell records (cells/*.json, cells.csv) hold ``training_fields`` of the
 that trained it and its status (CELL_COLUMNS).
 """
 
-import csv
-import io
 import json
 import logging
 import os
-import platform
-import tempfile
-from importlib import metadata
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nadexp.errors import ConfigError
-from nadexp.identity import check_same_config
-from nadexp.tasks import TASKS, decide_task
+from nadexp.results.atomic import write_json_atomic
+from nadexp.results.machine import machine, package_versions
+from nadexp.run.tasks import TASKS
 
 log = logging.getLogger(__name__)
-PACKAGES = ("nadexp", "torch", "torchvision", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "numpy")
-
-
-def package_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
-
-def cpu_description() -> str:
-    """The CPU model, its vector extensions and the kernels torch picks for them, and the threads used: numbers
-    measured on one CPU (AMX, AVX-512, AVX2 only) say little about another."""
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        lines = cpuinfo.read_text().splitlines()
-        model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), model)
-        flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), []))
-    extensions = "/".join(name for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if name in flags) or "?"
-    return f"{model}, {extensions}, torch kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
-
-
-def machine() -> dict[str, str]:
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu": cpu_description(),
-        "cpu_threads": str(torch.get_num_threads()),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def training_fields(cfg: DictConfig) -> dict:
@@ -210,69 +168,3 @@ def record_failure(cfg: DictConfig, task: str, error: BaseException, wall_time_s
         write_json_atomic(output_dir / "result.json", {**head, "wall_time_s": round(wall_time_s, 3), "machine": machine()})
     except OSError:  # a full disk or a read-only folder: the error itself is what the user sees
         pass
-
-
-def write_json_atomic(path: Path, payload: dict) -> None:
-    write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
-
-
-def write_csv_atomic(path: Path, columns, rows) -> None:
-    """rows (dicts) as a CSV of ``columns``; keys outside them are left out."""
-    table = io.StringIO()
-    writer = csv.DictWriter(table, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, table.getvalue())
-
-
-UMASK = os.umask(0o022)
-os.umask(UMASK)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Readers (and parallel jobs of one sweep) see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~UMASK)  # as open() would make it (mkstemp makes it private to its owner)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as error:  # a full disk: the error of a write names no file, so it is named here
-        Path(tmp).unlink(missing_ok=True)
-        if error.filename:
-            raise
-        raise OSError(error.errno, error.strerror, str(path)) from error
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def open_run_dir(cfg: DictConfig, write_config: bool = True) -> Path:
-    """The run directory of ``cfg``, with its resolved config.yaml; called once every check has passed.
-
-    A sweep always resumes its directory (its cells); another task resumes only with ``resume: true``, where
-    the caller reports the result it finds there (``finished_record``); otherwise a directory with a finished
-    run's result.json is refused. A failed run, or an unreadable result.json (kept aside), starts again. A
-    directory of another config is never resumed into.
-    """
-    output_dir = Path(cfg.paths.output_dir)
-    earlier = output_dir / "result.json"
-    record = None
-    if earlier.is_file():
-        try:
-            record = read_record(earlier)
-        except UnreadableRecord as error:
-            set_aside(earlier, error, then="the run starts again")
-    if is_failed(record):
-        log.info("%s failed earlier (%s): starting it again", output_dir, record.get("reason"))
-    finished = record is not None and not is_failed(record)
-    sweep = decide_task(cfg) == "sweep"
-    if sweep or cfg.get("resume"):
-        check_same_config(cfg, output_dir)
-    elif finished:
-        raise ConfigError(f"hydra.run.dir={output_dir} already holds a finished run's result.json; choose another run directory")
-    if write_config and (sweep or not finished):
-        write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    return output_dir

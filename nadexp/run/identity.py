@@ -10,21 +10,20 @@ each job its own directory, the same command finds it again, and the experiment'
 name that other experiments look it up by. config.yaml in the directory lists every setting; a directory
 holding another config is never resumed into.
 
-Every other run gets a fresh time-stamped directory, claimed atomically (``claim_new_dir``), so two runs
-started in the same second never share one.
+Every other run gets a fresh time-stamped directory, claimed when the run starts (nadexp.results.claims), so
+two runs started in the same second never share one.
 """
 
-import atexit
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from nadexp.errors import ConfigError
-from nadexp.tasks import TASKS, decide_task
+from nadexp.results.claims import new_dir
+from nadexp.run.tasks import TASKS, decide_task
 
 # Settings that do not change a run's numbers: where and how fast it runs, what it shows, how it is split up.
 EXECUTION = (
@@ -66,9 +65,9 @@ def _leaves(tree, prefix: str):
         yield prefix
 
 
-def result_settings(cfg: DictConfig, task: str | None = None) -> dict:
+def result_settings(cfg: DictConfig, task: str) -> dict:
     """{dotted key: resolved value} of every setting that decides the numbers of ``cfg``'s task."""
-    spec = TASKS[task or decide_task(cfg)]
+    spec = TASKS[task]
     settings = {}
     for part in spec.reads:
         node = OmegaConf.select(cfg, part, default=None, throw_on_resolution_failure=False)
@@ -94,14 +93,13 @@ def digest(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
-def settings_suffix(cfg: DictConfig, overrides) -> str:
+def settings_suffix(cfg: DictConfig, overrides, task: str) -> str:
     """``-<digest>`` of the settings of ``cfg`` that differ from its experiment's, or "" when none do.
 
     The experiment's settings are those of the same command with only the overrides that the directory's
     label names: experiment, arch, seed, sweep, estimator and the keys the experiment sweeps itself."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    task = decide_task(cfg)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     swept = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     named = [o.input_line for o in parsed if o.key_or_group in (*NAMED, *swept)]
@@ -110,7 +108,7 @@ def settings_suffix(cfg: DictConfig, overrides) -> str:
     return f"-{digest(diff)}" if diff else ""
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def compose_reference(overrides) -> DictConfig:
@@ -136,7 +134,7 @@ def nads_run_dir(nads_cfg: DictConfig, overrides) -> Path:
     return (
         Path(nads_cfg.paths.log_dir)
         / "nads"
-        / f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}{settings_suffix(nads_cfg, as_nads)}"
+        / f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}{settings_suffix(nads_cfg, as_nads, 'nads')}"
     )
 
 
@@ -157,82 +155,9 @@ def _settings_suffix_resolver(*, _root_: DictConfig) -> str:
         # over cifar10's directory), and that value is replaced. Composing a reference for it is wasted work.
         return ""
     try:
-        return settings_suffix(_root_, _root_.hydra.overrides.task)
+        return settings_suffix(_root_, _root_.hydra.overrides.task, decide_task(_root_))
     except ConfigError:
         return ""  # run.py reports the same error before it writes anything
-
-
-def check_same_config(cfg: DictConfig, output_dir: Path) -> None:
-    """Resuming into ``output_dir`` is only safe when its config.yaml describes the same results."""
-    saved = Path(output_dir) / "config.yaml"
-    if not saved.is_file():
-        return
-    task = decide_task(cfg)
-    changed = differing(result_settings(cfg, task), result_settings(OmegaConf.load(saved), task))
-    if changed:
-        raise ConfigError(
-            f"hydra.run.dir={output_dir} holds results of a different config (settings that "
-            f"differ: {', '.join(sorted(changed))}; see its config.yaml): choose another run directory"
-        )
-
-
-_claimed: dict[str, str] = {}  # this process's claims: asking again (as Lightning's DDP launcher does) gives the same
-
-
-def claim_new_dir(path: str) -> str:
-    """``path``, else ``path_2``, ``path_3``, ...: the first one this call creates. os.mkdir either creates a
-    directory or fails, atomically, so concurrent runs (a job array started in one second) each get their own.
-
-    OmegaConf also resolves values while it merges configs, including defaults that a later config overrides
-    (a sweep's fixed directory replaces the time-stamped one), so a claim may go unused: those still empty are
-    removed as soon as the run's own folder is known (``release_unused_claims``), so that a process killed later
-    leaves none behind, and the rest when the process ends."""
-    if path in _claimed:
-        return _claimed[path]
-    if not _claimed:
-        atexit.register(release_unused_claims)
-    base, number = Path(path), 1
-    for _ in range(1000):
-        candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
-        try:
-            base.parent.mkdir(parents=True, exist_ok=True)
-            os.mkdir(candidate)
-        except FileExistsError:
-            number += 1
-        except FileNotFoundError:  # its date folder, empty, was just removed by another process's clean-up
-            continue
-        except OSError:  # a folder that takes no writes: the check before the run (nadexp.writable) names it
-            break
-        else:
-            _claimed[path] = str(candidate)
-            return str(candidate)
-    return path
-
-
-def release_unused_claims(keep=None) -> None:
-    """Removes the folders this process claimed that are still empty, except ``keep``, the run's own: called by
-    nadexp.writable before a run starts and when the process ends."""
-    for claimed in map(Path, _claimed.values()):
-        if keep is not None and claimed == Path(keep):
-            continue
-        for folder in (claimed, claimed.parent, claimed.parent.parent):  # its date folder and runs/, if left empty
-            try:
-                folder.rmdir()  # only succeeds on an empty folder
-            except OSError:
-                break
-
-
-def remove_if_unused(output_dir) -> bool:
-    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log):
-    after a config error it is no run, and later commands should not find it. True if it was removed."""
-    output_dir = Path(output_dir)
-    if not output_dir.is_dir():
-        return False
-    entries = list(output_dir.iterdir())
-    if any(not (entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file())) for entry in entries):
-        return False
-    shutil.rmtree(output_dir, ignore_errors=True)
-    return True
 
 
 LIBRARY_ARCHS = ("torchvision", "timm")
@@ -256,6 +181,6 @@ def first_dir(*candidates: str) -> str:
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("nadexp.arch_name", arch_name, replace=True)
     OmegaConf.register_new_resolver("nadexp.settings_suffix", _settings_suffix_resolver, replace=True)
-    OmegaConf.register_new_resolver("nadexp.new_dir", claim_new_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("nadexp.new_dir", new_dir, replace=True)
     OmegaConf.register_new_resolver("nadexp.first_dir", first_dir, replace=True)
     OmegaConf.register_new_resolver("nadexp.nads_shape_suffix", nads_shape_suffix, replace=True)

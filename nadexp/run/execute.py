@@ -1,4 +1,4 @@
-"""What `python run.py <overrides>` does with its composed config: check the command (nadexp.tasks, the
+"""What `python run.py <overrides>` does with its composed config: check the command (nadexp.run.tasks, the
 dataset's settings), prepare the task (every check that can fail on the config; nothing written), then run it.
 
 The registry below is the one place that knows which code runs which task.
@@ -14,11 +14,11 @@ from nadexp.config import check_dataset
 from nadexp.devices import apply_tf32
 from nadexp.errors import ConfigError
 from nadexp.estimators.run import estimate, prepare_estimate
-from nadexp.results import record_failure
+from nadexp.results.schema import record_failure
+from nadexp.run.settings import check_run_settings
+from nadexp.run.tasks import ESTIMATORS, check_command
 from nadexp.sweeps.runner import plan, run_sweep
 from nadexp.sweeps.spot_checks import prepare_prediction
-from nadexp.tasks import ESTIMATORS, TASKS, check_command
-from nadexp.training.settings_check import check_run_settings
 from nadexp.training.train import prepare, train
 
 MISSING_HINTS = {"arch.target": "arch=custom builds your own network; add arch.target=mymodule.MyNet (README, 'Your own architecture')"}
@@ -30,17 +30,17 @@ STEPS = {  # task: (prepare, run)
 }
 
 
-def execute(cfg: DictConfig, overrides=()) -> dict:
+def execute(cfg: DictConfig, overrides=(), task: str | None = None) -> dict:
     """Runs ``cfg``'s task and returns its result.json; every check that can fail on the config raises
-    ConfigError before the run writes anything."""
-    task = check_command(cfg, overrides)
+    ConfigError before the run writes anything. ``task``: decided already by the caller's checks (nadexp.cli)."""
+    if task is None:
+        task = check_command(cfg, overrides)
+        check_dataset(cfg, task)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:  # a value the config leaves for the command line (???)
         hint = MISSING_HINTS.get(missing[0], f"add {missing[0]}=<value>")
         raise ConfigError(f"{missing[0]} must be given: {hint}")
-    check_dataset(cfg, task)
-    if "trainer" in TASKS[task].reads:
-        check_run_settings(cfg)
+    check_run_settings(cfg, task)
     if cfg.get("threads"):
         torch.set_num_threads(cfg.threads)
     apply_tf32(cfg.get("tf32", False))

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from nadexp.errors import ConfigError
-from nadexp.identity import release_unused_claims
+from nadexp.results.claims import NEW_DIR, claim_new_dir
 
 # The errors of a folder that does not take writes, as opposed to a bug or a missing file.
 WRITE_ERRORS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
@@ -52,7 +52,8 @@ def write_failure(error: OSError) -> str | None:
 
 
 class WritableOutput(Callback):
-    """Checks hydra.run.dir (hydra.sweep.dir for -m) before Hydra makes it and writes .hydra/ and the log there."""
+    """The owner of a run's (or multirun's) folder: checks hydra.run.dir (hydra.sweep.dir for -m) before Hydra makes
+    it and writes .hydra/ and the log there, and claims it when the config asks for a fresh one (nadexp.new_dir)."""
 
     def on_run_start(self, config: DictConfig, **kwargs) -> None:
         self._check(config, "hydra.run.dir")
@@ -64,9 +65,15 @@ class WritableOutput(Callback):
     def _check(config: DictConfig, option: str) -> None:
         HydraConfig.instance().set_config(config)  # as Hydra does next: the folder's name may use ${hydra:...}
         folder = OmegaConf.select(config, option)
-        release_unused_claims(keep=folder)  # folders claimed while Hydra merged configs, now known to be unused
         try:
             check_writable(folder, option, hint=" (or NADEXP_ROOT, for every output)")
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
+        parent, key = option.rsplit(".", 1)
+        if str(OmegaConf.to_container(OmegaConf.select(config, parent))[key]).startswith(NEW_DIR):
+            claimed = claim_new_dir(folder)
+            with read_write(config.hydra), open_dict(config.hydra):
+                OmegaConf.update(config, option, claimed)
+                if option == "hydra.sweep.dir":  # each job's config is composed again from the overrides: it names the claim
+                    config.hydra.overrides.hydra.append(f"{option}='{claimed}'")

@@ -1,0 +1,94 @@
+"""Claims: who writes where, decided by the file system, so that concurrent processes never share a target.
+
+- A fresh run folder (``${nadexp.new_dir:PATH}`` in conf/hydra/default.yaml) is claimed by its owner, the check
+  before a run starts (nadexp.run.writable), with ``claim_new_dir``: PATH, else PATH_2, PATH_3, ..., the first
+  one os.mkdir creates (it either creates a folder or fails, atomically). Composing a config creates nothing.
+- A group of a sweep's cells is claimed with ``claim``: <name>.claim, created atomically, holds the owner's host,
+  process id and start time. A claim whose owner is gone (its process ended on this host, or, from another host,
+  older than CLAIM_TIMEOUT_S) is taken over.
+"""
+
+import json
+import logging
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+NEW_DIR = "${nadexp.new_dir:"  # how a config asks for a fresh folder
+CLAIM_TIMEOUT_S = 24 * 3600  # a claim from another host counts as abandoned after this long
+
+
+def new_dir(path: str) -> str:
+    """The ``nadexp.new_dir`` resolver: ``path`` itself. It marks a folder to claim; resolving it creates nothing."""
+    return path
+
+
+def claim_new_dir(path) -> str:
+    """``path``, else ``path_2``, ``path_3``, ...: the first one this call creates."""
+    base, number = Path(path), 1
+    base.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        candidate = base if number == 1 else base.with_name(f"{base.name}_{number}")
+        try:
+            os.mkdir(candidate)
+            return str(candidate)
+        except FileExistsError:
+            number += 1
+
+
+def remove_if_unused(output_dir) -> bool:
+    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log):
+    after a config error it is no run, and later commands should not find it. True if it was removed."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return False
+    entries = list(output_dir.iterdir())
+    if any(not (entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file())) for entry in entries):
+        return False
+    shutil.rmtree(output_dir, ignore_errors=True)
+    return True
+
+
+def _owner_is_gone(claim: Path) -> bool:
+    try:
+        owner = json.loads(claim.read_text())
+        host, pid = owner["host"], int(owner["pid"])
+    except (OSError, ValueError, KeyError, TypeError):  # being written, or damaged: judged by its age alone
+        host, pid = None, None
+    try:
+        age = time.time() - claim.stat().st_mtime
+    except FileNotFoundError:
+        return False  # released meanwhile: the next attempt creates it
+    if host == socket.gethostname() and pid is not None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    return age > (CLAIM_TIMEOUT_S if host is not None else 60)
+
+
+def claim(path: Path) -> bool:
+    """Whether this process now holds the claim file ``path`` (taking it over from an owner that is gone)."""
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _owner_is_gone(path):
+                return False
+            try:  # one taker wins the rename; the others find no stale claim left and retry the create
+                os.replace(path, path.with_name(f"{path.name}.stale-{os.getpid()}"))
+                log.warning("%s: its owner is gone; taking it over", path.name)
+                Path(path.with_name(f"{path.name}.stale-{os.getpid()}")).unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, handle)
+        return True
+    return False
