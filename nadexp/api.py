@@ -204,11 +204,11 @@ def sweep(
     model: Model,
     basis: str = "fourier",
     *,
-    input_shape=(1, 32, 32),
     stride: int = 1,
+    input_shape=(1, 32, 32),
     seed: int = 0,
-    model_kwargs: Optional[dict] = None,
     run_dir=None,
+    model_kwargs: Optional[dict] = None,
     settings: Optional[dict] = None,
 ) -> Sweep:
     """Trains ``model`` on every ``stride``-th direction of ``basis`` (`python run.py experiment=single

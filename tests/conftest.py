@@ -89,13 +89,33 @@ def run_cli(*args, cwd=ROOT, timeout=600, env=None, script=ROOT / "run.py", proc
         full_env = {**os.environ, **(env or {})}
         command = [sys.executable, str(script), *args]
         return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
-    return run_in_process(args, cwd, env or {})
+    from nadexp.cli import main
+
+    return run_in_process(main, [str(ROOT / "run.py"), *map(str, args)], cwd, env or {})
 
 
-def run_in_process(args, cwd, env: dict) -> subprocess.CompletedProcess:
-    """nadexp.cli.main with ``args`` as its command line, in ``cwd`` with ``env`` added; what it prints is captured,
-    and the process is left as it was found (argv, path, modules of ``cwd``, environment, folder, logging, signal
-    handlers, torch threads)."""
+def run_script(script, *args, cwd=ROOT, env=None, process=False):
+    """`python SCRIPT ARGS` (a benchmark, an example): run as __main__ in this process, or (``process``) in a new one."""
+    if process:
+        return run_cli(*args, script=script, cwd=cwd, env=env)
+    import runpy
+
+    return run_in_process(lambda: runpy.run_path(str(script), run_name="__main__"), [str(script), *map(str, args)], cwd, env or {})
+
+
+def run_reports(*args, cwd=ROOT, process=False):
+    """`python -m nadexp.reports ARGS`, in this process through its main function, or (``process``) in a new one."""
+    if process:
+        return subprocess.run([sys.executable, "-m", "nadexp.reports", *map(str, args)], cwd=cwd, capture_output=True, text=True)
+    from nadexp.reports.__main__ import main
+
+    return run_in_process(lambda: main(sys.argv[1:]), ["nadexp.reports", *map(str, args)], cwd, {})
+
+
+def run_in_process(entry, argv, cwd, env: dict) -> subprocess.CompletedProcess:
+    """``entry()`` with ``argv`` as the command line, in ``cwd`` with ``env`` added: what it prints is captured (and
+    the warnings it logs, as a process prints them), and the process is left as it was found (argv, path, modules
+    of ``cwd``, environment, folder, logging, signal handlers, torch threads)."""
     import contextlib
     import io
     import logging
@@ -104,8 +124,6 @@ def run_in_process(args, cwd, env: dict) -> subprocess.CompletedProcess:
 
     import torch
 
-    from nadexp.cli import main
-
     out, err, code = io.StringIO(), io.StringIO(), 0
     saved_env, saved_cwd, saved_argv, saved_path, modules = dict(os.environ), os.getcwd(), sys.argv, sys.path[:], set(sys.modules)
     root = logging.getLogger()
@@ -113,7 +131,10 @@ def run_in_process(args, cwd, env: dict) -> subprocess.CompletedProcess:
     try:
         os.environ.update({key: str(value) for key, value in env.items()})
         os.chdir(cwd)
-        sys.argv = [str(ROOT / "run.py"), *map(str, args)]
+        sys.argv = list(argv)
+        warnings = logging.StreamHandler(err)  # Python's last resort in a process without logging set up
+        warnings.setLevel(logging.WARNING)
+        root.addHandler(warnings)
         # Hydra re-raises instead of reporting when a tracer is set (coverage sets one): report, as a process does.
         with (
             contextlib.redirect_stdout(out),
@@ -121,7 +142,8 @@ def run_in_process(args, cwd, env: dict) -> subprocess.CompletedProcess:
             mock.patch("hydra._internal.utils.is_under_debugger", lambda: False),
         ):
             try:
-                main()
+                returned = entry()
+                code = returned if isinstance(returned, int) else 0
             except SystemExit as exit:
                 code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
     finally:
@@ -139,7 +161,7 @@ def run_in_process(args, cwd, env: dict) -> subprocess.CompletedProcess:
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(list(argv), code, out.getvalue(), err.getvalue())
 
 
 def random_images(n_train: int, n_test: int, classes: int):

@@ -3,8 +3,6 @@
 import csv
 import json
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from nadexp.data.variants import apply_per_channel, complete_basis, dct_basis, f
 from nadexp.errors import ConfigError
 from nadexp.training import build, train
 
-from conftest import ROOT, check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
+from conftest import check_config_header, cifar10_overrides, refusal, run_cli, run_reports, write_learnable_cifar10
 
 
 def setup(cifar10_dir, nads_dir, **spec):
@@ -227,9 +225,7 @@ def test_the_figure_configs_run_as_multiruns_and_the_report_draws_table_and_curv
     assert (tmp_path / "report" / "poison_curve.png").is_file()  # drawn at the end of the multirun
 
     out = tmp_path / "out"
-    done = subprocess.run(
-        [sys.executable, "-m", "nadexp.reports", str(tmp_path), "--out", str(out)], cwd=ROOT, capture_output=True, text=True
-    )
+    done = run_reports(tmp_path, "--out", out)
     assert done.returncode == 0, done.stderr
     table = (out / "flip_table.md").read_text().splitlines()
     assert table[0].startswith("| arch | dataset | seed | plain | nad_flip | fourier_flip |")

@@ -2,7 +2,6 @@
 nadexp's, and the Python API (nadexp.api), which gives the command line's numbers."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import nadexp
 from nadexp.config import compose_config
 from nadexp.errors import ConfigError
 
-from conftest import QUICK, ROOT, refusal, run_cli
+from conftest import QUICK, ROOT, refusal, run_cli, run_script
 
 MYNET = textwrap.dedent(
     """
@@ -186,10 +185,10 @@ def test_the_console_entry_point_is_run_py(tmp_path):
     if not command.is_file():
         pytest.skip(f"the package is not installed with its console command beside {sys.executable}")
     same = ["experiment=nads", "arch=lenet", "seed=4", "--cfg", "job"]
-    installed = subprocess.run([str(command), *same], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    installed = subprocess.run([str(command), *same], cwd=tmp_path, capture_output=True, text=True, timeout=120)  # its round trip
     assert installed.returncode == 0, installed.stderr[-2000:]
     assert installed.stdout == run_cli(*same, cwd=tmp_path).stdout and "seed: 4" in installed.stdout
-    refused = subprocess.run([str(command), "arch=lenett"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    refused = run_cli("arch=lenett", cwd=tmp_path)  # the same entry function, in this process
     assert refused.returncode != 0 and "lenett" in refused.stderr
 
 
@@ -207,10 +206,8 @@ def test_the_api_leaves_a_notebooks_own_hydra_session_as_it_was():
 
 
 def test_the_notebook_example_runs_every_cell_and_draws_its_figures(tmp_path):
-    env = {**os.environ, "NADEXP_EXAMPLE_OUT": str(tmp_path / "out"), "NADEXP_EXAMPLE_QUICK": "1"}
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "docs" / "examples" / "custom_architecture.py")], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
+    env = {"NADEXP_EXAMPLE_OUT": str(tmp_path / "out"), "NADEXP_EXAMPLE_QUICK": "1"}
+    done = run_script(ROOT / "docs" / "examples" / "custom_architecture.py", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "direction [8, 8]: test accuracy" in done.stdout and "split-half overlap" in done.stdout
     for name in ("nads.png", "spectrum.png", "heatmap.png"):

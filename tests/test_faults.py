@@ -3,7 +3,7 @@ anything, and a damaged NAD file is named for what it is."""
 
 import pytest
 
-from conftest import QUICK, refusal, run_cli
+from conftest import QUICK, refusal, run_cli, run_reports
 
 
 @pytest.mark.parametrize(
@@ -29,6 +29,14 @@ def test_a_bad_trainer_callback_or_logger_value_stops_the_run_before_it_writes(t
     message = refusal([*QUICK, "arch=logreg", *group, override], tmp_path / "run")
     assert words in message, message
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("experiment", ["nads", "hyperplanes_lenet", "fourier_predicted"])
+def test_an_estimators_logger_settings_are_checked_too(tmp_path, experiment):
+    settings = [f"experiment={experiment}", "arch=logreg", "logger=csv", "+logger.csv.flush_logs_every_n_steps=often"]
+    message = refusal(settings, tmp_path / "run")
+    assert "logger.csv.flush_logs_every_n_steps='often' is not what CSVLogger takes" in message, message
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_bad_trainer_value_is_one_line_and_exit_code_2_on_the_command_line(tmp_path):
@@ -107,10 +115,6 @@ def test_damaged_cell_records_are_kept_aside_and_their_cells_trained_again(tmp_p
 
 def test_the_report_command_skips_an_unreadable_result_with_a_warning_and_lists_failed_runs(tmp_path):
     import json
-    import subprocess
-    import sys
-
-    from conftest import ROOT
 
     good, bad, failed = tmp_path / "runs" / "good", tmp_path / "runs" / "bad", tmp_path / "runs" / "failed"
     for run_dir in (good, bad, failed):
@@ -120,12 +124,7 @@ def test_the_report_command_skips_an_unreadable_result_with_a_warning_and_lists_
     (bad / "result.json").write_text('{"task": "train", "arch"')
     stopped = {"task": "train", "arch": "vgg11", "seed": 1, "status": "failed", "reason": "SystemExit: 143"}
     (failed / "result.json").write_text(json.dumps(stopped))
-    done = subprocess.run(
-        [sys.executable, "-m", "nadexp.reports", str(tmp_path / "runs"), "--out", str(tmp_path / "out")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = run_reports(tmp_path / "runs", "--out", tmp_path / "out", process=True)  # the report command's round trip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "bad/result.json is unreadable" in done.stderr and (tmp_path / "out" / "flip_table.md").is_file()
     listed = (tmp_path / "out" / "failed_runs.md").read_text()

@@ -15,7 +15,7 @@ from nadexp.reports.heatmap import fourier_grid
 from nadexp.run.execute import execute
 from nadexp.sweeps.runner import models_at_once
 
-from conftest import ROOT, check_result_schema, refusal, run_cli
+from conftest import ROOT, check_result_schema, refusal, run_cli, run_reports
 
 SMALL_SWEEP = [
     "experiment=single",
@@ -168,19 +168,14 @@ def test_the_report_command_draws_every_sweep(tmp_path):
         overrides = [*SMALL_SWEEP, f"sweep.stride={stride}", "trainer.max_epochs=2"]
         execute(compose_config(overrides, output_dir=tmp_path / f"s{stride}"), overrides)
     out = tmp_path / "report"
-    done = subprocess.run(
-        [sys.executable, "-m", "nadexp.reports", str(tmp_path / "s2"), str(tmp_path / "s4"), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    done = run_reports(tmp_path / "s2", tmp_path / "s4", "--out", out)
     assert done.returncode == 0, done.stderr
     for name in ("heatmap_s2.png", "heatmap_s2.pdf", "heatmap_s4.png", "heatmap_panel.png", "heatmap_panel.pdf", "cells.csv"):
         assert (out / name).stat().st_size > 0, name
     summary = (out / "summary.md").read_text().splitlines()
     assert len(summary) == 4 and "| s2 | logreg | fourier | 10 | 0 |" in summary[2] and "| s4 | logreg | fourier | 4 | 0 |" in summary[3]
     assert len((out / "cells.csv").read_text().splitlines()) == 1 + 10 + 4
-    bad = subprocess.run([sys.executable, "-m", "nadexp.reports", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    bad = run_reports(tmp_path)
     assert bad.returncode == 2 and "neither a direction sweep directory" in bad.stderr
 
 
