@@ -6,17 +6,20 @@ hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experi
 `experiment=fourier_demo`). nadexp.run.tasks decides the task and checks the command line against it.
 """
 
+import os
 import signal
 import sys
 import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from nadexp.config import check_dataset, register_configs
 from nadexp.errors import ConfigError
 from nadexp.results.claims import remove_if_unused
+from nadexp.run.hydra_errors import first_line, hydra_error_line
 from nadexp.run.identity import CONFIG_DIR
 from nadexp.run.tasks import check_command
 from nadexp.run.writable import write_failure
@@ -24,8 +27,30 @@ from nadexp.run.writable import write_failure
 register_configs()
 
 
+def main() -> None:
+    """`nadexp ...` and `python run.py ...`: Hydra's main, with the errors it finds in a command as one line (exit 2),
+    and a run that fails as one line (exit 1). HYDRA_FULL_ERROR=1 shows Hydra's own report and the traceback."""
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        run()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it finds, instead of printing it
+    try:
+        run()
+    except HydraException as error:
+        from hydra._internal.utils import get_args_parser
+
+        overrides = get_args_parser().parse_known_args(sys.argv[1:])[0].overrides
+        print(f"error: {hydra_error_line(error, overrides)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as error:  # a run that failed once it started: its result.json keeps the reason too
+        print(f"error: {type(error).__name__}: {first_line(error)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     # SIGTERM (a cluster's time limit, `kill`) ends the run as an exception does, so it records its failure.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -41,7 +66,7 @@ def main(cfg: DictConfig) -> float:
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             result = execute(cfg, hydra_cfg.overrides.task, task)
     except ConfigError as error:
-        remove_if_unused(hydra_cfg.runtime.output_dir)  # Hydra made it before the checks ran: no run, no folder
+        remove_if_unused(hydra_cfg.runtime.output_dir, up_to=cfg.paths.log_dir)  # Hydra made it before the checks ran: no folder
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # a folder that stopped taking writes (a full or read-only disk): one line, not a traceback

@@ -146,6 +146,11 @@ def run_in_process(entry, argv, cwd, env: dict) -> subprocess.CompletedProcess:
                 code = returned if isinstance(returned, int) else 0
             except SystemExit as exit:
                 code = exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+            except Exception:  # as Python ends a process on an uncaught exception
+                import traceback
+
+                traceback.print_exc()
+                code = 1
     finally:
         for handler in root.handlers:
             if handler not in handlers:

@@ -120,10 +120,22 @@ def test_an_earlier_result_is_never_overwritten(tmp_path):
     assert json.loads((run_dir / "result.json").read_text()) == {"test_acc": 0.99}
 
 
+def test_the_refusal_of_a_finished_run_names_its_fix_and_the_fix_works(tmp_path):
+    command = [*QUICK, "arch=logreg", f"hydra.run.dir={tmp_path / 'run'}"]
+    assert run_cli(*command).returncode == 0
+    first = (tmp_path / "run" / "result.json").read_text()
+    again = run_cli(*command)
+    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0, again.stderr
+    assert "add resume=true to report that result" in again.stderr and "or give another hydra.run.dir" in again.stderr
+    resumed = run_cli(*command, "resume=true")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (tmp_path / "run" / "result.json").read_text() == first  # reported, not trained again
+
+
 @pytest.mark.parametrize(
     "override, words",
     [
-        ("arch=transformer", ["arch/transformer", "lenet"]),  # Hydra's own composition error
+        ("arch=transformer", ["arch=transformer is not an option of arch", "conf/arch/"]),  # found by Hydra, said by nadexp
         ("dataset.sigma=-1", ["dataset.sigma", ">= 0"]),  # a value the dataset refuses
         ("dataset.sigmaa=3", ["dataset.sigmaa"]),  # a misspelt key of the typed dataset
     ],
@@ -137,6 +149,27 @@ def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path,
     assert words[0] in first_line, done.stderr
     assert "Traceback" not in done.stderr
     assert not (run_dir / "result.json").exists()
+
+
+@pytest.mark.parametrize(
+    "override, line",
+    [
+        ("arch=lenett", "arch=lenett is not an option of arch: did you mean lenet? (its options: nadexp --help, or conf/arch/)"),
+        ("experiment=fourier_dmeo", "experiment=fourier_dmeo is not an option of experiment: did you mean fourier_demo"),
+        ("dataset=cifar", "dataset=cifar is not an option of dataset: did you mean cifar10 or cifar100?"),  # not its schemas
+        ("trainer.max_epoch=5", "trainer.max_epoch is not a setting of trainer: did you mean trainer.max_epochs?"),
+        ("dataset.sigmaa=3", "dataset.sigmaa is not a setting of dataset: did you mean dataset.sigma?"),
+        ("seeed=3", "seeed is not a setting: did you mean seed"),
+        ("dataset.eps=abc", "dataset.eps=abc: Value 'abc' of type 'str' could not be converted to Float"),
+        ("arch=[", "arch=[ is not an override: write group=option, key=value or +key=value"),
+        ("lenet", "lenet is not an override"),
+    ],
+)
+def test_hydras_errors_are_one_line_with_the_close_matches_and_exit_code_2(tmp_path, override, line):
+    done = run_cli(*QUICK, override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert done.stderr.startswith(f"error: {line}"), done.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

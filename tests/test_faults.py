@@ -209,7 +209,9 @@ def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_i
     (tmp_path / "mynet.py").write_text(EXPLODES)
     settings = [*QUICK, "arch=custom", "arch.target=mynet.Explodes"]
     failed = run_cli(*settings, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path, env={"EXPLODE": "1"})
-    assert failed.returncode != 0
+    assert failed.returncode == 1 and failed.stderr.strip().splitlines()[-1] == (
+        "error: RuntimeError: the loss went to NaN (HYDRA_FULL_ERROR=1 shows where)"
+    ), failed.stderr[-2000:]
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     assert record["status"] == "failed" and record["reason"] == "RuntimeError: the loss went to NaN", record
     monkeypatch.delenv("EXPLODE", raising=False)

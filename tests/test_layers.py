@@ -29,7 +29,7 @@ LAYERS = (  # lowest first: a module may import from its own layer and every lay
     ("nadexp.estimators",),
     ("nadexp.sweeps",),
     ("nadexp.config", "nadexp.run.execute"),
-    ("nadexp.cli", "nadexp.api"),
+    ("nadexp.cli", "nadexp.api", "nadexp.run.hydra_errors"),
 )
 LAZY_EXPORTS = {"nadexp": {"nadexp.api"}}  # the package hands out the API's names on first use (nadexp/__init__.py)
 
@@ -110,6 +110,7 @@ def test_the_command_line_checks_import_no_torch():
     """What run.py loads before it has checked a command: --help and a config error answer without torch."""
     code = (
         "import sys, nadexp, nadexp.cli, nadexp.config, nadexp.run.identity, nadexp.run.tasks, nadexp.run.settings, nadexp.console; "
+        "import nadexp.run.hydra_errors; "
         "import nadexp.results.schema, nadexp.results.resume; "
         "print(sorted(m for m in ('torch', 'pytorch_lightning', 'torchvision', 'matplotlib') if m in sys.modules))"
     )

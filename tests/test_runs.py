@@ -192,6 +192,17 @@ def test_only_a_directory_of_hydras_own_files_is_removed(tmp_path):
     (tmp_path / "kept" / "config.yaml").write_text("seed: 0\n")
     assert remove_if_unused(tmp_path / "empty") and not (tmp_path / "empty").exists()
     assert not remove_if_unused(tmp_path / "kept") and (tmp_path / "kept" / "config.yaml").exists()
+    (tmp_path / "outputs" / "nads" / "lenet" / ".hydra").mkdir(parents=True)  # a refused first estimate's folders
+    assert remove_if_unused(tmp_path / "outputs" / "nads" / "lenet", up_to=tmp_path / "outputs")
+    assert (tmp_path / "outputs").is_dir() and not (tmp_path / "outputs" / "nads").exists()
+
+
+def test_a_refused_run_in_a_folder_of_its_identity_leaves_no_folder(tmp_path):
+    done = run_cli("experiment=nads", "arch=logreg", "estimator.num_networks=2", env={"NADEXP_ROOT": str(tmp_path)})
+    assert done.returncode == 2 and "estimator.num_networks must be >= 4" in done.stderr, done.stderr
+    assert not (tmp_path / "outputs" / "nads").exists()  # nor the folder above the run's
+    done = run_cli(*QUICK, "arch=logreg", "dataset.sigma=-1", env={"NADEXP_ROOT": str(tmp_path)})  # a time-stamped one
+    assert done.returncode == 2 and not (tmp_path / "outputs" / "runs").exists()
 
 
 # --- the task and the command line ------------------------------------------------------------------------------

@@ -39,9 +39,10 @@ def claim_new_dir(path) -> str:
             number += 1
 
 
-def remove_if_unused(output_dir) -> bool:
-    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log):
-    after a config error it is no run, and later commands should not find it. True if it was removed."""
+def remove_if_unused(output_dir, up_to=None) -> bool:
+    """Remove a run directory that holds only what Hydra writes before a run starts (.hydra/, the job log), and the
+    folders above it that it leaves empty, up to ``up_to`` (outputs/): after a config error it is no run, and
+    later commands should not find it. True if it was removed."""
     output_dir = Path(output_dir)
     if not output_dir.is_dir():
         return False
@@ -49,6 +50,14 @@ def remove_if_unused(output_dir) -> bool:
     if any(not (entry.name == ".hydra" or (entry.suffix == ".log" and entry.is_file())) for entry in entries):
         return False
     shutil.rmtree(output_dir, ignore_errors=True)
+    top = Path(up_to).absolute() if up_to is not None else None
+    for folder in output_dir.absolute().parents:
+        if top is None or folder == top or top not in folder.parents:
+            break
+        try:
+            folder.rmdir()  # only an empty one: outputs/nads/ of a refused first estimate, a refused run's date folder
+        except OSError:
+            break
     return True
 
 

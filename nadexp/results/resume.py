@@ -37,7 +37,10 @@ def open_run_dir(cfg: DictConfig, task: str, write_config: bool = True) -> Path:
     if sweep or cfg.get("resume"):
         check_same_config(cfg, output_dir, task)
     elif finished:
-        raise ConfigError(f"hydra.run.dir={output_dir} already holds a finished run's result.json; choose another run directory")
+        raise ConfigError(
+            f"hydra.run.dir={output_dir} already holds a finished run's result.json: add resume=true to report that result "
+            "(it also continues an unfinished run from its last checkpoint), or give another hydra.run.dir"
+        )
     if write_config and (sweep or not finished):
         write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return output_dir
