@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from nadexp.config import CONFIG_DIR, compose_config
+from nadexp.console import quiet_lightning
 from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.errors import ConfigError
 from nadexp.models.custom import GIVEN, import_target, target_name
@@ -137,7 +138,8 @@ def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
     directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="nadexp-"))
     overrides = [*overrides, *(["logger=none"] if not any(o.startswith("logger=") for o in overrides) else [])]
     try:
-        result = execute(compose_config(overrides, output_dir=directory), overrides)
+        with quiet_lightning():
+            result = execute(compose_config(overrides, output_dir=directory), overrides)
     except BaseException:
         if run_dir is None:
             shutil.rmtree(directory, ignore_errors=True)

@@ -9,7 +9,6 @@ hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experi
 import os
 import signal
 import sys
-import warnings
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -17,6 +16,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 
 from nadexp.config import check_dataset, register_configs
+from nadexp.console import quiet_lightning
 from nadexp.errors import ConfigError
 from nadexp.results.claims import remove_if_unused
 from nadexp.run.hydra_errors import first_line, hydra_error_line
@@ -60,10 +60,7 @@ def run(cfg: DictConfig) -> float:
         check_dataset(cfg, task)
         from nadexp.run.execute import execute
 
-        with warnings.catch_warnings():
-            # A deprecation inside Lightning that users cannot act on; a resumed run's checkpoint folder is expected.
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        with quiet_lightning(handlers_of=()):  # the log's own filter is Hydra's logging config's
             result = execute(cfg, hydra_cfg.overrides.task, task)
     except ConfigError as error:
         remove_if_unused(hydra_cfg.runtime.output_dir, up_to=cfg.paths.log_dir)  # Hydra made it before the checks ran: no folder

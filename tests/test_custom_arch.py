@@ -231,3 +231,17 @@ def test_the_readmes_example_network_runs_as_documented(tmp_path):
 def test_arch_custom_without_a_target_asks_for_one(tmp_path):
     message = refusal([*NADS, "arch=custom"], tmp_path / "run")
     assert message.startswith("arch.target must be given") and "arch.target=mymodule.MyNet" in message, message
+
+
+def test_the_api_is_as_quiet_as_the_command_line(tmp_path, caplog):
+    import warnings
+
+    settings = {"dataset.n_train": 64, "dataset.n_test": 64, "trainer.max_epochs": 1}
+    with caplog.at_level("INFO"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            nadexp.train_direction("logreg", [1, 0], input_shape=(1, 8, 8), settings=settings)
+    messages = [record.getMessage() for record in caplog.records]
+    assert not [m for m in messages if "Tip:" in m], messages  # Lightning's advert
+    assert sum("GPU available" in m for m in messages) <= 1, messages  # its notices once per process, as a shell shows them
+    assert not [w for w in caught if "LeafSpec" in str(w.message)]  # a deprecation inside Lightning
