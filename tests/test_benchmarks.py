@@ -14,6 +14,7 @@ TINY = {
     "nads_per_arch.py": ["--archs", "lenet,resnet18", "--autograd-networks", "8", "--fd-networks", "4"],
     "prediction_study.py": ["--networks", "8,4"],
     "prediction_transfer.py": lambda tmp_path: ["--k", "3", "--ntk", "3", f"logreg={tiny_logreg_map(tmp_path)}"],
+    "shared_cores.py": ["--arch", "logreg", "--size", "8", "--stride", "4", "--samples", "128", "--epochs", "1"],
     "startup.py": ["--repeats", "1"],
     "sweep.py": ["--cells", "2", "--epochs", "1", "--image-size", "16", "--models-at-once", "2"],
 }
@@ -34,7 +35,7 @@ def tiny_logreg_map(tmp_path) -> str:
 
 
 # The longer smoke tests run with `make test-all` (pytest -m slow), so the default run stays near 10 minutes.
-SLOW = {"class_density.py", "hyperplanes.py", "nads_per_arch.py", "prediction_study.py", "startup.py"}
+SLOW = {"class_density.py", "hyperplanes.py", "nads_per_arch.py", "prediction_study.py", "shared_cores.py", "startup.py"}
 
 
 def test_every_benchmark_script_has_a_smoke_test():

@@ -20,6 +20,7 @@ LAYERS = (  # lowest first: a module may import from its own layer and every lay
         "nadexp.loggers",
         "nadexp.generators",
         "nadexp.devices",
+        "nadexp.cores",
         "nadexp.console",
     ),
     ("nadexp.models",),

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
+from nadexp.cores import share
 from nadexp.devices import agree
 from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_networks
 from nadexp.estimators.wide import WideNetwork, layer_inputs, perturbed_inputs, side_by_side
@@ -79,6 +80,7 @@ def finite_difference_gradients(
     done = 0
     with torch.inference_mode():
         for stacked in stacked_networks(template, count, networks, make_net, generator=generator):
+            share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
             runner.load(stacked)
             runner.perturb_around(points[0], scale)
             block = torch.empty(runner.count, dim, device=runner.device)  # filled on the device, copied once per batch
@@ -173,6 +175,7 @@ def autograd_gradients(
     gradients = torch.empty(count, math.prod(shape))
     start = 0
     for stacked in batches:
+        share()
         stop = start + len(next(iter(stacked.values())))
         gradients[start:stop] = gradient(stacked, points[start:stop].to(device)).reshape(stop - start, -1).cpu()
         start = stop

@@ -6,11 +6,11 @@ The registry below is the one place that knows which code runs which task.
 
 import time
 
-import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 
 from nadexp.config import check_dataset
+from nadexp.cores import sharing
 from nadexp.devices import apply_tf32
 from nadexp.errors import ConfigError
 from nadexp.estimators.run import estimate, prepare_estimate
@@ -41,21 +41,20 @@ def execute(cfg: DictConfig, overrides=(), task: str | None = None) -> dict:
         hint = MISSING_HINTS.get(missing[0], f"add {missing[0]}=<value>")
         raise ConfigError(f"{missing[0]} must be given: {hint}")
     check_run_settings(cfg, task)
-    if cfg.get("threads"):
-        torch.set_num_threads(cfg.threads)
     apply_tf32(cfg.get("tf32", False))
     prepare_task, run_task = STEPS[task]
-    try:
-        prepared = prepare_task(cfg)
-    except InstantiationException as error:  # Hydra wraps what a config's constructor raises
-        if isinstance(error.__cause__, ConfigError):
-            raise error.__cause__ from None
-        raise
-    start = time.perf_counter()
-    try:
-        return run_task(cfg, prepared)
-    except ConfigError:  # bad input found once the run looked at it (a damaged data file): one line, no record
-        raise
-    except BaseException as error:  # an exception inside Lightning, a divergence, Ctrl-C, SIGTERM (nadexp.cli)
-        record_failure(cfg, task, error, time.perf_counter() - start)
-        raise
+    with sharing(cfg.get("threads")):  # the cores, shared with the other nadexp processes on this machine
+        try:
+            prepared = prepare_task(cfg)
+        except InstantiationException as error:  # Hydra wraps what a config's constructor raises
+            if isinstance(error.__cause__, ConfigError):
+                raise error.__cause__ from None
+            raise
+        start = time.perf_counter()
+        try:
+            return run_task(cfg, prepared)
+        except ConfigError:  # bad input found once the run looked at it (a damaged data file): one line, no record
+            raise
+        except BaseException as error:  # an exception inside Lightning, a divergence, Ctrl-C, SIGTERM (nadexp.cli)
+            record_failure(cfg, task, error, time.perf_counter() - start)
+            raise

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, open_dict
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nadexp.cores import share
 from nadexp.data.directions import sweep_directions
 from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.devices import auto_device, job_index
@@ -292,6 +293,7 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
                     if not store.claim(name):
                         continue
                     claimed_one = True
+                    share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
                     try:
                         for group, records in trained_groups(cfg, whole, sweep.models_at_once):
                             for (_, key), record in zip(group, records):

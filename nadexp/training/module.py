@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nadexp.cores import share
 from nadexp.generators import seeded
 
 RANK_STREAM, CUDA_STREAM = 1, 2  # seeded(seed, stream, rank): the random layers' streams of DDP ranks and GPUs
@@ -64,6 +65,9 @@ class Classifier(pl.LightningModule):
             if not self.history or self.history[-1]["epoch"] != self.current_epoch:
                 self.history.append({"epoch": self.current_epoch})
             self.history[-1].update({key: round(value.item(), 6) for key, value in metrics.items()})
+
+    def on_train_epoch_start(self):
+        share()  # another nadexp process may have started or ended on this machine (nadexp.cores)
 
     def on_fit_start(self):
         rank = self.global_rank

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from nadexp.cores import share
+
 # trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
 NO_EFFECT = (
     "_target_",
@@ -205,6 +207,7 @@ def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, 
     sched = scheduler(optimizer=opt, total_iters=epochs * steps_per_epoch) if scheduler else None
     history = [[] for _ in range(models.size)]
     for epoch in range(epochs):
+        share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
         models.train(True)
         order = torch.stack([epoch_order(g, size) for g in orders]).to(x_train.device)
         loss_sum = torch.zeros(models.size, device=x_train.device)

@@ -1,0 +1,72 @@
+"""Sharing a machine's CPU cores between the nadexp processes on it: each runs cores // processes torch threads
+(at least one), looked at again between a sweep's groups of cells, a NAD estimate's networks and a training run's
+epochs. So two processes on one sweep, or a sweep beside a NAD estimate, split the cores instead of each taking
+all of them, which on a CPU slows both many times over. An explicit ``threads=N`` is kept as it is."""
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+_fixed: int | None = None  # threads=N of this process's run: not shared
+
+
+def registry() -> Path:
+    """The folder that holds one empty file per running nadexp process of this user (its process id)."""
+    return Path(os.environ.get("NADEXP_PROCESSES") or Path(tempfile.gettempdir()) / f"nadexp-processes-{os.getuid()}")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
+
+
+def processes() -> int:
+    """The nadexp processes running now (this one included); a process that ended without unregistering is dropped."""
+    live = 0
+    for path in registry().glob("[0-9]*"):
+        if _alive(int(path.name)):
+            live += 1
+        else:
+            path.unlink(missing_ok=True)
+    return max(live, 1)
+
+
+@contextmanager
+def sharing(threads: int | None = None):
+    """Around a run: this process is registered for others to count, and its torch threads are its share of the
+    cores (or ``threads``), looked at again by ``share``; afterwards the thread count it had is restored."""
+    global _fixed
+    before, path = torch.get_num_threads(), registry() / str(os.getpid())
+    _fixed = threads
+    try:
+        registry().mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:  # a temporary folder that takes no writes: this process counts only itself
+        pass
+    try:
+        share()
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        _fixed = None
+        torch.set_num_threads(before)
+
+
+def share() -> int:
+    """Sets and returns this process's torch threads: its share of the cores, or the run's ``threads``."""
+    threads = _fixed or max(1, cores() // processes())
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    return threads
