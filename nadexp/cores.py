@@ -49,7 +49,7 @@ def sharing(threads: int | None = None):
     cores (or ``threads``), looked at again by ``share``; afterwards the thread count it had is restored."""
     global _fixed
     before, path = torch.get_num_threads(), registry() / str(os.getpid())
-    _fixed = threads
+    _fixed, registered = threads, path.exists()  # already counted (a run inside a run, a test worker): stays so
     try:
         registry().mkdir(parents=True, exist_ok=True)
         path.touch()
@@ -59,7 +59,8 @@ def sharing(threads: int | None = None):
         share()
         yield
     finally:
-        path.unlink(missing_ok=True)
+        if not registered:
+            path.unlink(missing_ok=True)
         _fixed = None
         torch.set_num_threads(before)
 

@@ -13,11 +13,19 @@ from nadexp.config import compose_config
 os.environ["NADEXP_ROOT"] = tempfile.mkdtemp(prefix="nadexp-tests-")
 # pytest-xdist's workers share the cores: each takes its share of torch threads (and so do its subprocesses), so
 # that two workers on two cores do not slow each other down many times over.
+# A worker counts as a nadexp process for the whole session (nadexp.cores), so the runs in it take their share too.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    import atexit
+
     import torch
 
+    from nadexp import cores
+
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    cores.registry().mkdir(parents=True, exist_ok=True)
+    (cores.registry() / str(os.getpid())).touch()
+    atexit.register(lambda: (cores.registry() / str(os.getpid())).unlink(missing_ok=True))
 
 ROOT = Path(__file__).resolve().parents[1]
 # The paper's zoo (nadexp/models; arch=custom needs a user's class: tests/test_custom_arch.py), and the arch options that

@@ -200,8 +200,9 @@ class Explodes(nn.Module):  # trains one step, then fails inside Lightning's loo
 """
 
 
-def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_it_again(tmp_path, monkeypatch):
+def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_it_again(tmp_path, monkeypatch, request):
     import json
+    import sys
 
     from nadexp.config import compose_config
     from nadexp.run.execute import execute
@@ -216,6 +217,7 @@ def test_a_run_that_fails_after_it_started_says_so_and_the_same_command_starts_i
     assert record["status"] == "failed" and record["reason"] == "RuntimeError: the loss went to NaN", record
     monkeypatch.delenv("EXPLODE", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path))
+    request.addfinalizer(lambda: sys.modules.pop("mynet", None))  # this folder's mynet.py: a later test has its own
     again = execute(compose_config(settings, output_dir=tmp_path / "run"), settings)  # the same settings, in the same folder
     assert again == json.loads((tmp_path / "run" / "result.json").read_text())
     assert "status" not in again and 0 <= again["test_acc"] <= 1
