@@ -355,6 +355,24 @@ def test_two_runs_started_at_once_write_into_two_directories(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("run*/result.json") for p in [p.parent]) == ["run", "run_2"]
 
 
+def test_a_multiruns_fresh_folder_is_claimed_when_it_starts_and_its_jobs_land_in_the_claim(tmp_path):
+    sweep_dir = tmp_path / "it's"  # a quote in the path too, escaped as Hydra reads one
+    pattern = f"hydra.sweep.dir=${{nadexp.new_dir:'{str(sweep_dir).replace(chr(39), chr(92) + chr(39))}/m'}}"
+    for _ in range(2):
+        done = run_cli("-m", *QUICK, "arch=logreg", "dataset.direction=[1,0],[2,0]", pattern)
+        assert done.returncode == 0, done.stderr[-2000:]
+    found = sorted(str(p.relative_to(sweep_dir)) for p in sweep_dir.glob("*/*/result.json"))
+    assert found == ["m/0/result.json", "m/1/result.json", "m_2/0/result.json", "m_2/1/result.json"]
+
+
+def test_composing_a_config_creates_no_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("NADEXP_ROOT", str(tmp_path))
+    for overrides in ([], ["experiment=fourier_lenet"], ["experiment=nads"]):
+        assert run_cli(*overrides, "--cfg", "all", "--resolve").returncode == 0  # the run folder's name resolved too
+        compose_config(overrides, output_dir=tmp_path / "given")
+    assert not list(tmp_path.iterdir())  # neither outputs/runs/ nor outputs/multiruns/, nor the given folder
+
+
 def test_what_an_experiment_sweeps_itself_is_named_by_its_label_not_by_a_digest():
     for variant in ("plain", "nad_flip", "fourier_flip"):
         assert suffix("experiment=cifar10_flip_table", "arch=lenet", f"dataset.variant={variant}") == ""

@@ -76,4 +76,5 @@ class WritableOutput(Callback):
             with read_write(config.hydra), open_dict(config.hydra):
                 OmegaConf.update(config, option, claimed)
                 if option == "hydra.sweep.dir":  # each job's config is composed again from the overrides: it names the claim
-                    config.hydra.overrides.hydra.append(f"{option}='{claimed}'")
+                    quoted = claimed.replace("\\", "\\\\").replace("'", "\\'")
+                    config.hydra.overrides.hydra.append(f"{option}='{quoted}'")
