@@ -19,6 +19,7 @@ from nadexp.config import check_dataset, register_configs
 from nadexp.console import quiet_lightning
 from nadexp.errors import ConfigError
 from nadexp.results.claims import remove_if_unused
+from nadexp.run.help import listing, usage
 from nadexp.run.hydra_errors import first_line, hydra_error_line
 from nadexp.run.identity import CONFIG_DIR
 from nadexp.run.tasks import check_command
@@ -30,6 +31,17 @@ register_configs()
 def main() -> None:
     """`nadexp ...` and `python run.py ...`: Hydra's main, with the errors it finds in a command as one line (exit 2),
     and a run that fails as one line (exit 1). HYDRA_FULL_ERROR=1 shows Hydra's own report and the traceback."""
+    arguments = sys.argv[1:]
+    if "--help" in arguments or "-h" in arguments:
+        print(usage())
+        return
+    if arguments[:1] == ["list"]:
+        try:
+            print(listing(arguments[1] if len(arguments) > 1 else "experiments"))
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+        return
     if os.environ.get("HYDRA_FULL_ERROR"):
         run()
         return

@@ -151,6 +151,26 @@ def test_bad_input_exits_non_zero_with_one_clear_message_and_no_result(tmp_path,
     assert not (run_dir / "result.json").exists()
 
 
+def test_help_lists_the_options_a_user_picks_under_nadexps_name():
+    done = run_cli("--help")
+    assert done.returncode == 0 and done.stdout.startswith("nadexp [group=option ...]"), done.stderr
+    assert "_schema" not in done.stdout and "powered by Hydra" not in done.stdout and len(done.stdout.splitlines()) < 50
+    for group in ("experiment", "arch", "dataset", "sweep", "estimator", "trainer", "logger"):
+        listed = " ".join(done.stdout.split())
+        assert all(option.stem in listed for option in (ROOT / "conf" / group).glob("*.yaml")), group
+
+
+def test_list_experiments_prints_each_with_the_first_line_and_time_of_its_header():
+    done = run_cli("list", "experiments")
+    assert done.returncode == 0, done.stderr
+    starts = [line.split()[0] for line in done.stdout.splitlines() if line and not line.startswith(" ")]
+    assert starts == sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))
+    fourier_lenet = done.stdout.split("fourier_lenet ", 1)[1].splitlines()
+    assert fourier_lenet[0].strip().startswith("Figure: LeNet's Fourier heat map") and fourier_lenet[1].strip().startswith("Time:")
+    wrong = run_cli("list", "recipes")
+    assert wrong.returncode == 2 and wrong.stderr.startswith("error: nadexp list recipes: choose one of experiment, arch")
+
+
 @pytest.mark.parametrize(
     "override, line",
     [

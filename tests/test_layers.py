@@ -30,7 +30,7 @@ LAYERS = (  # lowest first: a module may import from its own layer and every lay
     ("nadexp.estimators",),
     ("nadexp.sweeps",),
     ("nadexp.config", "nadexp.run.execute"),
-    ("nadexp.cli", "nadexp.api", "nadexp.run.hydra_errors"),
+    ("nadexp.cli", "nadexp.api", "nadexp.run.hydra_errors", "nadexp.run.help"),
 )
 LAZY_EXPORTS = {"nadexp": {"nadexp.api"}}  # the package hands out the API's names on first use (nadexp/__init__.py)
 
