@@ -60,6 +60,17 @@ def user_dir(tmp_path, monkeypatch):
     sys.modules.pop("mynet", None)
 
 
+def test_a_users_run_lands_in_the_folder_it_runs_from_or_in_nadexp_root(user_dir, tmp_path_factory, monkeypatch):
+    monkeypatch.delenv("NADEXP_ROOT")
+    settings = [*NADS, "arch=custom", "arch.target=mynet.TinyConv", "estimator.num_networks=8"]
+    assert run_cli(*settings, cwd=user_dir).returncode == 0
+    (here,) = (user_dir / "outputs" / "nads").iterdir()  # the folder it runs from
+    assert here.name.startswith("TinyConv-autograd-s0") and (here / "nads.npy").is_file()
+    root = tmp_path_factory.mktemp("root")
+    assert run_cli(*settings, cwd=user_dir, env={"NADEXP_ROOT": str(root)}).returncode == 0
+    assert (root / "outputs" / "nads" / here.name / "nads.npy").is_file() and len(list(user_dir.glob("outputs/*/*"))) == 1
+
+
 def test_the_command_line_runs_a_users_class_and_names_the_run_after_it(user_dir):
     settings = [*NADS, "arch=custom", "arch.target=mynet.TinyConv", "+arch.kwargs.width=6"]
     done = run_cli(*settings, cwd=user_dir, env={"NADEXP_ROOT": str(user_dir)})
