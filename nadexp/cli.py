@@ -13,6 +13,7 @@ import sys
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nadexp.config import check_dataset, register_configs
@@ -26,6 +27,7 @@ from nadexp.run.tasks import check_command
 from nadexp.run.writable import write_failure
 
 register_configs()
+ONE_LINE = True  # errors as one line; HYDRA_FULL_ERROR=1: Hydra's report and the traceback
 
 
 def main() -> None:
@@ -42,10 +44,12 @@ def main() -> None:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         return
+    global ONE_LINE
     if os.environ.get("HYDRA_FULL_ERROR"):
+        ONE_LINE = False
         run()
         return
-    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises what it finds, instead of printing it
+    ONE_LINE, os.environ["HYDRA_FULL_ERROR"] = True, "1"  # Hydra raises what it finds, instead of printing it
     try:
         run()
     except HydraException as error:
@@ -83,5 +87,10 @@ def run(cfg: DictConfig) -> float:
         if message is None:
             raise
         print(f"error: {message}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as error:
+        if hydra_cfg.mode == RunMode.MULTIRUN or not ONE_LINE:
+            raise  # Hydra names the job that failed, and the multirun goes on to the next
+        print(f"error: {type(error).__name__}: {first_line(error)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
         sys.exit(1)
     return result["objective"]

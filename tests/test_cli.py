@@ -179,6 +179,7 @@ def test_list_experiments_prints_each_with_the_first_line_and_time_of_its_header
         ("dataset=cifar", "dataset=cifar is not an option of dataset: did you mean cifar10 or cifar100?"),  # not its schemas
         ("trainer.max_epoch=5", "trainer.max_epoch is not a setting of trainer: did you mean trainer.max_epochs?"),
         ("dataset.sigmaa=3", "dataset.sigmaa is not a setting of dataset: did you mean dataset.sigma?"),
+        ("+dataset.sigmaa=3", "dataset.sigmaa is not a setting of dataset: did you mean dataset.sigma?"),
         ("seeed=3", "seeed is not a setting: did you mean seed"),
         ("dataset.eps=abc", "dataset.eps=abc: Value 'abc' of type 'str' could not be converted to Float"),
         ("arch=[", "arch=[ is not an override: write group=option, key=value or +key=value"),

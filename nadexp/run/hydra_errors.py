@@ -50,4 +50,4 @@ def hydra_error_line(error: HydraException, overrides) -> str:
     if unknown:
         return unknown_key(unknown.group(1), overrides)
     cause = f": {first_line(error.__cause__)}" if error.__cause__ is not None else ""
-    return f"{first_line(error).removeprefix('Error merging override ')}{cause}"
+    return f"{first_line(error).removeprefix('Error merging override ').rstrip(':')}{cause}"
