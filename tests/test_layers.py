@@ -21,6 +21,7 @@ LAYERS = (  # lowest first: a module may import from its own layer and every lay
         "nadexp.generators",
         "nadexp.devices",
         "nadexp.cores",
+        "nadexp.progress",
         "nadexp.console",
     ),
     ("nadexp.models",),

@@ -18,6 +18,7 @@ from nadexp.cores import share
 from nadexp.devices import agree
 from nadexp.estimators.draws import drawn_ahead, fresh_networks, stacked_networks
 from nadexp.estimators.wide import WideNetwork, layer_inputs, perturbed_inputs, side_by_side
+from nadexp.progress import Steps
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def finite_difference_gradients(
     dim = math.prod(shape)
     gradients = torch.empty(count, dim)
     done = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), Steps("NADs by finite differences", count, "networks") as progress:
         for stacked in stacked_networks(template, count, networks, make_net, generator=generator):
             share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
             runner.load(stacked)
@@ -91,6 +92,7 @@ def finite_difference_gradients(
                 block[:, part] = (out[:, :n] - out[:, n:]) / (2 * scale)
             gradients[done : done + runner.count] = block.cpu()
             done += runner.count
+            progress.advance(runner.count)
     return gradients
 
 
@@ -139,13 +141,15 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
     gradients = torch.empty(count, dim)
     shared = bool(points.stride(0) == 0)  # one x0 for all networks: build the perturbed batch once
     batch = None
-    with torch.inference_mode():
+    with torch.inference_mode(), Steps("NADs by finite differences", count, "networks") as progress:
         for k, net in enumerate(fresh_networks(template, count, make_net, generator=generator)):
+            share()
             _copy_weights(net, worker)
             if batch is None or not shared:
                 batch = perturbed_inputs(points[k], scale, device, dtype)(slice(0, dim))
             out = torch.cat([worker(part).float().reshape(-1) for part in batch.split(chunk_size)])
             gradients[k] = ((out[:dim] - out[dim:]) / (2 * scale)).cpu()
+            progress.advance(1)
     return gradients
 
 
@@ -174,11 +178,13 @@ def autograd_gradients(
         gradient = _vmapped_input_gradients(template, device)
     gradients = torch.empty(count, math.prod(shape))
     start = 0
-    for stacked in batches:
-        share()
-        stop = start + len(next(iter(stacked.values())))
-        gradients[start:stop] = gradient(stacked, points[start:stop].to(device)).reshape(stop - start, -1).cpu()
-        start = stop
+    with Steps("NADs by autograd", count, "networks") as progress:
+        for stacked in batches:
+            share()
+            stop = start + len(next(iter(stacked.values())))
+            gradients[start:stop] = gradient(stacked, points[start:stop].to(device)).reshape(stop - start, -1).cpu()
+            progress.advance(stop - start)
+            start = stop
     return gradients
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nadexp.cores import share
@@ -21,6 +20,7 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.wide import layer_inputs
 from nadexp.generators import drawing_from
 from nadexp.loggers import build_loggers, finish_loggers, log_cell, log_config, log_outcome
+from nadexp.progress import Steps
 from nadexp.reports.comparison import comparable, write_comparison
 from nadexp.reports.metrics import cell_row, cell_rows, summary_metrics
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
@@ -267,20 +267,11 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
     )
 
     start = time.perf_counter()
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-    )
     loggers = build_loggers(cfg)
     eigenvalues = eigenvalues_of(cfg.dataset.nads) if cfg.sweep.basis == "nad" else None
     try:
         log_config(loggers, cfg)
-        with Progress(*columns) as progress:
-            task = progress.add_task(f"{cfg.arch_name} {cfg.sweep.basis}", total=sum(len(group) for group in todo))
+        with Steps(f"{cfg.arch_name} {cfg.sweep.basis}", sum(len(group) for group in todo), "cells") as progress:
             pending, trained_here = list(todo), 0
             while pending:  # each group once: claimed, trained, recorded; others' groups are waited for
                 claimed_one = False
@@ -288,23 +279,28 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
                     name = whole[0][1]
                     if all(key in store for _, key in whole):
                         pending.remove(whole)
-                        progress.advance(task, len(whole))
+                        progress.advance(len(whole), "recorded by another process")
                         continue
                     if not store.claim(name):
                         continue
                     claimed_one = True
                     share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
+                    written = 0
                     try:
                         for group, records in trained_groups(cfg, whole, sweep.models_at_once):
                             for (_, key), record in zip(group, records):
                                 if key not in store:  # a group cut short by a kill: its finished cells are kept
                                     store.write(key, record)
-                                    done, trained_here = done + 1, trained_here + 1
+                                    done, trained_here, written = done + 1, trained_here + 1, written + 1
                                     log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
+                                    acc = record.get("test_acc")
+                                    progress.advance(
+                                        1, f"{record['direction']}: test acc {acc:.3f}" if acc is not None else record["status"]
+                                    )
                     finally:
                         store.release(name)
                     pending.remove(whole)
-                    progress.advance(task, len(whole))
+                    progress.advance(len(whole) - written)
                 if pending and not claimed_one:
                     time.sleep(CLAIM_POLL_S)  # the rest are another process's: wait for their records
             log.info("%d cells trained by this process, %d recorded by others", trained_here, len(cells) - done)

@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks.progress import ProgressBar
 from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
+from nadexp.progress import Steps, on_terminal
 from nadexp.results.atomic import write_json_atomic
 from nadexp.results.resume import open_run_dir
 from nadexp.results.schema import finished_record, result_record, training_fields
@@ -70,10 +71,33 @@ def build(cfg: DictConfig):
     model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False), seed=cfg.seed)
     loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    if not cfg.trainer.get("enable_progress_bar", True):  # no bar asked for: the callbacks' bar stays out too
-        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    bar = cfg.trainer.get("enable_progress_bar", True)
+    if not bar or not on_terminal():  # no bar asked for, or a log: the callbacks' bar stays out too
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)] + ([EpochLines()] if bar else [])
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_progress_bar=bar and on_terminal())
     return datamodule, model, trainer
+
+
+class EpochLines(pl.Callback):
+    """A training run's progress in a log (not a terminal): a line per epoch at most every few seconds."""
+
+    def on_train_start(self, trainer, pl_module):
+        self.first = trainer.current_epoch  # a resumed run counts its own epochs
+        if trainer.is_global_zero:
+            self.steps = Steps("training", trainer.max_epochs - self.first, "epochs").__enter__()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch > self.first:  # the epoch before has its metrics now (the module logs them after callbacks)
+            self._line(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._line(trainer)
+
+    def _line(self, trainer) -> None:
+        if trainer.is_global_zero:
+            metrics = trainer.callback_metrics
+            figures = ", ".join(f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", "train/acc") if name in metrics)
+            self.steps.advance(1, figures)
 
 
 def last_checkpoint(cfg: DictConfig, trainer: pl.Trainer) -> Optional[str]:
