@@ -21,7 +21,7 @@ from nadexp.console import quiet_lightning
 from nadexp.errors import ConfigError
 from nadexp.results.claims import remove_if_unused
 from nadexp.run.help import listing, usage
-from nadexp.run.hydra_errors import first_line, hydra_error_line
+from nadexp.run.hydra_errors import failure_line, hydra_error_line
 from nadexp.run.identity import CONFIG_DIR
 from nadexp.run.tasks import check_command
 from nadexp.run.writable import write_failure
@@ -58,8 +58,8 @@ def main() -> None:
         overrides = get_args_parser().parse_known_args(sys.argv[1:])[0].overrides
         print(f"error: {hydra_error_line(error, overrides)}", file=sys.stderr)
         sys.exit(2)
-    except Exception as error:  # a run that failed once it started: its result.json keeps the reason too
-        print(f"error: {type(error).__name__}: {first_line(error)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
+    except Exception as error:  # a multirun's job that failed once it started, named by Hydra just before
+        print(f"error: {failure_line(error)}", file=sys.stderr)
         sys.exit(1)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -91,6 +91,6 @@ def run(cfg: DictConfig) -> float:
     except Exception as error:
         if hydra_cfg.mode == RunMode.MULTIRUN or not ONE_LINE:
             raise  # Hydra names the job that failed, and the multirun goes on to the next
-        print(f"error: {type(error).__name__}: {first_line(error)} (HYDRA_FULL_ERROR=1 shows where)", file=sys.stderr)
+        print(f"error: {failure_line(error)}", file=sys.stderr)
         sys.exit(1)
     return result["objective"]

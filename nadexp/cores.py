@@ -5,12 +5,15 @@ all of them, which on a CPU slows both many times over. An explicit ``threads=N`
 
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 _fixed: int | None = None  # threads=N of this process's run: not shared
+LOOK_EVERY_S = 1.0  # share() sits in loops (a network at a time): it looks at the registry at most this often
+_looked = float("-inf")
 
 
 def registry() -> Path:
@@ -56,7 +59,7 @@ def sharing(threads: int | None = None):
     except OSError:  # a temporary folder that takes no writes: this process counts only itself
         pass
     try:
-        share()
+        share(now=True)
         yield
     finally:
         if not registered:
@@ -65,8 +68,13 @@ def sharing(threads: int | None = None):
         torch.set_num_threads(before)
 
 
-def share() -> int:
-    """Sets and returns this process's torch threads: its share of the cores, or the run's ``threads``."""
+def share(now: bool = False) -> int:
+    """Sets and returns this process's torch threads: its share of the cores, or the run's ``threads`` (looked at
+    again at most every LOOK_EVERY_S, unless ``now``)."""
+    global _looked
+    if not now and _fixed is None and time.monotonic() - _looked < LOOK_EVERY_S:
+        return torch.get_num_threads()
+    _looked = time.monotonic()
     threads = _fixed or max(1, cores() // processes())
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)

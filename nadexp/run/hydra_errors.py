@@ -40,6 +40,11 @@ def unknown_key(key: str, overrides) -> str:
     return f"{key} is not a setting{where}{did_you_mean(leaf, keys, f'{parent}.' if parent else '')} (every setting: nadexp --cfg job)"
 
 
+def failure_line(error: BaseException) -> str:
+    """The one line for a run that failed once it started (its result.json keeps the reason too)."""
+    return f"{type(error).__name__}: {first_line(error)} (HYDRA_FULL_ERROR=1 shows where)"
+
+
 def hydra_error_line(error: HydraException, overrides) -> str:
     """The one line for ``error``, raised while Hydra composed the config of a command with ``overrides``."""
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options is not None:
