@@ -6,7 +6,6 @@ ranges (eps > 0, a frequency inside the grid, ...) are checked when the dataset 
 any training.
 """
 
-import difflib
 import tempfile
 from dataclasses import field, fields, make_dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.data.settings import CIFARSettings, DirectionalSettings
-from nadexp.errors import ConfigError
+from nadexp.errors import ConfigError, did_you_mean
 from nadexp.run.identity import CONFIG_DIR, register_resolvers
 from nadexp.run.tasks import TASKS
 
@@ -56,8 +55,7 @@ def check_dataset(cfg: DictConfig, task: str) -> None:
         values = OmegaConf.to_container(cfg.dataset, resolve=True)
         known = [f.name for f in fields(schema)]
         for key in values.keys() - set(known):  # added with +dataset.<key>: the typed schema refuses it only without +
-            close = difflib.get_close_matches(key, known, n=2)
-            hint = f": did you mean {' or '.join(f'dataset.{c}' for c in close)}?" if close else ""
+            hint = did_you_mean(key, known, "dataset.")  # as Hydra's error for the same key without + says it
             raise ConfigError(f"dataset.{key} is not a setting of dataset{hint} (every setting: nadexp --cfg job)")
         settings(**{f.name: values[f.name] for f in fields(settings) if f.name in values})
 

@@ -1,17 +1,13 @@
 """Hydra's own errors (a config group's unknown option, an unknown key, an override it cannot parse) as the one
 line nadexp prints for every bad input, with the close matches and, for a group, where its options are listed."""
 
-import difflib
 import re
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 
+from nadexp.errors import did_you_mean
+
 INTERNAL = re.compile(r".*_schema$")  # typed schemas stored beside a group's options: not options to pick
-
-
-def did_you_mean(word: str, choices, prefix: str = "") -> str:
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
-    return f": did you mean {' or '.join(prefix + c for c in close)}?" if close else ""
 
 
 def first_line(text: str) -> str:
