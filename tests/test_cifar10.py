@@ -16,6 +16,7 @@ from nadexp.data.cifar10_files import load_split
 from nadexp.data.datamodule import CIFARDataModule, random_crop_and_flip
 from nadexp.data.variants import apply_per_channel, complete_basis, dct_basis, flip_matrix, poison_key
 from nadexp.errors import ConfigError
+from nadexp.run.context import Run
 from nadexp.training import build, train
 
 from conftest import check_config_header, cifar10_overrides, refusal, run_cli, run_reports, write_learnable_cifar10
@@ -124,7 +125,7 @@ def test_augmentation_crops_and_flips_each_image_within_its_padding():
 @pytest.mark.parametrize("variant", ["plain", "nad_flip", "fourier_flip", "poison"])
 def test_one_epoch_per_variant_writes_a_result_and_checkpoints(compose, cifar10_dir, nads_dir, variant):
     cfg = compose(*cifar10_overrides(cifar10_dir, nads_dir, f"dataset.variant={variant}", "dataset.nad_index=3"))
-    result = train(cfg)
+    result = train(Run.start(cfg, "train"))
     run_dir = cfg.paths.output_dir
     saved = json.loads(open(f"{run_dir}/result.json").read())
     assert saved["variant"] == variant and saved["dataset"] == "cifar10" and 0 <= saved["test_acc"] <= 1
@@ -141,20 +142,20 @@ class StopAfterFirstEpoch(pl.Callback):
 
 def test_a_run_resumed_from_its_last_checkpoint_ends_as_an_uninterrupted_one(tmp_path, cifar10_dir, nads_dir):
     overrides = cifar10_overrides(cifar10_dir, nads_dir, "trainer.max_epochs=3")
-    whole = train(compose_config(overrides, output_dir=tmp_path / "whole"))
+    whole = train(Run.start(compose_config(overrides, output_dir=tmp_path / "whole"), "train"))
     killed = [*overrides, f"+callbacks.stop._target_={__name__}.StopAfterFirstEpoch"]
     with pytest.raises(RuntimeError, match="killed"):
-        train(compose_config(killed, output_dir=tmp_path / "resumed"))
+        train(Run.start(compose_config(killed, output_dir=tmp_path / "resumed"), "train"))
     assert not (tmp_path / "resumed" / "result.json").exists() and (tmp_path / "resumed" / "checkpoints" / "last.ckpt").exists()
 
-    resumed = train(compose_config(overrides, output_dir=tmp_path / "resumed"))
+    resumed = train(Run.start(compose_config(overrides, output_dir=tmp_path / "resumed"), "train"))
     assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2] and resumed["steps"] == whole["steps"] == 6
     assert resumed["test_loss"] == pytest.approx(whole["test_loss"], rel=1e-5)
     assert [h["train/loss"] for h in resumed["history"]] == pytest.approx([h["train/loss"] for h in whole["history"]], rel=1e-5)
-    again = train(compose_config(overrides, output_dir=tmp_path / "resumed"))  # finished: reported, not trained again
+    again = train(Run.start(compose_config(overrides, output_dir=tmp_path / "resumed"), "train"))  # finished: reported, not trained again
     assert again == json.loads((tmp_path / "resumed" / "result.json").read_text())
     with pytest.raises(ConfigError, match="trainer.max_epochs"):
-        train(compose_config([*overrides, "trainer.max_epochs=4"], output_dir=tmp_path / "resumed"))
+        train(Run.start(compose_config([*overrides, "trainer.max_epochs=4"], output_dir=tmp_path / "resumed"), "train"))
 
 
 def test_the_command_line_runs_one_epoch_and_two_process_ddp(tmp_path, cifar10_dir, nads_dir):
@@ -272,7 +273,7 @@ def test_ten_classes_are_learned_through_the_cifar10_path(tmp_path, compose, nad
             tmp_path / "data", nads_dir, "arch=logreg", "trainer.max_epochs=3", f"dataset.variant={variant}", "optimizer.lr=0.01"
         )
     )
-    assert train(cfg)["test_acc"] > 0.95
+    assert train(Run.start(cfg, "train"))["test_acc"] > 0.95
 
 
 def test_cifar100_reads_through_torchvision_and_trains_with_100_classes(compose, cifar100_dir, nads_dir):
@@ -281,7 +282,7 @@ def test_cifar100_reads_through_torchvision_and_trains_with_100_classes(compose,
     cfg = compose(*cifar10_overrides(cifar100_dir, nads_dir, "dataset=cifar100", "dataset.variant=nad_flip"))
     datamodule, model, _ = build(cfg)
     assert datamodule.num_classes == 100 and model.net.classifier[-1].out_features == 100
-    result = train(cfg)
+    result = train(Run.start(cfg, "train"))
     assert result["dataset"] == "cifar100" and result["variant"] == "nad_flip" and result["steps"] == 2
     with pytest.raises(ConfigError, match="dataset=cifar10"):
         CIFARDataModule(source="cifar100", data_dir=str(cifar100_dir), check_md5=False, variant="poison", nads=str(nads_dir))

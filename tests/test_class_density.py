@@ -13,6 +13,7 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.class_density import ClassDensityEstimator, fit_density, relative_entropy_to_diagonal
 from nadexp.estimators.representations import auto_stages, resolve_stages, stage_representations, svd_reduce
 from nadexp.estimators.run import estimate
+from nadexp.run.context import Run
 from nadexp.training import train
 
 from conftest import check_config_header, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
@@ -101,9 +102,12 @@ def test_svd_reduction_keeps_the_top_singular_directions():
 def test_a_run_on_the_cifar10_fixture_writes_every_output(tmp_path, nads_dir):
     write_learnable_cifar10(tmp_path / "data", 400, 100, noise=60, seed=4)
     train(
-        compose_config(
-            cifar10_overrides(tmp_path / "data", nads_dir, "trainer.max_epochs=2", "dataset.batch_size=32", "optimizer.lr=0.02"),
-            output_dir=tmp_path / "run",
+        Run.start(
+            compose_config(
+                cifar10_overrides(tmp_path / "data", nads_dir, "trainer.max_epochs=2", "dataset.batch_size=32", "optimizer.lr=0.02"),
+                output_dir=tmp_path / "run",
+            ),
+            "train",
         )
     )
     scores = np.random.default_rng(5).uniform(size=400)
@@ -119,7 +123,7 @@ def test_a_run_on_the_cifar10_fixture_writes_every_output(tmp_path, nads_dir):
         ],
         output_dir=tmp_path / "out",
     )
-    result = estimate(cfg)
+    result = estimate(Run.start(cfg, "class_density"))
     assert result["stages"] == ["features.1", "features.4"] and result["examples"] == 400
     report = json.loads((tmp_path / "out" / "class_density.json").read_text())
     assert [report["stages"][s]["dim"] for s in result["stages"]] == [6, 16]  # min(dims, channels)

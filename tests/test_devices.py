@@ -27,6 +27,7 @@ from nadexp.estimators.draws import fresh_networks, stacked_networks
 from nadexp.estimators.nads import NADEstimator
 from nadexp.generators import seeded
 from nadexp.models import LeNet
+from nadexp.run.context import Run
 from nadexp.run.identity import result_settings
 from nadexp.sweeps import runner
 from nadexp.training.module import CUDA_STREAM, RANK_STREAM, Classifier
@@ -251,10 +252,10 @@ def test_the_stacked_probe_runs_on_the_sweeps_device_and_its_failure_falls_back(
 
     monkeypatch.setattr(runner, "stacking_failure", fails_there)
     cfg = compose_config([*SWEEP, "sweep.stride=8", "trainer.accelerator=cpu"], output_dir=tmp_path / "auto")
-    assert runner.plan(cfg).models_at_once == 1 and probed == [runner._device(cfg)]
+    assert runner.plan(Run.start(cfg, "sweep")).models_at_once == 1 and probed == [runner._device(cfg)]
     cfg = compose_config([*SWEEP, "sweep.stride=8", "trainer.accelerator=cpu", "sweep.models_at_once=4"], output_dir=tmp_path / "four")
     with pytest.raises(ConfigError, match="cannot be trained as stacked models"):
-        runner.plan(cfg)
+        runner.plan(Run.start(cfg, "sweep"))
 
 
 def test_a_stacked_group_out_of_memory_is_trained_again_in_halves(monkeypatch, tmp_path, caplog):
@@ -271,9 +272,9 @@ def test_a_stacked_group_out_of_memory_is_trained_again_in_halves(monkeypatch, t
     overrides = ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "sweep.stride=2", "logger=none"]
     overrides += ["dataset.n_train=200", "dataset.n_test=100", "trainer.max_epochs=1", "trainer.accelerator=cpu", "sweep.models_at_once=5"]
     cfg = compose_config(overrides, output_dir=tmp_path)
-    cells = len(runner.plan(cfg).groups[0]) + sum(len(g) for g in runner.plan(cfg).groups[1:])
+    cells = len(runner.plan(Run.start(cfg, "sweep")).groups[0]) + sum(len(g) for g in runner.plan(Run.start(cfg, "sweep")).groups[1:])
     with caplog.at_level("WARNING", logger="nadexp.sweeps.runner"):
-        result = runner.run_sweep(cfg)
+        result = runner.run_sweep(Run.start(cfg, "sweep"))
     records = [json.loads(p.read_text()) for p in (tmp_path / "cells").glob("*.json")]
     assert result["cells"] == cells == len(records) == sum(trained) and all(r["status"] == "ok" for r in records)
     assert max(r["models_at_once"] for r in records) <= 2  # the K each cell was really trained with

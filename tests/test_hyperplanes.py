@@ -15,6 +15,7 @@ from nadexp.errors import ConfigError
 from nadexp.estimators.hyperplanes import HyperplaneEstimator, accuracy, analysed_layers, critical_layers, filter_cosines
 from nadexp.estimators.run import estimate
 from nadexp.estimators.trained_run import load_weights
+from nadexp.run.context import Run
 from nadexp.training import train
 
 from conftest import ARCHS, check_config_header, check_result_schema, cifar10_overrides, refusal, run_cli, write_learnable_cifar10
@@ -74,7 +75,7 @@ def trained_run(tmp_path_factory, nads_dir):
     overrides = cifar10_overrides(
         root / "data", nads_dir, "experiment=cifar10_snapshots", "trainer.max_epochs=4", "optimizer.lr=0.02", "dataset.batch_size=32"
     )
-    train(compose_config(overrides, output_dir=root / "run"))
+    train(Run.start(compose_config(overrides, output_dir=root / "run"), "train"))
     return root / "run"
 
 
@@ -108,7 +109,7 @@ def test_critical_layers_restore_exactly_and_own_weights_cost_nothing(trained_ru
 
 def test_the_estimator_writes_its_tables_and_figures(tmp_path, trained_run):
     cfg = compose_config(["experiment=hyperplanes_lenet", f"estimator.run_dir={trained_run}", "logger=none"], output_dir=tmp_path)
-    result = estimate(cfg)
+    result = estimate(Run.start(cfg, "hyperplanes"))
     report = json.loads((tmp_path / "hyperplanes.json").read_text())
     assert result["snapshots"] == [0, 1, 2, 3, 4] and result["layers"] == 2 == len(report["layers"])
     assert sorted(report["epochs"]) == ["0", "1", "2", "3", "4"] and report["epochs"]["0"]["features.0"]["dist_fro"] == 0

@@ -18,6 +18,7 @@ LAYERS = (  # lowest first: a module may import from its own layer and every lay
         "nadexp.run.writable",
         "nadexp.results",
         "nadexp.loggers",
+        "nadexp.run.context",
         "nadexp.generators",
         "nadexp.devices",
         "nadexp.cores",

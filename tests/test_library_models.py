@@ -14,6 +14,7 @@ from nadexp.estimators.hyperplanes import analysed_layers
 from nadexp.estimators.nads import NADEstimator
 from nadexp.estimators.representations import auto_stages, stage_representations
 from nadexp.models.library import timm_model, torchvision_model
+from nadexp.run.context import Run
 from nadexp.run.execute import execute
 from nadexp.sweeps.runner import plan
 from nadexp.training.stacked import stacking_failure
@@ -114,10 +115,10 @@ def test_a_sweep_of_a_model_that_cannot_be_stacked_trains_one_cell_at_a_time(mon
         ["experiment=single", "sweep=fourier", "arch=logreg", "dataset.shape=[1,8,8]", "logger=none", "sweep.models_at_once=2"]
     )
     with pytest.raises(ConfigError, match="cannot be trained as stacked models"):
-        plan(cfg)
+        plan(Run.start(cfg, "sweep"))
     caplog.set_level("INFO")
     cfg.sweep.models_at_once = "auto"
-    assert plan(cfg).models_at_once == 1 and "training one cell at a time" in caplog.text
+    assert plan(Run.start(cfg, "sweep")).models_at_once == 1 and "training one cell at a time" in caplog.text
 
 
 def test_a_network_constant_at_init_has_no_nads_until_its_classifier_is_drawn():

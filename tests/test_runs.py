@@ -18,6 +18,7 @@ from nadexp.errors import ConfigError
 from nadexp.models import LeNet
 from nadexp.results.atomic import write_json_atomic
 from nadexp.results.claims import claim_new_dir, remove_if_unused
+from nadexp.run.context import Run
 from nadexp.run.execute import execute
 from nadexp.run.identity import NADS_DEFAULT_SHAPE, settings_suffix
 from nadexp.run.tasks import check_overrides, decide_task
@@ -166,7 +167,9 @@ def test_a_bad_value_then_the_fixed_command_succeeds_for_each_estimator(tmp_path
     from conftest import write_learnable_cifar10
 
     write_learnable_cifar10(data / "data", 200, 50, noise=40, seed=0)
-    train(compose_config(cifar10_overrides(data / "data", nads_dir, "dataset.batch_size=50"), output_dir=data / "trained"))
+    train(
+        Run.start(compose_config(cifar10_overrides(data / "data", nads_dir, "dataset.batch_size=50"), output_dir=data / "trained"), "train")
+    )
     density = [
         "experiment=class_density_lenet",
         f"estimator.run_dir={data / 'trained'}",

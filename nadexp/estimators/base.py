@@ -3,19 +3,21 @@ a device and two steps that nadexp.estimators.run calls.
 
 - ``prepare(cfg)`` makes every check that can fail on the config (options, run directories, checkpoints, files)
   and writes nothing; it returns what ``run`` needs.
-- ``run(cfg, prepared, output_dir, loggers)`` estimates, writes its arrays, tables and figures into
-  ``output_dir``, logs them, and returns its fields of result.json (with ``summary`` and ``objective``;
+- ``run(run, prepared)`` estimates, writes its arrays, tables and figures into the run's folder
+  (nadexp.run.context), logs them to its loggers, and returns its fields of result.json (with ``summary`` and ``objective``;
   nadexp.results builds the record).
 """
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
 
 from nadexp.devices import auto_device, job_index
 from nadexp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from nadexp.run.context import Run
 
 
 class Estimator:
@@ -40,5 +42,5 @@ class Estimator:
     def prepare(self, cfg: DictConfig) -> Any:
         raise NotImplementedError
 
-    def run(self, cfg: DictConfig, prepared: Any, output_dir: Path, loggers: list) -> dict:
+    def run(self, run: "Run", prepared: Any) -> dict:
         raise NotImplementedError

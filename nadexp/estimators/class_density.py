@@ -33,6 +33,7 @@ from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.class_density_figures import between_class_kl, kl_vs_log_density, sorted_log_density
 from nadexp.results.atomic import write_csv_atomic, write_json_atomic
+from nadexp.run.context import Run
 
 log = logging.getLogger(__name__)
 CLASS_COLUMNS = ("stage", "class", "name", "n", "mean", "std", "kl_diagonal", "within_distance", "components", "converged", "group")
@@ -189,7 +190,8 @@ class ClassDensityEstimator(Estimator):
                 raise ConfigError(f"estimator.scores={self.scores!r} is not a readable .npy file ({error})") from None
         return datamodule, net, stages, scores
 
-    def run(self, cfg: DictConfig, prepared, output_dir: Path, loggers: list) -> dict:
+    def run(self, run: Run, prepared) -> dict:
+        cfg, output_dir, loggers = run.cfg, run.folder, run.loggers
         datamodule, net, stages, scores = prepared
         images, labels = datamodule.load("train")  # the training examples only; batches go to the device one by one
         images, labels = images[: self.max_examples], labels[: self.max_examples].cpu().numpy()

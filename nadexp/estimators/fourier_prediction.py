@@ -31,6 +31,7 @@ from nadexp.reports.prediction_report import calibrated, cell_key, write_predict
 from nadexp.reports.sweep_report import load_sweep
 from nadexp.results.resume import check_same_config
 from nadexp.results.schema import finished_record
+from nadexp.run.context import Run
 from nadexp.run.identity import nads_run_dir
 
 log = logging.getLogger(__name__)
@@ -156,14 +157,15 @@ class FourierPrediction(Estimator):
         ]
         return calibrated_map, own, listed
 
-    def run(self, cfg: DictConfig, prepared: dict, output_dir: Path, loggers: list) -> dict:
+    def run(self, run: Run, prepared: dict) -> dict:
+        cfg, output_dir, loggers = run.cfg, run.folder, run.loggers
         shape, nads_dir = tuple(cfg.dataset.shape), prepared["nads_dir"]
         start = time.perf_counter()
         if prepared["reuse"]:
             log.info("NADs reused from %s", nads_dir)
         else:
             log.info("NADs of %s not found with these settings: estimating them into %s", cfg.arch_name, nads_dir)
-            estimate(prepared["nads_cfg"], (self.nads, prepared["make_net"]))
+            estimate(Run.start(prepared["nads_cfg"], "nads"), (self.nads, prepared["make_net"]))
         nads_time = time.perf_counter() - start
         nads, eigenvalues = load_nads(nads_dir, shape), eigenvalues_of(nads_dir)
         start = time.perf_counter()

@@ -28,6 +28,7 @@ from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.hyperplane_figures import cos_violins, mass_and_critical
 from nadexp.results.atomic import write_csv_atomic, write_json_atomic
+from nadexp.run.context import Run
 from nadexp.training.snapshots import SNAPSHOT_PATTERN
 
 log = logging.getLogger(__name__)
@@ -191,9 +192,10 @@ class HyperplaneEstimator(Estimator):
             network.load_state_dict(loaded[epoch] if epoch in loaded else load_weights(self.snapshots[epoch]))
         return net, init, fresh
 
-    def run(self, cfg: DictConfig, prepared, output_dir: Path, loggers: list) -> dict:
+    def run(self, run: Run, prepared) -> dict:
         """The trained network against its init, the fresh random init and the null, snapshot by snapshot; the
         critical layers at every snapshot_stride-th snapshot and the last, then with random weights."""
+        cfg, output_dir, loggers = run.cfg, run.folder, run.loggers
         datamodule, make_net = prepared
         snapshots = self.snapshots
         loaded = {epoch: load_weights(snapshots[epoch]) for epoch in {0, max(snapshots)}} if snapshots else {}

@@ -21,6 +21,7 @@ from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.nad_figures import nad_figures, spectrum_summary
 from nadexp.results.schema import UnreadableRecord, read_record
+from nadexp.run.context import Run
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,8 @@ class NADEstimator(Estimator):
                 f"set estimator.dtype={found} to resume it, or estimator.dtype={dtype} for a run directory of its own"
             )
 
-    def run(self, cfg: DictConfig, make_net, output_dir: Path, loggers: list) -> dict:
+    def run(self, run: Run, make_net) -> dict:
+        cfg, output_dir, loggers = run.cfg, run.folder, run.loggers
         shape = tuple(cfg.dataset.shape)
         found = self.estimate(make_net, shape)
         save_nads(output_dir, found)

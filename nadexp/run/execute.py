@@ -15,6 +15,7 @@ from nadexp.devices import apply_tf32
 from nadexp.errors import ConfigError
 from nadexp.estimators.run import estimate, prepare_estimate
 from nadexp.results.schema import record_failure
+from nadexp.run.context import Run
 from nadexp.run.settings import check_run_settings
 from nadexp.run.tasks import ESTIMATORS, check_command
 from nadexp.sweeps.runner import plan, run_sweep
@@ -43,16 +44,17 @@ def execute(cfg: DictConfig, overrides=(), task: str | None = None) -> dict:
     check_run_settings(cfg, task)
     apply_tf32(cfg.get("tf32", False))
     prepare_task, run_task = STEPS[task]
+    run = Run.start(cfg, task)  # decided once: the task, the loggers and (on first write) the run folder
     with sharing(cfg.get("threads")):  # the cores, shared with the other nadexp processes on this machine
         try:
-            prepared = prepare_task(cfg)
+            prepared = prepare_task(run)
         except InstantiationException as error:  # Hydra wraps what a config's constructor raises
             if isinstance(error.__cause__, ConfigError):
                 raise error.__cause__ from None
             raise
         start = time.perf_counter()
         try:
-            return run_task(cfg, prepared)
+            return run_task(run, prepared)
         except ConfigError:  # bad input found once the run looked at it (a damaged data file): one line, no record
             raise
         except BaseException as error:  # an exception inside Lightning, a divergence, Ctrl-C, SIGTERM (nadexp.cli)

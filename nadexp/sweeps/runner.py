@@ -19,14 +19,14 @@ from nadexp.devices import auto_device, job_index
 from nadexp.errors import ConfigError
 from nadexp.estimators.wide import layer_inputs
 from nadexp.generators import drawing_from
-from nadexp.loggers import build_loggers, finish_loggers, log_cell, log_config, log_outcome
+from nadexp.loggers import log_cell, log_outcome
 from nadexp.progress import Steps
 from nadexp.reports.comparison import comparable, write_comparison
 from nadexp.reports.metrics import cell_row, cell_rows, summary_metrics
 from nadexp.reports.sweep_report import FIGURE_NAMES, basis_figure, load_sweep
 from nadexp.results.atomic import write_csv_atomic, write_json_atomic
-from nadexp.results.resume import open_run_dir
 from nadexp.results.schema import CELL_COLUMNS, result_record, training_fields
+from nadexp.run.context import Run
 from nadexp.sweeps.store import CellStore
 from nadexp.training.stacked import fit_stacked, stacking_failure, trainer_options, unsupported_trainer_settings
 from nadexp.training.train import build, build_data_and_net, fit_and_test, optimization
@@ -206,9 +206,10 @@ class SweepPlan:
     models_at_once: int
 
 
-def plan(cfg: DictConfig) -> SweepPlan:
+def plan(run: Run) -> SweepPlan:
     """Every check a sweep can fail on its config (sweep options, dataset values, NAD file, arch, optimizer,
     trainer keys), before anything is written: which cells it trains, and how many at once."""
+    cfg = run.cfg
     _one_process(cfg)
     shard, num_shards = _shard(cfg)
     shape = tuple(cfg.dataset.shape)
@@ -244,9 +245,9 @@ def plan(cfg: DictConfig) -> SweepPlan:
     return SweepPlan([cells[i : i + at_once] for i in range(0, len(cells), at_once)], at_once)
 
 
-def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
-    sweep = prepared or plan(cfg)
-    output_dir = open_run_dir(cfg, "sweep")  # resumes only a sweep of the same settings
+def run_sweep(run: Run, prepared: SweepPlan | None = None) -> dict:
+    cfg, sweep = run.cfg, prepared or plan(run)
+    output_dir = run.open()  # resumes only a sweep of the same settings
     store = CellStore(f"{output_dir}/cells")
     cells = [cell for group in sweep.groups for cell in group]
     recorded = store.checked()
@@ -267,10 +268,8 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
     )
 
     start = time.perf_counter()
-    loggers = build_loggers(cfg)
     eigenvalues = eigenvalues_of(cfg.dataset.nads) if cfg.sweep.basis == "nad" else None
-    try:
-        log_config(loggers, cfg)
+    with run.logging() as loggers:
         with Steps(f"{cfg.arch_name} {cfg.sweep.basis}", sum(len(group) for group in todo), "cells") as progress:
             pending, trained_here = list(todo), 0
             while pending:  # each group once: claimed, trained, recorded; others' groups are waited for
@@ -308,8 +307,6 @@ def run_sweep(cfg: DictConfig, prepared: SweepPlan | None = None) -> dict:
             store.remove_orphans()
         records = [r for r in store.records() if r.get("arch") == cfg.arch_name and r.get("seed") == cfg.seed]
         return _report(cfg, records, time.perf_counter() - start, loggers)
-    finally:
-        finish_loggers(loggers)
 
 
 def trained_groups(cfg: DictConfig, group: list, at_once: int):

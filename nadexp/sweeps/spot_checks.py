@@ -16,6 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from nadexp.estimators.run import prepare_estimate
+from nadexp.run.context import Run
 from nadexp.run.identity import CONFIG_DIR, differing, result_settings, settings_suffix
 from nadexp.sweeps.runner import SweepPlan, plan, run_sweep
 from nadexp.sweeps.store import CellStore
@@ -23,14 +24,15 @@ from nadexp.sweeps.store import CellStore
 log = logging.getLogger(__name__)
 
 
-def prepare_prediction(cfg: DictConfig):
+def prepare_prediction(run: Run):
     """estimator=fourier_prediction's prepare step (nadexp.run.execute): the estimator's own checks and, with spot checks,
     the checks of the sweep that trains them (every one before anything is written) and its ``train_cells``."""
-    estimator, inputs = prepare_estimate(cfg)
+    cfg = run.cfg
+    estimator, inputs = prepare_estimate(run)
     if estimator.spot_checks:
         overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
         sweep_cfg = spot_check_config(cfg, overrides)
-        at_once = plan(sweep_cfg).models_at_once
+        at_once = plan(Run(sweep_cfg, "sweep")).models_at_once
         inputs.update(train_cells=partial(train_spot_checks, sweep_cfg, at_once=at_once), sweep_dir=sweep_cfg.paths.output_dir)
     return estimator, inputs
 
@@ -113,7 +115,7 @@ def train_spot_checks(sweep_cfg: DictConfig, directions: list, at_once: int) -> 
             log.info("spot check %s: reused from %s (test accuracy %.4f)", list(direction), found[key][1], found[key][0]["test_acc"])
     if missing:
         cells = [(d, keys[tuple(d)]) for d in missing]
-        run_sweep(sweep_cfg, SweepPlan([cells[i : i + at_once] for i in range(0, len(cells), at_once)], at_once))
+        run_sweep(Run(sweep_cfg, "sweep"), SweepPlan([cells[i : i + at_once] for i in range(0, len(cells), at_once)], at_once))
         store = CellStore(Path(sweep_cfg.paths.output_dir) / "cells")
         found.update({keys[tuple(d)]: (store.read(keys[tuple(d)]), Path(sweep_cfg.paths.output_dir)) for d in missing})
     return {d: {**found[key][0], "source": str(found[key][1])} for d, key in keys.items() if found[key][0] is not None}

@@ -13,11 +13,11 @@ from pytorch_lightning.callbacks.progress import ProgressBar
 
 from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
-from nadexp.loggers import build_loggers, finish_loggers, log_config, log_outcome
+from nadexp.loggers import log_outcome
 from nadexp.progress import Steps, on_terminal
 from nadexp.results.atomic import write_json_atomic
-from nadexp.results.resume import open_run_dir
 from nadexp.results.schema import finished_record, result_record, training_fields
+from nadexp.run.context import Run
 from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
 from nadexp.training.module import Classifier
 
@@ -57,8 +57,8 @@ def _impossible(cfg: DictConfig, group: str, error: Exception) -> ConfigError:
     return ConfigError(f"{group}: {name} refuses these settings ({error}); see {group}.* in the config")
 
 
-def build(cfg: DictConfig):
-    """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet).
+def build(cfg: DictConfig, loggers=()):
+    """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet), logging to ``loggers``.
 
     What Lightning draws while it trains (dropout masks, CIFAR augmentation) comes from torch's global generator:
     a Lightning run seeds it, as Lightning's seed_everything does, and then continues the run's stream where the
@@ -69,12 +69,11 @@ def build(cfg: DictConfig):
     torch.set_rng_state(generator.get_state())
     optimizer, scheduler = optimization(cfg)
     model = Classifier(net, optimizer, scheduler, channels_last=cfg.get("channels_last", False), seed=cfg.seed)
-    loggers = build_loggers(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     bar = cfg.trainer.get("enable_progress_bar", True)
     if not bar or not on_terminal():  # no bar asked for, or a log: the callbacks' bar stays out too
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)] + ([EpochLines()] if bar else [])
-    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks, enable_progress_bar=bar and on_terminal())
+    trainer = instantiate(cfg.trainer, logger=list(loggers) or False, callbacks=callbacks, enable_progress_bar=bar and on_terminal())
     return datamodule, model, trainer
 
 
@@ -131,30 +130,28 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
     }
 
 
-def prepare(cfg: DictConfig):
+def prepare(run: Run):
     """Every check a training run can fail on its config (dataset values and files, arch, optimizer, trainer
-    keys, logger credentials, where DDP ranks can be launched), before anything is written; what ``train`` then runs."""
-    datamodule, model, trainer = build(cfg)
-    check_rank_launch(cfg, trainer)
+    keys, where DDP ranks can be launched), before anything is written; what ``train`` then runs."""
+    datamodule, model, trainer = build(run.cfg, run.loggers)
+    check_rank_launch(run.cfg, trainer)
     return datamodule, model, trainer
 
 
-def train(cfg: DictConfig, prepared=None) -> dict:
-    datamodule, model, trainer = prepared or prepare(cfg)
-    result_path = open_run_dir(cfg, "train", write_config=trainer.is_global_zero) / "result.json"
+def train(run: Run, prepared=None) -> dict:
+    cfg = run.cfg
+    datamodule, model, trainer = prepared or prepare(run)
+    result_path = run.open(write_config=trainer.is_global_zero) / "result.json"
     earlier = finished_record(result_path)  # resume: true
     if earlier is not None:
         log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, earlier["test_acc"], result_path)
         return earlier
-    log_config(trainer.loggers, cfg)
-    try:
+    with run.logging():
         with ranks_of_this_job(trainer):
             metrics = fit_and_test(cfg, datamodule, model, trainer)
         summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
         if trainer.is_global_zero:
             log_outcome(trainer.loggers, cfg, summary)
-    finally:
-        finish_loggers(trainer.loggers)  # the next job of a multirun in this process must start a run of its own
     fields = {**metrics, "summary": summary, "world_size": trainer.world_size, "device": str(trainer.strategy.root_device)}
     result = result_record("train", cfg, fields, fields.pop("wall_time_s"))
     if trainer.is_global_zero:
