@@ -226,8 +226,8 @@ def test_the_notebook_example_runs_every_cell_and_draws_its_figures(tmp_path):
     assert nadexp.load(tmp_path / "out" / "sweep").settings["arch"] == "StridedNet"
 
 
-def test_the_readmes_example_network_runs_as_documented(tmp_path):
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_example_network_runs_as_documented(tmp_path):
+    readme = (ROOT / "docs" / "configs.md").read_text()
     start = readme.index("```python\n# mynet.py") + len("```python\n")
     (tmp_path / "mynet.py").write_text(readme[start : readme.index("```", start)])
     done = run_cli(

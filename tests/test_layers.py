@@ -1,4 +1,4 @@
-"""The package's layers import one way (README, "Layout"): a module imports only from its own layer or the ones
+"""The package's layers import one way (docs/layout.md): a module imports only from its own layer or the ones
 below, and no modules import each other, directly or round a longer circle."""
 
 import ast
@@ -62,7 +62,7 @@ def layer_of(module: str) -> int:
     for index, layer in enumerate(LAYERS):
         if any(module.startswith(part + ".") for part in layer if part not in ("nadexp", "nadexp.run")):
             return index
-    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and to the README's layout")
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and to docs/layout.md")
 
 
 GRAPH = {}

@@ -1,6 +1,6 @@
 """Unit directions v in R^(C x H x W), addressed by basis name and a list of integers.
 
-Fourier convention (documented in the README): ``direction = [kx, ky]`` with 0 <= kx < W (horizontal
+Fourier convention (documented in docs/configs.md): ``direction = [kx, ky]`` with 0 <= kx < W (horizontal
 frequency, along columns) and 0 <= ky < H (vertical frequency, along rows). With ``phase="sine"`` the
 direction is the sine wave sin(2 pi (ky * row / H + kx * col / W)), identical in every channel, scaled to
 unit norm. The sine is identically zero at the four self-conjugate cells where 2 kx = 0 mod W and

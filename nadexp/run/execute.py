@@ -22,7 +22,7 @@ from nadexp.sweeps.runner import plan, run_sweep
 from nadexp.sweeps.spot_checks import prepare_prediction
 from nadexp.training.train import prepare, train
 
-MISSING_HINTS = {"arch.target": "arch=custom builds your own network; add arch.target=mymodule.MyNet (README, 'Your own architecture')"}
+MISSING_HINTS = {"arch.target": "arch=custom builds your own network; add arch.target=mymodule.MyNet (docs/custom_architectures.md)"}
 STEPS = {  # task: (prepare, run)
     "train": (prepare, train),
     "sweep": (plan, run_sweep),

@@ -39,7 +39,7 @@ def usage() -> str:
     lines += [
         "",
         "nadexp list <group>          each option of a group with the first line of its file (list experiments: what each reproduces)",
-        "nadexp --cfg job [options]   every setting of a command, key=value to change one (README: How configs compose)",
+        "nadexp --cfg job [options]   every setting of a command, key=value to change one (docs/configs.md)",
         "nadexp --hydra-help          Hydra's own flags",
     ]
     return "\n".join(lines)
