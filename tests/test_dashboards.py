@@ -230,3 +230,79 @@ def test_the_dashboard_lists_failed_runs_beside_the_finished_ones(tmp_path):
     if CHROMIUM:  # and a browser shows the table
         dom, console = chromium(page, "--dump-dom")
         assert console == [] and "Failed runs (3)" in dom and "RuntimeError: CUDA error" in dom
+
+
+def sweep_on_disk(directory, arch, shape, stride, max_frequency=None, seed=0):
+    """A Fourier sweep in the real on-disk format (config.yaml, cells/), accuracies falling with frequency."""
+    settings = [f"arch={arch}", f"dataset.shape=[{','.join(map(str, shape))}]", f"sweep.stride={stride}"]
+    settings += [f"sweep.max_frequency={max_frequency}"] if max_frequency is not None else []
+    cfg = compose_config(["experiment=single", "sweep=fourier", *settings], output_dir=directory)
+    (directory / "cells").mkdir(parents=True)
+    OmegaConf.save(cfg, directory / "config.yaml", resolve=True)
+    rng, (_, height, width) = np.random.default_rng(seed), shape
+    for kx, ky in fourier_cells(height, width, stride=stride, max_frequency=max_frequency):
+        falling = 0.85 - 0.4 * math.hypot(signed(kx, width), signed(ky, height)) / (width / 2) + rng.normal(0, 0.02)
+        accuracy = 1.0 if arch == "logreg" else float(np.clip(falling, 0.48, 1.0))
+        record = {"arch": arch, "basis": "fourier", "direction": [kx, ky], "seed": 0, "status": "ok", "test_acc": accuracy}
+        (directory / "cells" / f"{arch}-fourier-{kx}_{ky}-s0.json").write_text(json.dumps(record))
+
+
+def figure_layout(dom: str) -> list[dict]:
+    """Per heat-map figure that the browser drew: its width, plot areas (x, y, width, height), colour bars' left
+    edges and tick labels, read off the SVG that plotly rendered."""
+    figures = []
+    for segment in dom.split('<div class="figure"')[1:]:
+        if 'class="hm"' not in segment:
+            continue
+        number = r"([-\d.]+)"
+        area = rf'class="nsewdrag drag"[^>]*x="{number}" y="{number}" width="{number}" height="{number}"'
+        areas = [tuple(map(float, a)) for a in re.findall(area, segment)]
+        bar = rf'<g class="[^"]*colorbar" transform="translate\({number},{number}\)">.*?<rect class="cbbg" x="{number}"'
+        origins = re.findall(bar, segment)
+        ticks = re.findall(r'class="[xy]tick"[^>]*><text[^>]*>([^<]*)<', segment)
+        figures.append(
+            {
+                "width": float(re.search(rf'<svg class="main-svg"[^>]*width="{number}"', segment).group(1)),
+                "height": float(re.search(rf'<svg class="main-svg"[^>]*height="{number}"', segment).group(1)),
+                "areas": areas,
+                "colour_bars": [float(x) + float(bar) for x, _, bar in origins],
+                "ticks": [t.replace("\u2212", "-") for t in ticks],
+            }
+        )
+    return figures
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install chromium)")
+def test_every_heat_map_is_drawn_the_same_way_across_the_pages_width(tmp_path):
+    demo = tmp_path / "demo"  # the demo's 13 cells of LeNet and logistic regression: frequencies 0, +-4, +-8
+    for arch in ("lenet", "logreg"):
+        sweep_on_disk(demo / arch, arch, (1, 32, 32), 4, 8)
+    five = tmp_path / "five"  # five archs, two maps predicted from NADs, a failed run
+    for seed, arch in enumerate(("logreg", "lenet", "lenet_nopool", "resnet18")):
+        sweep_on_disk(five / "sweeps" / arch, arch, (1, 16, 16), 2, seed=seed)
+    sweep_on_disk(five / "sweeps" / "vgg11", "vgg11", (1, 32, 32), 4, 8)
+    for arch in ("lenet", "logreg"):
+        predicted = ["experiment=fourier_predicted", f"arch={arch}", "dataset.shape=[1,16,16]", "estimator.num_networks=16"]
+        run(five / "predicted" / arch, [*predicted, "estimator.spot_checks=0", "logger=none", f"paths.log_dir={five}"])
+    (five / "runs" / "lenet").mkdir(parents=True)
+    failed = {"task": "train", "arch": "lenet", "seed": 0, "status": "failed", "reason": "SystemExit: 143", "machine": {}}
+    (five / "runs" / "lenet" / "result.json").write_text(json.dumps(failed))
+
+    window = 1400
+    for root, maps in ((demo, 2 + 2 * 3), (five, 7 + 2 * 8)):  # heat maps, published comparisons, leading NADs
+        page = write_dashboard([root], tmp_path / f"{root.name}.html")
+        dom, console = chromium(page, "--dump-dom", f"--window-size={window},1800")
+        figures = figure_layout(dom)
+        assert console == [] and sum(len(f["areas"]) for f in figures) == maps, root.name
+        for figure in figures:
+            assert figure["width"] > 0.9 * (window - 80), figure["width"]  # as wide as the page
+            rows = {y: h for _, y, _, h in figure["areas"]}
+            assert sum(rows.values()) > 0.7 * (figure["height"] - 120), figure  # maps, not blank space (margins 70 + 50)
+            assert all(re.fullmatch(r"-?\d+", tick) for tick in figure["ticks"]), figure["ticks"]  # integer frequencies
+            for bar in figure["colour_bars"]:  # right beside the panel to its left
+                assert min(bar - (x + w) for x, _, w, _ in figure["areas"] if x + w <= bar + 1) < 30, (bar, figure["areas"])
+        if root is demo:  # the same 5 x 5 window of square cells on its frequencies, wherever a map is drawn
+            assert all(abs(w - h) < 2 for figure in figures for _, _, w, h in figure["areas"])
+            assert {tick for figure in figures for tick in figure["ticks"]} == {"-8", "-4", "0", "4", "8"}
+        else:
+            assert "Failed runs (1)" in dom and "lenet-predicted" in dom and "logreg-predicted" in dom

@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from nadexp.data.directions import conjugate, signed
 from nadexp.data.nad_file import eigenvalues_of, load_nads
 from nadexp.errors import ConfigError
-from nadexp.reports.comparison import PUBLISHED_FREQUENCIES, comparable, comparison_grids, match_directions, summarise
+from nadexp.reports.comparison import comparable, match_directions, summarise
 from nadexp.reports.heatmap import centred, fourier_grid
 from nadexp.reports.metrics import cell_rows, summary_metrics
 from nadexp.reports.nad_figures import spectrum_summary
@@ -116,26 +116,44 @@ def _cell(value) -> str:
     return "" if value is None else html.escape(str(value))
 
 
-def heatmaps(sweeps: list[dict]) -> go.Figure:
-    """Every Fourier sweep's heat map, side by side, on one colour scale."""
+def sweep_window(sweep: dict):
+    """A sweep's map as every heat map of the page draws it: (image [f_rows, f_cols], f_rows, f_cols), the swept
+    frequencies with DC at the centre (nadexp.reports.heatmap.centred), and the axes that go with it."""
+    _, height, width = sweep["shape"]
+    image, fy, fx = centred(fourier_grid(sweep["cells"], height, width), sweep["stride"])
+    return image, fy, fx
+
+
+def frequency_axes(fig: go.Figure, fy, fx, row: int, col: int) -> None:
+    """Square cells centred on the swept frequencies, integer ticks on them (every other one past 9)."""
+    for update, values, title in ((fig.update_xaxes, fx, "f_cols (kx)"), (fig.update_yaxes, fy, "f_rows (ky)")):
+        ticks = [int(v) for v in values][:: 1 if len(values) <= 9 else 2]
+        update(tickmode="array", tickvals=ticks, title_text=title, title_standoff=4, row=row, col=col, constrain="domain")
+    anchor = fig.get_subplot(row, col).xaxis.plotly_name.replace("axis", "")  # square cells: y scaled as its x
+    fig.update_yaxes(autorange="reversed", scaleanchor=anchor, row=row, col=col)
+
+
+def map_trace(image, fy, fx, name: str, value: str = "test acc", **style) -> go.Heatmap:
+    hover = f"f_rows (ky) %{{y}}, f_cols (kx) %{{x}}<br>{value} %{{z:.4f}}<extra>{html.escape(name)}</extra>"
+    return go.Heatmap(z=image, x=fx, y=fy, name=name, hovertemplate=hover, **(style or {"coloraxis": "coloraxis"}))
+
+
+def colour_bar(fig: go.Figure, col: int, title: str) -> dict:
+    """A colour bar right beside the panel in column ``col`` of the first row."""
+    domain = fig.get_subplot(1, col).xaxis.domain
+    return dict(title=title, x=domain[1] + 0.005, xanchor="left", len=1.0, thickness=14)
+
+
+def heatmaps(sweeps: list[dict]) -> tuple[go.Figure, float]:
+    """Every Fourier sweep's heat map (trained or predicted), side by side on one colour scale; (figure, width/height)."""
     cols = min(len(sweeps), 4)
     rows = -(-len(sweeps) // cols)
-    fig = make_subplots(rows, cols, subplot_titles=[s["name"] for s in sweeps], horizontal_spacing=0.1, vertical_spacing=0.12)
+    fig = make_subplots(rows, cols, subplot_titles=[s["name"] for s in sweeps], horizontal_spacing=0.07, vertical_spacing=0.24 / rows)
     for index, sweep in enumerate(sweeps):
+        row, col = index // cols + 1, index % cols + 1
+        image, fy, fx = sweep_window(sweep)
+        fig.add_trace(map_trace(image, fy, fx, sweep["name"]), row, col)
         _, height, width = sweep["shape"]
-        image, fy, fx = centred(fourier_grid(sweep["cells"], height, width), sweep["stride"])
-        fig.add_trace(
-            go.Heatmap(
-                z=image,
-                x=fx,
-                y=fy,
-                coloraxis="coloraxis",
-                name=sweep["name"],
-                hovertemplate="f_rows (ky) %{y}, f_cols (kx) %{x}<br>test acc %{z:.4f}<extra>%{fullData.name}</extra>",
-            ),
-            index // cols + 1,
-            index % cols + 1,
-        )
         checks = [
             (signed(x, width), signed(y, height))
             for c in sweep.get("spot_checks", [])
@@ -152,18 +170,15 @@ def heatmaps(sweeps: list[dict]) -> go.Figure:
                     hovertemplate="spot check: f_rows %{y}, f_cols %{x}<extra></extra>",
                     showlegend=False,
                 ),
-                index // cols + 1,
-                index % cols + 1,
+                row,
+                col,
             )
-    for index in range(len(sweeps)):  # square cells: each y axis scaled to its own x axis
-        fig.update_yaxes(scaleanchor=f"x{index + 1 if index else ''}", row=index // cols + 1, col=index % cols + 1)
-    fig.update_yaxes(autorange="reversed", title_text="f_rows", constrain="domain")
-    fig.update_xaxes(title_text="f_cols", constrain="domain")
-    fig.update_layout(coloraxis=ACCURACY_SCALE, height=320 * rows + 80, width=300 * cols + 140, title="Fourier heat maps (test accuracy)")
-    return fig
+        frequency_axes(fig, fy, fx, row, col)
+    fig.update_layout(coloraxis={**ACCURACY_SCALE, "colorbar": colour_bar(fig, cols, "test acc")}, title="Fourier heat maps (test acc)")
+    return fig, cols / (rows * 1.1)
 
 
-def nad_curves(sweeps: list[dict]) -> go.Figure:
+def nad_curves(sweeps: list[dict]) -> tuple[go.Figure, float]:
     fig = go.Figure()
     for sweep in sweeps:
         columns, rows = cell_rows(sweep["cells"], "nad", sweep["shape"], sweep["eigenvalues"])
@@ -177,13 +192,11 @@ def nad_curves(sweeps: list[dict]) -> go.Figure:
                 hovertemplate="NAD %{x}<br>test acc %{y:.4f}",
             )
         )
-    fig.update_layout(
-        title="Test accuracy along the NADs", xaxis_title="NAD index", yaxis_title="test accuracy", yaxis_range=[0.45, 1.02], height=420
-    )
-    return fig
+    fig.update_layout(title="Test accuracy along the NADs", xaxis_title="NAD index", yaxis_title="test accuracy", yaxis_range=[0.45, 1.02])
+    return fig, 3.0
 
 
-def leading_nads(estimate: dict) -> go.Figure:
+def leading_nads(estimate: dict) -> tuple[go.Figure, float]:
     nads = load_nads(estimate["dir"], option="the dashboard's NADs")[:LEADING_NADS, 0]
     fig = make_subplots(1, len(nads), subplot_titles=[f"u{i}" for i in range(len(nads))], horizontal_spacing=0.01)
     for index, nad in enumerate(nads):
@@ -202,56 +215,40 @@ def leading_nads(estimate: dict) -> go.Figure:
         )
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
-    fig.update_layout(title=f"{estimate.get('arch')}: leading NADs ({Path(estimate['dir']).name})", height=240)
-    return fig
+    fig.update_layout(title=f"{estimate.get('arch')}: leading NADs ({Path(estimate['dir']).name})")
+    return fig, len(nads) / 1.25
 
 
-def spectra(estimates: list[dict]) -> go.Figure:
+def spectra(estimates: list[dict]) -> tuple[go.Figure, float]:
     fig = go.Figure()
     for estimate in estimates:
         values = eigenvalues_of(estimate["dir"])
         values = values[values > values.max() * 1e-12]  # past the rank of the gradients: numerical zeros
         fig.add_trace(go.Scatter(y=values, mode="lines", name=Path(estimate["dir"]).name, hovertemplate="NAD %{x}<br>eigenvalue %{y:.4g}"))
-    fig.update_layout(title="NAD spectra", xaxis_title="NAD index", yaxis_title="eigenvalue", yaxis_type="log", height=420)
-    return fig
+    fig.update_layout(title="NAD spectra", xaxis_title="NAD index", yaxis_title="eigenvalue", yaxis_type="log")
+    return fig, 3.0
 
 
-def published_panel(sweep: dict) -> go.Figure:
+def published_panel(sweep: dict) -> tuple[go.Figure, float]:
+    """The sweep's map, the published one on the same cells and their difference, drawn as the heat maps above."""
     published = published_map(sweep["arch"])
-    reproduced, theirs = comparison_grids(sweep["cells"], published)
     overall = summarise(match_directions(sweep["cells"], published))["all"]
-    frequencies = PUBLISHED_FREQUENCIES
-    fig = make_subplots(
-        1,
-        3,
-        subplot_titles=[f"{sweep['name']} (reproduced)", f"published {sweep['arch']}", "reproduced - published (points)"],
-        horizontal_spacing=0.08,
-    )
-    hover = "f_rows %{y}, f_cols %{x}<br>%{z:.3f}<extra></extra>"
-    for col, grid in ((1, reproduced), (2, theirs)):
-        fig.add_trace(go.Heatmap(z=grid, x=frequencies, y=frequencies, coloraxis="coloraxis", hovertemplate=hover), 1, col)
-    fig.add_trace(
-        go.Heatmap(
-            z=100 * (reproduced - theirs),
-            x=frequencies,
-            y=frequencies,
-            colorscale="RdBu_r",
-            zmin=-30,
-            zmax=30,
-            colorbar=dict(title="points", x=1.08),
-            hovertemplate=hover,
-        ),
-        1,
-        3,
-    )
-    fig.update_yaxes(autorange="reversed")
+    reproduced, fy, fx = sweep_window(sweep)
+    theirs = np.array([[published.get((int(y), int(x)), np.nan) for x in fx] for y in fy])
+    titles = [f"{sweep['name']} (reproduced)", f"published {sweep['arch']}", "reproduced - published (points)"]
+    fig = make_subplots(1, 3, subplot_titles=titles, horizontal_spacing=0.1)
+    fig.add_trace(map_trace(reproduced, fy, fx, sweep["name"]), 1, 1)
+    fig.add_trace(map_trace(theirs, fy, fx, f"published {sweep['arch']}"), 1, 2)
+    difference = dict(colorscale="RdBu_r", zmin=-30, zmax=30, colorbar=colour_bar(fig, 3, "points"))
+    fig.add_trace(map_trace(100 * (reproduced - theirs), fy, fx, "difference", "points", **difference), 1, 3)
+    for col in (1, 2, 3):
+        frequency_axes(fig, fy, fx, 1, col)
     fig.update_layout(
-        coloraxis={**ACCURACY_SCALE, "colorbar": dict(title="test acc", x=0.64)},
-        height=420,
+        coloraxis={**ACCURACY_SCALE, "colorbar": colour_bar(fig, 2, "test acc")},
         title=f"{sweep['name']} against the published {sweep['arch']} map: {overall['directions']} directions, "
         f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation'] or 'n/a'}",
     )
-    return fig
+    return fig, 3.2
 
 
 def dashboard_sections(sweeps: list[dict], estimates: list[dict], failed: list[dict], root: Path) -> list[tuple[str, str]]:
@@ -273,9 +270,10 @@ def dashboard_sections(sweeps: list[dict], estimates: list[dict], failed: list[d
     if nads:
         figures.append(("NAD spectra", spectra(nads)))
     figures += [(f"Published comparison: {s['name']}", published_panel(s)) for s in fourier if comparable(s)]
-    for heading, figure in figures:
-        figure.update_layout(margin=dict(l=50, r=40, t=70, b=40), template="plotly_white")
-        sections.append((heading, figure.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True})))
+    for heading, (figure, ratio) in figures:  # as wide as the page, as tall as the panels' shape asks
+        figure.update_layout(margin=dict(l=60, r=70, t=70, b=50), template="plotly_white")
+        div = figure.to_html(full_html=False, include_plotlyjs=False, config={"responsive": True}, default_height="100%")
+        sections.append((heading, f'<div class="figure" style="aspect-ratio: {ratio:.3f}">{div}</div>'))
     return sections
 
 
@@ -288,6 +286,7 @@ table.summary th, table.summary td {{ border: 1px solid #ccc; padding: 0.25em 0.
 table.summary td:first-child, table.summary th:first-child {{ text-align: left; }}
 section {{ margin-bottom: 2em; }}
 div.wide {{ overflow-x: auto; }}
+div.figure {{ width: 100%; min-height: 260px; }}
 </style>
 <script type="text/javascript">{plotly}</script>
 </head><body>
