@@ -162,6 +162,7 @@ def test_a_sweep_or_shard_started_twice_trains_each_cell_once_and_every_cell_is_
 
 def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path, caplog):
     import json
+    import os
     import socket
     import subprocess
 
@@ -175,7 +176,7 @@ def test_a_claim_whose_owner_is_gone_is_taken_over(tmp_path, caplog):
     for kx in range(0, 8, 2):
         for ky in range(-4, 4, 2):  # every group this sweep could start with, claimed by a process that has ended
             claim = {"host": socket.gethostname(), "pid": gone.pid, "time": 0}
-            (cells / f"logreg-fourier-{kx}_{ky}-s0.claim").write_text(json.dumps(claim))
+            os.symlink(json.dumps(claim), cells / f"logreg-fourier-{kx}_{ky}-s0.claim")  # as nadexp.results.claims writes one
     settings = sweep_command(tmp_path / "sweep")[2:-1]
     execute(compose_config(settings, output_dir=tmp_path / "sweep"), settings)
     assert "its owner is gone; taking it over" in caplog.text

@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from nadexp.devices import agree
+from nadexp.training.keyed_dropout import KeyedDropout
 
 CHANNELWISE = (
     nn.ReLU,
@@ -37,6 +38,7 @@ CHANNELWISE = (
     nn.AdaptiveAvgPool2d,
     nn.AdaptiveMaxPool2d,
     nn.Dropout,
+    KeyedDropout,  # identity in eval mode, as nn.Dropout
     nn.Identity,
 )
 CONTAINERS = (nn.Sequential, nn.ModuleList)

@@ -3,9 +3,10 @@
 - A fresh run folder (``${nadexp.new_dir:PATH}`` in conf/hydra/default.yaml) is claimed by its owner, the check
   before a run starts (nadexp.run.writable), with ``claim_new_dir``: PATH, else PATH_2, PATH_3, ..., the first
   one os.mkdir creates (it either creates a folder or fails, atomically). Composing a config creates nothing.
-- A group of a sweep's cells is claimed with ``claim``: <name>.claim, created atomically, holds the owner's host,
-  process id and start time. A claim whose owner is gone (its process ended on this host, or, from another host,
-  older than CLAIM_TIMEOUT_S) is taken over.
+- A sweep's cell is claimed with ``claim``: <key>.claim, a symbolic link created atomically whose target holds the
+  owner's host, process id and start time (a link takes no data block, so claims still work on a disk that is
+  full). A claim whose owner is gone (its process ended on this host, or, from another host, older than
+  CLAIM_TIMEOUT_S) is taken over.
 """
 
 import json
@@ -63,12 +64,12 @@ def remove_if_unused(output_dir, up_to=None) -> bool:
 
 def _owner_is_gone(claim: Path) -> bool:
     try:
-        owner = json.loads(claim.read_text())
+        owner = json.loads(os.readlink(claim) if claim.is_symlink() else claim.read_text())  # (a file: an older claim)
         host, pid = owner["host"], int(owner["pid"])
-    except (OSError, ValueError, KeyError, TypeError):  # being written, or damaged: judged by its age alone
+    except (OSError, ValueError, KeyError, TypeError):  # damaged: judged by its age alone
         host, pid = None, None
     try:
-        age = time.time() - claim.stat().st_mtime
+        age = time.time() - claim.lstat().st_mtime
     except FileNotFoundError:
         return False  # released meanwhile: the next attempt creates it
     if host == socket.gethostname() and pid is not None:
@@ -86,7 +87,7 @@ def claim(path: Path) -> bool:
     """Whether this process now holds the claim file ``path`` (taking it over from an owner that is gone)."""
     for _ in range(2):
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            os.symlink(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}), path)
         except FileExistsError:
             if not _owner_is_gone(path):
                 return False
@@ -97,7 +98,7 @@ def claim(path: Path) -> bool:
             except FileNotFoundError:
                 pass
             continue
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}, handle)
+        except OSError as error:  # a read-only or full folder: the error names the claim, not the link's text
+            raise OSError(error.errno, error.strerror, str(path)) from None
         return True
     return False

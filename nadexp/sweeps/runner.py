@@ -1,5 +1,6 @@
 """A direction sweep inside one job: train the arch on D(v) for every v of a basis, resumably."""
 
+import gc
 import hashlib
 import logging
 import math
@@ -166,10 +167,10 @@ def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     for cell in cells:  # seeded exactly as a single run of the cell is
         datamodule, net = build_data_and_net(cell)
         nets.append(net.to(device))
-        data.append((datamodule.load("train", device), datamodule.load("test", device)))
+        data.append((datamodule.load("train", "cpu"), datamodule.load("test", "cpu")))  # on the device once, stacked
         orders.append(datamodule.shuffle_generator())
-    stack = lambda split, i: torch.stack([d[split][i] for d in data])  # noqa: E731
-    # Random layers draw from a stream of the group's own: the same cells stacked together give the same masks.
+    stack = lambda split, i: torch.stack([d[split][i] for d in data]).to(device)  # noqa: E731
+    # Dropout is keyed per cell (nadexp.training.keyed_dropout); other random layers draw from the group's stream.
     seed = int(hashlib.sha256(repr([(c.seed, list(c.dataset.direction)) for c in cells]).encode()).hexdigest()[:15], 16)
     _, metrics = fit_stacked(
         nets,
@@ -270,36 +271,38 @@ def run_sweep(run: Run, prepared: SweepPlan | None = None) -> dict:
     start = time.perf_counter()
     eigenvalues = eigenvalues_of(cfg.dataset.nads) if cfg.sweep.basis == "nad" else None
     with run.logging() as loggers:
-        with Steps(f"{cfg.arch_name} {cfg.sweep.basis}", sum(len(group) for group in todo), "cells") as progress:
-            pending, trained_here = list(todo), 0
-            while pending:  # each group once: claimed, trained, recorded; others' groups are waited for
+        # Claims are per cell, so processes that plan other groups (another K) never train a cell twice; a cell's
+        # numbers do not depend on the cells it is stacked with (keyed dropout), so any subset trains as one group.
+        pending = [[cell for cell in group if cell[1] not in recorded] for group in todo]
+        with Steps(f"{cfg.arch_name} {cfg.sweep.basis}", sum(map(len, pending)), "cells") as progress:
+            trained_here = 0
+            while pending:  # each cell once: claimed, trained, recorded; cells that others hold are waited for
                 claimed_one = False
-                for whole in list(pending):
-                    name = whole[0][1]
-                    if all(key in store for _, key in whole):
-                        pending.remove(whole)
-                        progress.advance(len(whole), "recorded by another process")
-                        continue
-                    if not store.claim(name):
+                for group in pending:
+                    mine = [cell for cell in group if cell[1] not in store and store.claim(cell[1])]
+                    for cell in [c for c in group if c[1] in store]:  # recorded by another process (or just before our claim)
+                        group.remove(cell)
+                        progress.advance(1, "recorded by another process")
+                    for cell in [c for c in mine if c not in group]:
+                        store.release(cell[1])
+                    mine = [cell for cell in mine if cell in group]
+                    if not mine:
                         continue
                     claimed_one = True
                     share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
-                    written = 0
                     try:
-                        for group, records in trained_groups(cfg, whole, sweep.models_at_once):
-                            for (_, key), record in zip(group, records):
-                                if key not in store:  # a group cut short by a kill: its finished cells are kept
-                                    store.write(key, record)
-                                    done, trained_here, written = done + 1, trained_here + 1, written + 1
-                                    log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
-                                    acc = record.get("test_acc")
-                                    progress.advance(
-                                        1, f"{record['direction']}: test acc {acc:.3f}" if acc is not None else record["status"]
-                                    )
+                        for trained, records in trained_groups(cfg, mine, sweep.models_at_once):
+                            for (_, key), record in zip(trained, records):
+                                store.write(key, record)
+                                done, trained_here = done + 1, trained_here + 1
+                                log_cell(loggers, cell_row(record, cfg.dataset.shape, eigenvalues), done, len(cells))
+                                acc = record.get("test_acc")
+                                progress.advance(1, f"{record['direction']}: test acc {acc:.3f}" if acc is not None else record["status"])
                     finally:
-                        store.release(name)
-                    pending.remove(whole)
-                    progress.advance(len(whole) - written)
+                        for _, key in mine:
+                            store.release(key)
+                    group[:] = [cell for cell in group if cell not in mine]
+                pending = [group for group in pending if group]
                 if pending and not claimed_one:
                     time.sleep(CLAIM_POLL_S)  # the rest are another process's: wait for their records
             log.info("%d cells trained by this process, %d recorded by others", trained_here, len(cells) - done)
@@ -309,25 +312,38 @@ def run_sweep(run: Run, prepared: SweepPlan | None = None) -> dict:
         return _report(cfg, records, time.perf_counter() - start, loggers)
 
 
+# What a GPU says when it runs out of memory: PyTorch's allocator, and cuBLAS/cuDNN allocating their workspaces.
+OUT_OF_MEMORY = ("out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED", "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE")
+
+
+def out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or any(s in str(error) for s in OUT_OF_MEMORY)
+
+
 def trained_groups(cfg: DictConfig, group: list, at_once: int):
     """(cells, records) of a group as they are trained: the group in one stacked loop, or, when that runs out of
     GPU memory, its two halves in turn (and so on down to one model), so no cell is lost to an OOM."""
     if at_once == 1:
         yield group, [train_cell(cell_config(cfg, group[0][0]))]
         return
+    records = None
     try:
         records = train_cells_stacked(cfg, [d for d, _ in group])
-    except torch.cuda.OutOfMemoryError:
-        if len(group) == 1:
+    except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one
+        if not out_of_memory(error) or len(group) == 1:
             raise
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        half = (len(group) + 1) // 2
-        log.warning("out of GPU memory training %d stacked models: training them again as %d and %d", len(group), half, len(group) - half)
-        yield from trained_groups(cfg, group[:half], at_once)
-        yield from trained_groups(cfg, group[half:], at_once)
+    if records is not None:
+        yield group, records
         return
-    yield group, records
+    # Out of the handler: its traceback, which held the failed group's networks, data and optimiser state, is
+    # gone, so the memory they took can be given back before the halves start.
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = (len(group) + 1) // 2
+    log.warning("out of GPU memory training %d stacked models: training them again as %d and %d", len(group), half, len(group) - half)
+    yield from trained_groups(cfg, group[:half], at_once)
+    yield from trained_groups(cfg, group[half:], at_once)
 
 
 def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) -> dict:

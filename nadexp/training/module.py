@@ -10,6 +10,7 @@ from torch import nn
 
 from nadexp.cores import share
 from nadexp.generators import seeded
+from nadexp.training.keyed_dropout import draws_of
 
 RANK_STREAM, CUDA_STREAM = 1, 2  # seeded(seed, stream, rank): the random layers' streams of DDP ranks and GPUs
 
@@ -20,7 +21,8 @@ class Classifier(pl.LightningModule):
     ``optimizer`` and ``scheduler`` are partials from the ``optimizer`` and ``scheduler`` config groups;
     the scheduler is stepped every optimisation step and receives the total number of steps.
 
-    What trains at random (dropout masks, CIFAR augmentation) draws from torch's global generators. Rank zero
+    Dropout draws keyed masks (nadexp.training.keyed_dropout): the run's key, the epoch and batch. What else
+    trains at random (CIFAR augmentation, other random layers) draws from torch's global generators. Rank zero
     continues the run's CPU stream (nadexp.training.train.build); every other DDP rank starts a CPU stream of
     its own from ``seed``, and so does each GPU's generator (dropout on a GPU draws there), so no two ranks draw
     the same masks and a seed gives the same masks again on the same devices.
@@ -71,12 +73,17 @@ class Classifier(pl.LightningModule):
 
     def on_fit_start(self):
         rank = self.global_rank
+        if draws_of(self.net) is not None:
+            draws_of(self.net).on_rank(rank)
         if rank > 0:
             torch.set_rng_state(seeded(self.seed, RANK_STREAM, rank).get_state())
         if self.device.type == "cuda":
             torch.cuda.default_generators[self.device.index or 0].manual_seed(seeded(self.seed, CUDA_STREAM, rank).initial_seed())
 
     def training_step(self, batch, batch_idx):
+        draws, batches = draws_of(self.net), self.trainer.num_training_batches
+        if draws is not None:  # the step that keys dropout masks: epoch and batch, so a resumed run draws as before
+            draws.step = self.current_epoch * int(batches) + batch_idx if batches != float("inf") else draws.step + 1
         return self._accumulate("train", *batch)
 
     def on_train_epoch_end(self):

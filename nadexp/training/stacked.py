@@ -22,6 +22,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from nadexp.cores import share
+from nadexp.training.keyed_dropout import draws_of
 
 # trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
 NO_EFFECT = (
@@ -94,16 +95,34 @@ class StackedModels:
                 for name, p in self.params.items()
             }
 
-        def call(params, buffers, x):
-            return functional_call(self.template, (params, buffers), (x,))
+        # Keyed dropout (nadexp.training.keyed_dropout): model k's masks from its own key, as when it trains alone.
+        self.draws = draws_of(self.template)
+        keys = [draws_of(net).key if draws_of(net) is not None else None for net in nets]
+        device = next(iter(self.params.values())).device
+        self.keys = torch.tensor(keys, device=device) if self.draws is not None and None not in keys else None
 
-        self._call = vmap(call, randomness="different")  # dropout: each model its own mask
+        def call(params, buffers, x, key):
+            if key is None:
+                return functional_call(self.template, (params, buffers), (x,))
+            own, self.draws.key = self.draws.key, key
+            try:
+                return functional_call(self.template, (params, buffers), (x,))
+            finally:
+                self.draws.key = own
+
+        # Other random layers: each model its own draws from the group's stream (fit_stacked's seed).
+        self._call = vmap(call, in_dims=(0, 0, 0, None if self.keys is None else 0), randomness="different")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x: (K, B, ...) -> logits (K, B, classes)."""
         if self.channels_last and x.dim() == 5:
             x = x.permute(1, 3, 4, 0, 2).contiguous().permute(3, 0, 4, 1, 2)  # laid out (B, H, W, K, C)
-        return self._call(self.params, self.buffers, x)
+        return self._call(self.params, self.buffers, x, self.keys)
+
+    def at_step(self, step: int) -> None:
+        """The training step that keys the dropout masks (numbered as a Lightning run numbers its batches)."""
+        if self.draws is not None:
+            self.draws.step = step
 
     def train(self, mode: bool = True):
         self.template.train(mode)
@@ -213,6 +232,7 @@ def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, 
         loss_sum = torch.zeros(models.size, device=x_train.device)
         correct = torch.zeros(models.size, device=x_train.device)
         for start in range(0, size, batch_size):
+            models.at_step(epoch * steps_per_epoch + start // batch_size)
             batch = order[:, start : start + batch_size]
             xb, yb = _gather(x_train, batch), _gather(y_train, batch)
             logits = models(xb)

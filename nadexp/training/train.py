@@ -19,6 +19,7 @@ from nadexp.results.atomic import write_json_atomic
 from nadexp.results.schema import finished_record, result_record, training_fields
 from nadexp.run.context import Run
 from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
+from nadexp.training.keyed_dropout import key_of, keyed
 from nadexp.training.module import Classifier
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def build_data_and_net(cfg: DictConfig, generator: Optional[torch.Generator] = N
     datamodule = instantiate(cfg.dataset)
     with drawing_from(generator or seeded(cfg.seed)):
         net = instantiate(cfg.arch, input_shape=datamodule.input_shape, num_classes=datamodule.num_classes)
+    keyed(net, key_of(cfg))  # dropout masks of the run's own, the same whatever engine or group trains it
     if cfg.get("channels_last"):
         net = net.to(memory_format=torch.channels_last)
     return datamodule, net
