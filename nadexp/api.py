@@ -9,9 +9,11 @@ found there only if it can be imported); without one, the run happens in a tempo
 returned object remains. Bad arguments raise nadexp.ConfigError, naming them.
 """
 
+import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -27,6 +29,7 @@ from nadexp.models.custom import GIVEN, import_target, target_name
 
 Model = Union[str, type, object]
 SWEEP_BASES = ("fourier", "pixel", "nad")
+LIGHTNING_SEED_VARIABLES = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")  # what Lightning's seed_everything sets
 QUIET = ("callbacks=none", "trainer.enable_progress_bar=false")  # a notebook cell prints results, not epochs
 
 
@@ -130,6 +133,35 @@ def _settings(settings: Optional[dict]) -> list[str]:
     return [f"{key}={_value(value)}" for key, value in (settings or {}).items()]
 
 
+@contextmanager
+def process_as_found():
+    """The caller's process as it was before a call: torch's threads, the TF32 flags, the random generators
+    (Python's, NumPy's, torch's CPU and CUDA ones, Lightning's seed variables), and the GPU allocator's cache
+    emptied after a call that used the GPU (so the next automatic K sees the memory free)."""
+    import random
+
+    import torch
+
+    threads, tf32 = torch.get_num_threads(), (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    python, numpy, seeds = random.getstate(), np.random.get_state(), {k: os.environ.get(k) for k in LIGHTNING_SEED_VARIABLES}
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+        random.setstate(python)
+        np.random.set_state(numpy)
+        for key, value in seeds.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if devices:
+            torch.cuda.empty_cache()
+
+
 def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
     """Runs `python run.py OVERRIDES` in this process, in ``run_dir`` (a temporary directory when None, removed
     by the caller); returns its result.json and the directory."""
@@ -138,7 +170,7 @@ def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
     directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="nadexp-"))
     overrides = [*overrides, *(["logger=none"] if not any(o.startswith("logger=") for o in overrides) else [])]
     try:
-        with quiet_lightning():
+        with quiet_lightning(), process_as_found():
             result = execute(compose_config(overrides, output_dir=directory), overrides)
     except BaseException:
         if run_dir is None:

@@ -6,7 +6,22 @@ an execution setting. Precision is not: TF32 changes a GPU's float32 results, so
 task's identity and is recorded in every result.json.
 """
 
+import os
+
 import torch
+
+# Where a process's rank is read: torchrun's RANK, SLURM's task id, Lightning's local launcher's LOCAL_RANK and
+# NODE_RANK (it sets no RANK), and Lightning's own record of the global rank once a Trainer has set it.
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+
+
+def is_rank_zero() -> bool:
+    """Whether this process is rank 0 of its job (the only one that writes a run's files), in any launcher."""
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    if getattr(rank_zero_only, "rank", 0) != 0:
+        return False
+    return all(int(os.environ.get(name) or 0) == 0 for name in RANK_VARIABLES)
 
 
 def job_index() -> int:

@@ -340,3 +340,31 @@ def test_local_ddp_ranks_inside_a_launchers_worker_are_refused_before_anything_s
     basic = {"launcher": {"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, "runtime": {"choices": {}}}
     monkeypatch.setattr(ddp, "multirun_job", lambda: OmegaConf.create(basic))
     ddp.check_rank_launch(cfg, trainer)  # the basic launcher runs jobs in this process: each launches its own ranks
+
+
+def test_one_helper_says_whether_this_is_rank_zero_in_every_launcher(monkeypatch, tmp_path):
+    from nadexp.devices import RANK_VARIABLES, is_rank_zero
+    from nadexp.results.schema import record_failure
+
+    for name in RANK_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert is_rank_zero()
+    for name, value in (("LOCAL_RANK", "1"), ("NODE_RANK", "1"), ("SLURM_PROCID", "3"), ("RANK", "2")):  # Lightning, SLURM, torchrun
+        with monkeypatch.context() as env:
+            env.setenv(name, value)
+            assert not is_rank_zero(), name
+            cfg = compose_config(["experiment=single"], output_dir=tmp_path / name)
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "config.yaml").write_text("seed: 0\n")
+            record_failure(cfg, "train", RuntimeError("a rank failed"), 1.0)
+            assert not (tmp_path / name / "result.json").exists()  # only rank 0 writes the failed record
+
+
+def test_the_machine_record_names_the_gpu_that_ran(monkeypatch):
+    from nadexp.results.machine import machine
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    named = lambda device: f"GPU cuda:{device}" if isinstance(device, int) else f"GPU {device}"  # noqa: E731
+    monkeypatch.setattr(torch.cuda, "get_device_name", named)
+    assert machine("cuda:1")["gpu"] == "GPU cuda:1" and machine()["gpu"] == "GPU cuda:0" and machine("cpu")["gpu"] == "GPU cuda:0"

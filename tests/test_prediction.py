@@ -333,3 +333,38 @@ def test_the_command_line_prints_its_scores(tmp_path):
     assert "predicted vs published_logreg: 130 directions" in ok.stdout
     (run_dir,) = (tmp_path / "outputs" / "predicted").iterdir()  # named as experiment=nads names its NADs: a digest of the settings
     assert run_dir.name.startswith("logreg-fourier-stride2-s0-") and (run_dir / "result.json").is_file()
+
+
+def test_two_jobs_that_need_the_same_nads_estimate_them_once(tmp_path, monkeypatch, caplog):
+    """While one process estimates the NADs (it holds their claim), another job waits and then reads them."""
+    import shutil
+    import threading
+    import time
+
+    from nadexp.estimators import fourier_prediction
+    from nadexp.results import claims
+
+    small = ["arch=logreg", "dataset.shape=[1,8,8]", "estimator.num_networks=16"]
+    predicted_run(tmp_path / "first", *small)
+    (estimated,) = (tmp_path / "first" / "nads").iterdir()
+    nads_dir = tmp_path / "second" / "nads" / estimated.name  # the same settings: the same folder name
+    claim = nads_dir.parent / f".{nads_dir.name}.claim"
+    claim.parent.mkdir(parents=True)
+    assert claims.claim(claim)  # the other process, estimating (alive: this test's own pid)
+
+    def the_other_process_finishes():
+        time.sleep(1.0)
+        shutil.copytree(estimated, nads_dir)
+        claim.unlink()
+
+    calls = []
+    monkeypatch.setattr(fourier_prediction, "estimate", lambda *args: calls.append(args))
+    monkeypatch.setattr(fourier_prediction, "NADS_POLL_S", 0.2)
+    other = threading.Thread(target=the_other_process_finishes)
+    other.start()
+    with caplog.at_level("INFO", logger="nadexp.estimators.fourier_prediction"):
+        result, _ = predicted_run(tmp_path / "second", *small)
+    other.join()
+    assert calls == [] and "being estimated into" in caplog.text and not claim.exists()
+    first = json.loads((tmp_path / "first" / "predicted" / "run" / "result.json").read_text())
+    assert result["summary"] == first["summary"]  # the same NADs, the same map

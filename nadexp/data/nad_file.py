@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from nadexp.errors import ConfigError
+from nadexp.results.atomic import write_npy_atomic
 
 
 def save_nads(run_dir, estimate: dict) -> None:
     """The ``nads``, ``eigenvalues`` and ``singular_values`` arrays of an estimate, into ``run_dir``."""
-    run_dir = Path(run_dir)
-    np.save(run_dir / "nads.npy", np.asarray(estimate["nads"], dtype=np.float32))
-    np.save(run_dir / "eigenvalues.npy", estimate["eigenvalues"])
-    np.save(run_dir / "singular_values.npy", estimate["singular_values"])
+    run_dir = Path(run_dir)  # each written whole (a reader never sees half an array), nads.npy last
+    write_npy_atomic(run_dir / "eigenvalues.npy", np.asarray(estimate["eigenvalues"]))
+    write_npy_atomic(run_dir / "singular_values.npy", np.asarray(estimate["singular_values"]))
+    write_npy_atomic(run_dir / "nads.npy", np.asarray(estimate["nads"], dtype=np.float32))
 
 
 def eigenvalues_of(nads_path) -> np.ndarray | None:

@@ -29,12 +29,18 @@ from nadexp.reports.calibration import spot_check
 from nadexp.reports.prediction import CALIBRATIONS, predict_fourier_map
 from nadexp.reports.prediction_report import calibrated, cell_key, write_prediction
 from nadexp.reports.sweep_report import load_sweep
+from nadexp.results import claims
 from nadexp.results.resume import check_same_config
 from nadexp.results.schema import finished_record
 from nadexp.run.context import Run
 from nadexp.run.identity import nads_run_dir
 
 log = logging.getLogger(__name__)
+NADS_POLL_S = 2.0  # how often a job looks again at NADs that another process is estimating
+
+
+def _finished(nads_dir: Path) -> bool:
+    return (nads_dir / "nads.npy").is_file() and finished_record(nads_dir / "result.json") is not None
 
 
 def nads_config(cfg: DictConfig, nads: NADEstimator) -> DictConfig:
@@ -108,7 +114,7 @@ class FourierPrediction(Estimator):
         return {  # with spot checks, nadexp.sweeps.spot_checks adds train_cells and sweep_dir
             "nads_cfg": nads_cfg,
             "nads_dir": nads_dir,
-            "reuse": (nads_dir / "nads.npy").is_file() and finished_record(nads_dir / "result.json") is not None,
+            "reuse": _finished(nads_dir),
             "make_net": make_net,
             "against": against,
             "phase": phase,
@@ -157,6 +163,25 @@ class FourierPrediction(Estimator):
         ]
         return calibrated_map, own, listed
 
+    def _estimate_once(self, cfg: DictConfig, prepared: dict) -> None:
+        """The NADs estimated into their folder by one process: another job that needs the same ones at the same
+        time waits for them (a claim beside the folder, nadexp.results.claims) instead of estimating them again."""
+        nads_dir = prepared["nads_dir"]
+        claim = nads_dir.parent / f".{nads_dir.name}.claim"
+        claim.parent.mkdir(parents=True, exist_ok=True)
+        waiting = False
+        while not claims.claim(claim):
+            if not waiting:
+                log.info("NADs of %s are being estimated into %s by another process: waiting for them", cfg.arch_name, nads_dir)
+            waiting = True
+            time.sleep(NADS_POLL_S)
+        try:
+            if not _finished(nads_dir):  # else another process finished them just before this claim
+                log.info("NADs of %s not found with these settings: estimating them into %s", cfg.arch_name, nads_dir)
+                estimate(Run.start(prepared["nads_cfg"], "nads"), (self.nads, prepared["make_net"]))
+        finally:
+            claim.unlink(missing_ok=True)
+
     def run(self, run: Run, prepared: dict) -> dict:
         cfg, output_dir, loggers = run.cfg, run.folder, run.loggers
         shape, nads_dir = tuple(cfg.dataset.shape), prepared["nads_dir"]
@@ -164,8 +189,7 @@ class FourierPrediction(Estimator):
         if prepared["reuse"]:
             log.info("NADs reused from %s", nads_dir)
         else:
-            log.info("NADs of %s not found with these settings: estimating them into %s", cfg.arch_name, nads_dir)
-            estimate(Run.start(prepared["nads_cfg"], "nads"), (self.nads, prepared["make_net"]))
+            self._estimate_once(cfg, prepared)
         nads_time = time.perf_counter() - start
         nads, eigenvalues = load_nads(nads_dir, shape), eigenvalues_of(nads_dir)
         start = time.perf_counter()

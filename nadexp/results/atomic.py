@@ -8,14 +8,14 @@ import uuid
 from pathlib import Path
 
 
-def write_text_atomic(path, text: str) -> None:
-    """``text`` into a temporary file beside ``path``, then renamed over it. The file is created as open() creates
+def write_text_atomic(path, text: str | bytes) -> None:
+    """``text`` (or bytes) into a temporary file beside ``path``, then renamed over it. The file is created as open() creates
     one (mode 0o666 less the umask), so a result is as readable as any other file its user writes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "x") as handle:
+        with open(tmp, "xb" if isinstance(text, bytes) else "x") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except OSError as error:  # a full disk: the error of a write names no file, so it is named here
@@ -30,6 +30,14 @@ def write_text_atomic(path, text: str) -> None:
 
 def write_json_atomic(path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload, indent=2) + "\n")
+
+
+def write_npy_atomic(path, array) -> None:
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def write_csv_atomic(path, columns, rows) -> None:

@@ -33,7 +33,8 @@ def cpu_description() -> str:
     return f"{model}, {extensions}, torch kernels {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
 
 
-def machine() -> dict[str, str]:
+def machine(device=None) -> dict[str, str]:
+    """The platform, CPU and, with CUDA, the GPU that ran: ``device`` (cuda:N) if given, else the current one."""
     import torch
 
     info = {
@@ -43,5 +44,6 @@ def machine() -> dict[str, str]:
         "cpu_threads": str(torch.get_num_threads()),
     }
     if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
+        ran = torch.device(device) if device is not None and str(device).startswith("cuda") else None
+        info["gpu"] = torch.cuda.get_device_name(ran if ran is not None else torch.cuda.current_device())
     return info

@@ -87,7 +87,8 @@ def result_record(task: str, cfg: DictConfig, fields: dict, wall_time_s: float) 
         if key == "dtype":  # the precision policy beside the task's dtype, if it has one
             body["tf32"] = tf32
     body.setdefault("tf32", tf32)
-    return {**head, **body, "wall_time_s": round(wall_time_s, 3), "versions": package_versions(), "machine": machine()}
+    machine_record = machine(fields.get("device"))  # the GPU that ran, when the task names its device
+    return {**head, **body, "wall_time_s": round(wall_time_s, 3), "versions": package_versions(), "machine": machine_record}
 
 
 CELL_KEYS = ("arch", "basis", "direction", "seed", "status")  # what every cell record holds
@@ -159,8 +160,10 @@ def records_below(directory) -> list[tuple[Path, dict]]:
 def record_failure(cfg: DictConfig, task: str, error: BaseException, wall_time_s: float) -> None:
     """A run that started (its directory holds config.yaml) and then failed leaves a result.json that says so,
     with the reason, for the summary and the dashboards; the same command later starts it again."""
+    from nadexp.devices import is_rank_zero  # (torch: loaded by then, not by the checks that import this module)
+
     output_dir = Path(cfg.paths.output_dir)
-    if not (output_dir / "config.yaml").is_file() or int(os.environ.get("RANK", 0)) != 0:
+    if not (output_dir / "config.yaml").is_file() or not is_rank_zero():
         return
     reason = f"{type(error).__name__}: {error}".strip().rstrip(":") if str(error) else type(error).__name__
     head = {"task": task, "arch": cfg.get("arch_name"), "seed": cfg.get("seed"), "status": "failed", "reason": reason}

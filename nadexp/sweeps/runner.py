@@ -374,6 +374,7 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) ->
         "cells_wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in records), 3),
         "files": files,
         "published_comparison": agreement,  # per window; null without a published map
+        "device": str(_device(cfg)),
     }
     result = result_record("sweep", cfg, fields, seconds)
     write_json_atomic(f"{output_dir}/result.json", result)

@@ -11,6 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks.progress import ProgressBar
 
+from nadexp.devices import is_rank_zero
 from nadexp.errors import ConfigError
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
@@ -84,7 +85,7 @@ class EpochLines(pl.Callback):
 
     def on_train_start(self, trainer, pl_module):
         self.first = trainer.current_epoch  # a resumed run counts its own epochs
-        if trainer.is_global_zero:
+        if is_rank_zero():
             self.steps = Steps("training", trainer.max_epochs - self.first, "epochs").__enter__()
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -95,7 +96,7 @@ class EpochLines(pl.Callback):
         self._line(trainer)
 
     def _line(self, trainer) -> None:
-        if trainer.is_global_zero:
+        if is_rank_zero():
             metrics = trainer.callback_metrics
             figures = ", ".join(f"{name} {float(metrics[name]):.4f}" for name in ("train/loss", "train/acc") if name in metrics)
             self.steps.advance(1, figures)
@@ -143,7 +144,7 @@ def prepare(run: Run):
 def train(run: Run, prepared=None) -> dict:
     cfg = run.cfg
     datamodule, model, trainer = prepared or prepare(run)
-    result_path = run.open(write_config=trainer.is_global_zero) / "result.json"
+    result_path = run.open(write_config=is_rank_zero()) / "result.json"
     earlier = finished_record(result_path)  # resume: true
     if earlier is not None:
         log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, earlier["test_acc"], result_path)
@@ -152,11 +153,11 @@ def train(run: Run, prepared=None) -> dict:
         with ranks_of_this_job(trainer):
             metrics = fit_and_test(cfg, datamodule, model, trainer)
         summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
-        if trainer.is_global_zero:
+        if is_rank_zero():
             log_outcome(trainer.loggers, cfg, summary)
     fields = {**metrics, "summary": summary, "world_size": trainer.world_size, "device": str(trainer.strategy.root_device)}
     result = result_record("train", cfg, fields, fields.pop("wall_time_s"))
-    if trainer.is_global_zero:
+    if is_rank_zero():
         write_json_atomic(result_path, result)
         log.info(
             "%s: test acc %.4f (train %.4f) in %.1f s -> %s",
