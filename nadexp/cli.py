@@ -28,6 +28,7 @@ from nadexp.run.writable import write_failure
 
 register_configs()
 ONE_LINE = True  # errors as one line; HYDRA_FULL_ERROR=1: Hydra's report and the traceback
+ONE_LINE_MARK = "NADEXP_ONE_LINE_ERRORS"
 
 
 def main() -> None:
@@ -45,11 +46,13 @@ def main() -> None:
             sys.exit(2)
         return
     global ONE_LINE
-    if os.environ.get("HYDRA_FULL_ERROR"):
+    if os.environ.get("HYDRA_FULL_ERROR") and not os.environ.get(ONE_LINE_MARK):  # the user's: tracebacks
         ONE_LINE = False
         run()
         return
-    ONE_LINE, os.environ["HYDRA_FULL_ERROR"] = True, "1"  # Hydra raises what it finds, instead of printing it
+    # Hydra raises what it finds, instead of printing it; the mark tells DDP ranks (this command run again, with
+    # this environment) that the one-line errors are still asked for
+    ONE_LINE, os.environ["HYDRA_FULL_ERROR"], os.environ[ONE_LINE_MARK] = True, "1", "1"
     try:
         run()
     except HydraException as error:
@@ -63,6 +66,7 @@ def main() -> None:
         sys.exit(1)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
+        os.environ.pop(ONE_LINE_MARK, None)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")

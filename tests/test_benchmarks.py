@@ -6,6 +6,7 @@ import pytest
 from conftest import ROOT, run_script
 
 TINY = {
+    "bfloat16_nads.py": ["--archs", "lenet_nopool", "--networks", "16"],
     "class_density.py": ["--images", "64", "--per-class", "50"],
     "data_path.py": ["--epochs", "2", "--repeats", "1", "--samples", "512"],
     "gpu_check.py": [],  # without CUDA: one line, exit 0

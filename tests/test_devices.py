@@ -191,6 +191,39 @@ def test_ddp_multirun_jobs_launch_their_own_ranks(tmp_path):
         assert abs(correct - round(correct)) < 1e-3, result["test_acc"]
 
 
+FAILS_ON_RANK_1 = """
+import os
+from torch import nn
+
+
+class FailsOnRank1(nn.Module):
+    def __init__(self, input_shape, num_classes, fail=False):
+        super().__init__()
+        self.fc, self.fail = nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_classes), fail
+
+    def forward(self, x):
+        if self.fail and self.training and os.environ.get("LOCAL_RANK") == "1":
+            raise RuntimeError("rank 1 fails")
+        return self.fc(x.flatten(1))
+"""
+
+
+@pytest.mark.slow  # about 40 s on 2 cores: two jobs of two rank processes
+def test_a_failing_ddp_rank_fails_its_job_and_the_multirun_goes_on(tmp_path):
+    (tmp_path / "failing.py").write_text(FAILS_ON_RANK_1)
+    sweep_dir = tmp_path / "multirun"
+    quick = [o for o in QUICK if not o.startswith(("trainer.accelerator", "experiment"))]
+    process = run_cli(
+        "-m", "experiment=single", "trainer=ddp_cpu", *quick, "arch=custom", "arch.target=failing.FailsOnRank1",
+        "+arch.kwargs.fail=true,false", f"hydra.sweep.dir={sweep_dir}", cwd=tmp_path, timeout=600, process=True,
+    )  # fmt: skip
+    results = {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/result.json")}
+    output = process.stdout + process.stderr
+    assert results["0"]["status"] == "failed" and "test_acc" in results["1"], output[-3000:]  # the next job ran
+    assert process.returncode == 1 and "Traceback" not in process.stderr, output[-3000:]
+    assert process.stderr.strip().splitlines()[-1].startswith("error: "), process.stderr[-1000:]
+
+
 @pytest.mark.slow
 def test_ddp_with_snapshots_saves_every_epoch(tmp_path):
     run_dir = tmp_path / "run"
@@ -315,6 +348,7 @@ def test_nads_default_to_float32_everywhere_and_an_auto_estimate_is_not_resumed_
     cfg = compose_config(overrides, output_dir=tmp_path)
     assert Path(cfg.paths.output_dir) == tmp_path
     estimator = instantiate(cfg.estimator)
+    estimator.prepare(cfg)  # LeNet: a family that keeps its NADs in bfloat16
     here, other = ("bfloat16", "float32") if amx else ("float32", "bfloat16")
     assert estimator.resolved_dtype(torch.device("cpu")) == getattr(torch, here)
     (tmp_path / "result.json").write_text(json.dumps({"dtype": other}))  # an earlier estimate on another machine
@@ -322,6 +356,28 @@ def test_nads_default_to_float32_everywhere_and_an_auto_estimate_is_not_resumed_
         estimator.prepare(cfg)
     (tmp_path / "result.json").write_text(json.dumps({"dtype": here}))  # this machine's own: resumed
     estimator.prepare(cfg)
+
+
+def test_dtype_auto_takes_bfloat16_only_for_the_families_measured_to_keep_their_nads(tmp_path, monkeypatch, caplog):
+    from hydra.utils import instantiate
+
+    from nadexp.estimators.nads import BFLOAT16_FAMILIES, arch_family
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)  # where bfloat16 is fast
+    assert [arch_family(a) for a in ("lenet_nopool", "timm-vit_tiny_patch16_224", "torchvision-resnet18", "TinyConv")] == [
+        "lenet", "vit", "resnet", "other"
+    ]  # fmt: skip
+    for arch, shape in (("lenet", "[1,32,32]"), ("vit_tiny", "[1,16,16]"), ("densenet121", "[1,16,16]")):
+        overrides = ["experiment=nads", f"arch={arch}", f"dataset.shape={shape}", "estimator.dtype=auto", "estimator.num_networks=4"]
+        cfg = compose_config(overrides, output_dir=tmp_path / arch)
+        estimator = instantiate(cfg.estimator)
+        estimator.prepare(cfg)
+        kept = arch_family(cfg.arch_name) in BFLOAT16_FAMILIES
+        assert estimator.resolved_dtype(torch.device("cpu")) == (torch.bfloat16 if kept else torch.float32), arch
+        with caplog.at_level("INFO", logger="nadexp.estimators.nads"):
+            estimator.say_dtype(torch.device("cpu"))
+        assert f"estimator.dtype=auto: {'bfloat16' if kept else 'float32'} for {cfg.arch_name}" in caplog.text, arch
+    assert "lenet" in BFLOAT16_FAMILIES and not {"vit", "densenet"} & set(BFLOAT16_FAMILIES)  # measured: 0.44, 0.95
 
 
 def test_local_ddp_ranks_inside_a_launchers_worker_are_refused_before_anything_starts(monkeypatch, tmp_path):

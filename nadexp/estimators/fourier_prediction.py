@@ -191,6 +191,8 @@ class FourierPrediction(Estimator):
         else:
             self._estimate_once(cfg, prepared)
         nads_time = time.perf_counter() - start
+        nads_dtype = (finished_record(nads_dir / "result.json") or {}).get("dtype")
+        log.info("NADs of %s in %s (%s)", cfg.arch_name, nads_dtype, nads_dir)  # the map follows their precision: said, not silent
         nads, eigenvalues = load_nads(nads_dir, shape), eigenvalues_of(nads_dir)
         start = time.perf_counter()
         predicted = predict_fourier_map(nads, eigenvalues, shape, self.stride, self.max_frequency, prepared["phase"], self.predictor)
@@ -233,6 +235,7 @@ class FourierPrediction(Estimator):
             "cells": len(predicted),
             "nads_dir": str(nads_dir),
             "nads_reused": prepared["reuse"],
+            "nads_dtype": nads_dtype,
             "scores": scored,
             "nads_time_s": round(nads_time, 3),
             "prediction_time_s": round(predict_time, 3),

@@ -26,6 +26,19 @@ from nadexp.run.context import Run
 log = logging.getLogger(__name__)
 
 METHODS = ("finite_difference", "autograd")
+# dtype=auto: bfloat16 only for arch families whose bfloat16 NADs were measured to keep float32's (top-10 overlap
+# at least BFLOAT16_KEEPS, same networks and x0: benchmarks/bfloat16_nads.py, docs/benchmarks.md); float32 elsewhere.
+BFLOAT16_KEEPS = 0.99
+BFLOAT16_FAMILIES = ("lenet", "vgg", "resnet", "convnext", "mixer")  # not densenet (0.956), vit (0.438)
+FAMILIES = ("logreg", "lenet", "vgg", "resnet", "densenet", "vit", "convnext", "mixer")
+
+
+def arch_family(arch_name: str) -> str:
+    """The family of an arch's run name (lenet_nopool -> lenet, timm-vit_tiny_patch16_224 -> vit), or "other"."""
+    name = str(arch_name).lower().split("-")[-1]
+    return next((family for family in FAMILIES if name.startswith(family)), "other")
+
+
 EVAL_POINTS = ("fixed", "zero", "per_network")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 OVERLAP_KS = (1, 10, 100)
@@ -86,6 +99,7 @@ class NADEstimator(Estimator):
     networks_per_batch: Union[int, str] = "auto"
     device: str = "auto"
     dtype: str = "float32"
+    arch, family = "this arch", "other"  # set by prepare (not fields): what dtype=auto goes by
 
     def __post_init__(self):
         for option, value, allowed in (
@@ -107,11 +121,19 @@ class NADEstimator(Estimator):
             raise ConfigError(f"estimator.num_components must be >= 1 or null (all), got {self.num_components}")
 
     def resolved_dtype(self, device: torch.device) -> torch.dtype:
-        """auto: bfloat16 where it is fast (CUDA, CPUs with AMX) for finite differences, else float32."""
+        """auto: bfloat16 where it is fast (CUDA, CPUs with AMX), for finite differences, of an arch family measured
+        to keep its NADs in bfloat16 (BFLOAT16_FAMILIES); float32 elsewhere."""
         if self.dtype != "auto":
             return DTYPES[self.dtype]
         fast_bf16 = device.type == "cuda" or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        return torch.bfloat16 if self.method == "finite_difference" and fast_bf16 else torch.float32
+        kept = self.family in BFLOAT16_FAMILIES
+        return torch.bfloat16 if self.method == "finite_difference" and fast_bf16 and kept else torch.float32
+
+    def say_dtype(self, device: torch.device) -> None:
+        if self.dtype == "auto":
+            dtype = str(self.resolved_dtype(device)).removeprefix("torch.")
+            why = "measured to keep" if self.family in BFLOAT16_FAMILIES else "not measured to keep"
+            log.info("estimator.dtype=auto: %s for %s on %s (bfloat16 %s the %s family's NADs)", dtype, self.arch, device, why, self.family)
 
     def gradients(self, make_net: Callable[[], torch.nn.Module], shape) -> torch.Tensor:
         """The (N, D) gradient matrix of ``num_networks`` fresh initialisations of ``make_net()``."""
@@ -121,6 +143,7 @@ class NADEstimator(Estimator):
         with drawing_from(networks):  # every network is drawn on the CPU and moved to the device to compute
             template = make_net().eval()
         if self.method == "finite_difference":
+            self.say_dtype(device)
             return finite_difference_gradients(
                 template,
                 points,
@@ -163,6 +186,7 @@ class NADEstimator(Estimator):
                 f"gives none: keep the default dataset and set dataset.shape (e.g. [1,28,28] for Fashion-MNIST's images)"
             )
         shape = tuple(cfg.dataset.shape)
+        self.arch, self.family = cfg.arch_name, arch_family(cfg.arch_name)  # for dtype=auto
         make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
         with drawing_from(torch.Generator()):  # a throwaway network: the estimate's stream is untouched
             make_net()

@@ -9,8 +9,10 @@ group and forgets the ranks' environment, so the next job launches ranks of its 
 """
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from contextlib import contextmanager
 
 import pytorch_lightning as pl
@@ -23,6 +25,41 @@ from nadexp.errors import ConfigError
 # What Lightning's launcher sets in the parent's environment (a later trainer would take itself for a child).
 LAUNCH_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 RANK_EXIT_TIMEOUT_S = 120
+_FAILING_JOB: dict = {}  # the job whose ranks are running now: what to do if its main process cannot end it itself
+
+
+def _stop_the_ranks(observer) -> None:
+    """Lightning's watcher of local ranks, when one exits with an error: instead of killing the main process (which
+    ends a whole multirun with no record), it stops this job's other ranks. The main process's collectives then fail
+    (gloo at once) and the job ends as a failed run; where they cannot tell (NCCL), the job's failure is recorded
+    and the process ended after RANK_EXIT_TIMEOUT_S."""
+    for process in observer._child_processes:
+        if process.poll() is None:
+            process.kill()
+    job = _FAILING_JOB.get("on_failure")
+    if job is None:  # the job is over (a rank stopped at its end): nothing left to fail
+        return
+
+    def last_resort():
+        if _FAILING_JOB.get("on_failure") is job:  # still the same job, still waiting on its ranks
+            job()
+            os.kill(observer._main_pid, signal.SIGKILL)
+
+    threading.Timer(RANK_EXIT_TIMEOUT_S, last_resort).start()
+
+
+@contextmanager
+def a_failing_rank_fails_this_job(on_failure):
+    """Around a job's fit and test: a DDP rank that fails ends this job, not the process (``_stop_the_ranks``).
+    ``on_failure()`` records the failure if the main process cannot return from its collectives."""
+    from lightning_fabric.strategies.launchers import subprocess_script
+
+    subprocess_script._ChildProcessObserver._terminate_all = _stop_the_ranks  # stays: an observer may outlive its job
+    _FAILING_JOB["on_failure"] = on_failure
+    try:
+        yield
+    finally:
+        _FAILING_JOB.pop("on_failure", None)
 
 
 def launches_ranks(trainer: pl.Trainer) -> bool:

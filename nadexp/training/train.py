@@ -1,6 +1,7 @@
 """One training run: compose -> instantiate -> fit -> test -> result.json (the run-directory contract)."""
 
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -17,9 +18,9 @@ from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.progress import Steps, on_terminal
 from nadexp.results.atomic import write_json_atomic
-from nadexp.results.schema import finished_record, result_record, training_fields
+from nadexp.results.schema import finished_record, record_failure, result_record, training_fields
 from nadexp.run.context import Run
-from nadexp.training.ddp import check_rank_launch, ranks_of_this_job
+from nadexp.training.ddp import a_failing_rank_fails_this_job, check_rank_launch, ranks_of_this_job
 from nadexp.training.keyed_dropout import key_of, keyed
 from nadexp.training.module import Classifier
 
@@ -141,16 +142,23 @@ def prepare(run: Run):
     return datamodule, model, trainer
 
 
+def rank_failed(run: Run, started: float) -> None:
+    """A DDP rank failed and this process could not return from its collectives: its record and one line."""
+    error = RuntimeError("a DDP rank exited with an error and the main process could not return from its collectives")
+    record_failure(run.cfg, "train", error, time.perf_counter() - started)
+    print(f"error: {run.cfg.run_name}: {error}; the failure is recorded in {run.folder}", file=sys.stderr, flush=True)
+
+
 def train(run: Run, prepared=None) -> dict:
     cfg = run.cfg
     datamodule, model, trainer = prepared or prepare(run)
     result_path = run.open(write_config=is_rank_zero()) / "result.json"
-    earlier = finished_record(result_path)  # resume: true
+    earlier, started = finished_record(result_path), time.perf_counter()  # resume: true
     if earlier is not None:
         log.info("%s finished earlier: test acc %.4f (%s)", cfg.run_name, earlier["test_acc"], result_path)
         return earlier
     with run.logging():
-        with ranks_of_this_job(trainer):
+        with ranks_of_this_job(trainer), a_failing_rank_fails_this_job(lambda: rank_failed(run, started)):
             metrics = fit_and_test(cfg, datamodule, model, trainer)
         summary = {key: metrics[key] for key in ("test_acc", "test_loss", "train_acc")}
         if is_rank_zero():
