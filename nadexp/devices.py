@@ -7,6 +7,7 @@ task's identity and is recorded in every result.json.
 """
 
 import os
+from contextlib import contextmanager
 
 import torch
 
@@ -49,6 +50,18 @@ def apply_tf32(enabled: bool) -> None:
     PyTorch's own default differs between the two (convolutions on, matrix products off); nadexp sets both."""
     torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
     torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
+@contextmanager
+def full_float32():
+    """float32 products in full precision for what is data rather than a network (the CIFAR variants' flips and
+    poison), whatever ``tf32`` says for the network's own products."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    apply_tf32(False)
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def tf32_enabled() -> bool:

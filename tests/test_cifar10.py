@@ -288,3 +288,22 @@ def test_cifar100_reads_through_torchvision_and_trains_with_100_classes(compose,
         CIFARDataModule(source="cifar100", data_dir=str(cifar100_dir), check_md5=False, variant="poison", nads=str(nads_dir))
     with pytest.raises(ConfigError, match="cifar-100-python.tar.gz"):
         CIFARDataModule(source="cifar100", data_dir=str(nads_dir))
+
+
+def test_variants_are_computed_in_full_float32_whatever_tf32_says(monkeypatch):
+    """tf32=true is for the network's products on a GPU: the flipped or poisoned images themselves stay exact."""
+    from nadexp.data import cifar10, variants
+    from nadexp.devices import apply_tf32, tf32_enabled
+
+    seen = []
+    real = variants.apply_per_channel
+    monkeypatch.setattr(variants, "apply_per_channel", lambda x, m: seen.append(tf32_enabled()) or real(x, m))
+    flip = cifar10.flip_for("fourier_flip", shape=(3, 8, 8))
+    images, labels = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8), torch.arange(4)
+    try:
+        apply_tf32(True)
+        flipped = cifar10.represent(images, labels, flip)
+        assert seen == [False] and tf32_enabled()  # off while the images were computed, on again for the network
+    finally:
+        apply_tf32(False)
+    assert torch.equal(flipped, cifar10.represent(images, labels, flip))

@@ -23,6 +23,7 @@ import torch
 from nadexp.data import fashion_mnist_files, variants
 from nadexp.data.cifar10_files import files_present, load_split, require_files
 from nadexp.data.settings import CIFARSettings, poison_carriers
+from nadexp.devices import full_float32
 from nadexp.errors import ConfigError
 
 MEAN = (0.4914, 0.4822, 0.4465)  # the reference normalisation
@@ -98,10 +99,11 @@ def flip_for(variant: str, nad_rows=None, shape=(3, 32, 32)):
 def represent(images: torch.Tensor, labels: torch.Tensor, flip=None, carriers=None, poison_eps: float = 0.05, source: str = "cifar10"):
     """uint8 images -> float32 network inputs on the images' device: poisoned along ``carriers`` (2, D)
     in [0, 1] if given, normalised, then flipped by ``flip`` if given."""
-    x = images.float() / 255
-    if carriers is not None:
-        x = variants.poison(x, labels, carriers / carriers.norm(dim=1, keepdim=True), poison_eps)
-    x = normalise(x, source)
-    if flip is not None:
-        x = variants.apply_per_channel(x, flip.to(x.device))
+    with full_float32():  # tf32=true rounds the network's products on a GPU, not the images it is given
+        x = images.float() / 255
+        if carriers is not None:
+            x = variants.poison(x, labels, carriers / carriers.norm(dim=1, keepdim=True), poison_eps)
+        x = normalise(x, source)
+        if flip is not None:
+            x = variants.apply_per_channel(x, flip.to(x.device))
     return x
