@@ -165,13 +165,14 @@ def process_as_found():
 def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
     """Runs `python run.py OVERRIDES` in this process, in ``run_dir`` (a temporary directory when None, removed
     by the caller); returns its result.json and the directory."""
-    from nadexp.run.execute import execute
-
     directory = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="nadexp-"))
     overrides = [*overrides, *(["logger=none"] if not any(o.startswith("logger=") for o in overrides) else [])]
     try:
-        with quiet_lightning(), process_as_found():
-            result = execute(compose_config(overrides, output_dir=directory), overrides)
+        with process_as_found():  # around Lightning's first import too, which reseeds from PL_GLOBAL_SEED
+            from nadexp.run.execute import execute
+
+            with quiet_lightning():  # on Lightning's loggers, which that import makes
+                result = execute(compose_config(overrides, output_dir=directory), overrides)
     except BaseException:
         if run_dir is None:
             shutil.rmtree(directory, ignore_errors=True)

@@ -10,6 +10,7 @@ TINY = {
     "class_density.py": ["--images", "64", "--per-class", "50"],
     "data_path.py": ["--epochs", "2", "--repeats", "1", "--samples", "512"],
     "gpu_check.py": [],  # without CUDA: one line, exit 0
+    "keyed_dropout.py": ["--models", "2", "--batch", "8", "--steps", "2", "--repeats", "1"],
     "hyperplanes.py": ["--repeats", "1", "--archs", "lenet,vgg11", "--images", "1024"],
     "nads.py": ["--networks", "16", "--reference-networks", "8", "--autograd-networks", "16"],
     "nads_per_arch.py": ["--archs", "lenet,resnet18", "--autograd-networks", "8", "--fd-networks", "4"],

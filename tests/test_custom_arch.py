@@ -258,7 +258,7 @@ def test_the_api_is_as_quiet_as_the_command_line(tmp_path, caplog):
     assert not [w for w in caught if "LeafSpec" in str(w.message)]  # a deprecation inside Lightning
 
 
-def test_the_api_leaves_the_callers_process_as_it_found_it():
+def test_the_api_leaves_the_callers_process_as_it_found_it(monkeypatch):
     import os
     import random
 
@@ -274,11 +274,12 @@ def test_the_api_leaves_the_callers_process_as_it_found_it():
         random.seed(5), np.random.seed(5), torch.manual_seed(5)
         expected = draws()
         random.seed(5), np.random.seed(5), torch.manual_seed(5)
+        monkeypatch.setenv("PL_GLOBAL_SEED", "12345")  # the caller's own seed_everything
         settings = {"dataset.n_train": 64, "dataset.n_test": 64, "trainer.max_epochs": 1, "tf32": False, "seed": 3}
         nadexp.train_direction("logreg", [1, 0], input_shape=(1, 8, 8), settings=settings)
         assert draws() == expected  # the caller's random streams continue where they were
         assert torch.get_num_threads() == 1 and torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-        assert "PL_GLOBAL_SEED" not in os.environ
+        assert os.environ["PL_GLOBAL_SEED"] == "12345"  # the call seeded 3 and gave the caller's back
     finally:
         torch.set_num_threads(threads)
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
