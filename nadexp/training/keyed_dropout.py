@@ -8,6 +8,7 @@ masks whatever it is trained beside. The key is the cell's (seed, basis, directi
 """
 
 import hashlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -58,10 +59,10 @@ class KeyedDropout(nn.Module):
             dropout = {3: F.dropout1d, 4: F.dropout2d, 5: F.dropout3d}[x.dim()] if self.channels else F.dropout
             return dropout(x, self.p, True)
         shape = (*x.shape[:2], *[1] * (x.dim() - 2)) if self.channels else x.shape
-        counter = torch.arange(shape.numel() if isinstance(shape, torch.Size) else torch.Size(shape).numel(), device=x.device)
+        counter = torch.arange(math.prod(shape), device=x.device).view(shape)
         salt = _int64(((self.draws.step << 20) + self.layer) * 0x9E3779B97F4A7C15)  # the golden-ratio increment
         key = key if isinstance(key, torch.Tensor) else torch.tensor(key, device=x.device)
-        bits = _mix(_mix(key + salt) + counter.view(shape))
+        bits = _mix(_mix(key + salt) + counter)
         uniform = ((bits >> 40) & ((1 << 24) - 1)).float() / (1 << 24)
         return x * ((uniform >= self.p).to(x.dtype) / (1 - self.p))
 

@@ -97,7 +97,7 @@ class StackedModels:
 
         # Keyed dropout (nadexp.training.keyed_dropout): model k's masks from its own key, as when it trains alone.
         self.draws = draws_of(self.template)
-        keys = [draws_of(net).key if draws_of(net) is not None else None for net in nets]
+        keys = [draws.key if (draws := draws_of(net)) is not None else None for net in nets]
         device = next(iter(self.params.values())).device
         self.keys = torch.tensor(keys, device=device) if self.draws is not None and None not in keys else None
 

@@ -64,7 +64,8 @@ def _impossible(cfg: DictConfig, group: str, error: Exception) -> ConfigError:
 def build(cfg: DictConfig, loggers=()):
     """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet), logging to ``loggers``.
 
-    What Lightning draws while it trains (dropout masks, CIFAR augmentation) comes from torch's global generator:
+    Dropout masks are keyed (nadexp.training.keyed_dropout). What else Lightning draws while it trains (CIFAR
+    augmentation, other random layers) comes from torch's global generator:
     a Lightning run seeds it, as Lightning's seed_everything does, and then continues the run's stream where the
     network's initialisation left it."""
     generator = seeded(cfg.seed)
