@@ -402,3 +402,20 @@ def test_a_disk_that_fills_mid_sweep_ends_in_one_line_with_whole_records_and_the
     for path in kept:  # whole records only
         assert json.loads(path.read_text())["status"] == "ok"
     assert json.loads(Path(f"{seen}.result.json").read_text())["cells"] == len(fourier_cells(8, 8, stride=1))
+
+
+def test_a_claim_is_a_file_where_the_file_system_has_no_links(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from nadexp.results import claims
+
+    def no_links(target, path):
+        raise OSError(errno.EPERM, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(os, "symlink", no_links)
+    held = tmp_path / "cell.claim"
+    assert claims.claim(held) and held.is_file() and not held.is_symlink()
+    assert not claims.claim(held)  # held by this live process: not taken twice
+    held.unlink()
+    assert claims.claim(held)

@@ -5,10 +5,11 @@
   one os.mkdir creates (it either creates a folder or fails, atomically). Composing a config creates nothing.
 - A sweep's cell is claimed with ``claim``: <key>.claim, a symbolic link created atomically whose target holds the
   owner's host, process id and start time (a link takes no data block, so claims still work on a disk that is
-  full). A claim whose owner is gone (its process ended on this host, or, from another host, older than
-  CLAIM_TIMEOUT_S) is taken over.
+  full; a file where the file system has no links). A claim whose owner is gone (its process ended on this host,
+  or, from another host, older than CLAIM_TIMEOUT_S) is taken over.
 """
 
+import errno
 import json
 import logging
 import os
@@ -83,11 +84,24 @@ def _owner_is_gone(claim: Path) -> bool:
     return age > (CLAIM_TIMEOUT_S if host is not None else 60)
 
 
+def _create(path: Path, owner: str) -> None:
+    """The claim, atomically: a symbolic link, or a file where the file system has no links (FileExistsError if
+    another process holds it)."""
+    try:
+        os.symlink(owner, path)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+        with os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644), "w") as handle:
+            handle.write(owner)
+
+
 def claim(path: Path) -> bool:
     """Whether this process now holds the claim file ``path`` (taking it over from an owner that is gone)."""
     for _ in range(2):
+        owner = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
         try:
-            os.symlink(json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}), path)
+            _create(path, owner)
         except FileExistsError:
             if not _owner_is_gone(path):
                 return False
