@@ -3,6 +3,7 @@ experiment or make target breaks this test instead of a reader's first hour. A c
 machine lacks (a GPU, a cluster, the network, W&B credentials) is taken up to where it would start: its config
 composed and every check of the command passed, nothing run."""
 
+import re
 import shlex
 import shutil
 import sys
@@ -41,7 +42,7 @@ def shell_commands(text: str) -> list[str]:
             inside = line.strip() == "```bash" if not inside else False
             continue
         if inside:
-            code = line.split(" #", 1)[0].strip()
+            code = "" if line.lstrip().startswith("#") else line.split(" #", 1)[0].strip()
             commands += [part.strip() for part in code.split("&&") if part.strip()]
     return commands
 
@@ -103,3 +104,48 @@ def test_a_readme_command_that_needs_more_than_a_cpu_passes_every_check(argument
     check_dataset(cfg, task)
     check_run_settings(cfg, task)
     assert not (tmp_path / "run").exists()
+
+
+def docs_commands() -> list[tuple[str, str]]:
+    """(page, arguments) of every `python run.py` / `nadexp` command in docs/*.md, continuation lines joined."""
+    found = []
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        for command in shell_commands(page.read_text().replace("\\\n", " ")):
+            words = shlex.split(re.sub(r"<[^>]*>", "EARLIER", command))  # <run dir>: a folder an earlier step made
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # NADEXP_ROOT=... before the command
+                words = words[1:]
+            if words[:1] == ["nadexp"]:
+                found.append((page.name, words[1:]))
+            elif words[:1] == ["python"] and len(words) > 1 and words[1].endswith("run.py"):
+                found.append((page.name, words[2:]))
+    return found
+
+
+HYDRA_FLAGS = ("--cfg", "--config-dir", "--hydra-help", "--help", "-h")  # Hydra's own: checked by tests/test_cli.py
+MADE_EARLIER = ("does not exist", "no nads.npy")  # a folder an earlier step of the page makes (a NAD estimate, a run)
+
+
+@pytest.mark.parametrize("page, arguments", docs_commands(), ids=lambda value: " ".join(value) if isinstance(value, list) else value)
+def test_every_command_in_docs_composes_and_passes_its_checks(page, arguments, tmp_path, monkeypatch):
+    """Each command as written (placeholders such as <run dir> given a folder, a multirun's first job): it composes
+    and passes every check of the command, or stops only at a folder that an earlier step of the page makes."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from nadexp.errors import ConfigError
+
+    if any(word.split("=")[0] in HYDRA_FLAGS for word in arguments):
+        pytest.skip("Hydra's own flags")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("NADEXP_ROOT", str(tmp_path))
+    words = [word.replace("EARLIER", str(tmp_path / "earlier")) for word in arguments if word != "-m"]
+    overrides = []
+    for parsed in OverridesParser.create().parse_overrides(words):  # a multirun's first job
+        value = next(parsed.sweep_string_iterator()) if parsed.is_sweep_override() else parsed.get_value_element_as_str()
+        overrides.append(f"{parsed.get_key_element()}={value}")
+    try:
+        cfg = compose_config(overrides, output_dir=tmp_path / "run")
+        task = check_command(cfg, overrides)
+        check_dataset(cfg, task)
+        check_run_settings(cfg, task)
+    except ConfigError as error:
+        assert any(phrase in str(error) for phrase in MADE_EARLIER), f"{page}: {' '.join(arguments)}: {error}"
