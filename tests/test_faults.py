@@ -146,8 +146,10 @@ def test_a_sweep_or_shard_started_twice_trains_each_cell_once_and_every_cell_is_
 
     from nadexp.data.directions import fourier_cells
 
-    # Every frequency, so that shard 0's cells outlast the processes' start-up: a double launch of it, and shard 1.
+    # Every frequency, and cells long enough (about 0.7 s each) that shard 0's outlast the processes' start-up on a
+    # loaded machine: a double launch of it, and shard 1.
     command = [*(o for o in sweep_command(tmp_path / "sweep") if o != "sweep.stride=2"), "sweep.stride=1", "sweep.num_shards=2"]
+    command += ["dataset.n_train=16384", "trainer.max_epochs=6"]
     commands = [[*command, "sweep.shard=0"], [*command, "sweep.shard=0"], [*command, "sweep.shard=1"]]
     started = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for command in commands]
     outputs = [process.communicate(timeout=600)[0] for process in started]
