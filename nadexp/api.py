@@ -135,22 +135,22 @@ def _settings(settings: Optional[dict]) -> list[str]:
 
 @contextmanager
 def process_as_found():
-    """The caller's process as it was before a call: torch's threads, the TF32 flags, the random generators
-    (Python's, NumPy's, torch's CPU and CUDA ones, Lightning's seed variables), and the GPU allocator's cache
-    emptied after a call that used the GPU (so the next automatic K sees the memory free)."""
+    """The caller's process as it was before a call: the TF32 flags, the random generators (Python's, NumPy's,
+    torch's CPU and CUDA ones, Lightning's seed variables), and the GPU allocator's cache emptied after a call that
+    used the GPU (so the next automatic K sees the memory free). Torch's threads: nadexp.cores.sharing, around
+    every run."""
     import random
 
     import torch
 
-    threads, tf32 = torch.get_num_threads(), (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    from nadexp.devices import tf32_kept
+
     python, numpy, seeds = random.getstate(), np.random.get_state(), {k: os.environ.get(k) for k in LIGHTNING_SEED_VARIABLES}
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     try:
-        with torch.random.fork_rng(devices=devices):
+        with tf32_kept(), torch.random.fork_rng(devices=devices):
             yield
     finally:
-        torch.set_num_threads(threads)
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         random.setstate(python)
         np.random.set_state(numpy)
         for key, value in seeds.items():

@@ -53,15 +53,22 @@ def apply_tf32(enabled: bool) -> None:
 
 
 @contextmanager
-def full_float32():
-    """float32 products in full precision for what is data rather than a network (the CIFAR variants' flips and
-    poison), whatever ``tf32`` says for the network's own products."""
+def tf32_kept():
+    """The TF32 flags as they were before, whatever the code inside sets."""
     before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    apply_tf32(False)
     try:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+@contextmanager
+def full_float32():
+    """float32 products in full precision for what is data rather than a network (the CIFAR variants' flips and
+    poison), whatever ``tf32`` says for the network's own products."""
+    with tf32_kept():
+        apply_tf32(False)
+        yield
 
 
 def tf32_enabled() -> bool:

@@ -73,8 +73,8 @@ class Classifier(pl.LightningModule):
 
     def on_fit_start(self):
         rank = self.global_rank
-        if draws_of(self.net) is not None:
-            draws_of(self.net).on_rank(rank)
+        if (draws := draws_of(self.net)) is not None:
+            draws.on_rank(rank)
         if rank > 0:
             torch.set_rng_state(seeded(self.seed, RANK_STREAM, rank).get_state())
         if self.device.type == "cuda":
