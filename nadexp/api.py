@@ -180,83 +180,43 @@ def run(overrides: list[str], run_dir=None) -> tuple[dict, Path]:
     return result, directory
 
 
+def _run_with(experiment: str, model, model_kwargs, input_shape, seed, settings, keys: dict, extra=()) -> list[str]:
+    """The overrides of a call: its experiment, model, input shape, ``keys`` ({dotted key: value}), seed and settings."""
+    keys = {"dataset.shape": _shape(input_shape), **keys, "seed": seed}
+    return [f"experiment={experiment}", *arch_overrides(model, model_kwargs), *_settings(keys), *extra, *_settings(settings)]
+
+
 def nads(
-    model: Model,
-    input_shape=(1, 32, 32),
-    *,
-    method: str = "finite_difference",
-    num_networks: int = 10_000,
-    seed: int = 0,
-    model_kwargs: Optional[dict] = None,
-    run_dir=None,
-    settings: Optional[dict] = None,
-) -> NADs:
+    model: Model, input_shape=(1, 32, 32), *, method: str = "finite_difference", num_networks: int = 10_000, seed: int = 0,
+    model_kwargs: Optional[dict] = None, run_dir=None, settings: Optional[dict] = None,
+) -> NADs:  # fmt: skip
     """The NADs of ``model`` for inputs of ``input_shape`` (`python run.py experiment=nads`): ``method``
     finite_difference (the published NADs) or autograd (seconds); ``settings`` takes further estimator.* keys."""
-    overrides = [
-        "experiment=nads",
-        *arch_overrides(model, model_kwargs),
-        f"dataset.shape={_value(_shape(input_shape))}",
-        f"estimator.method={_value(method)}",
-        f"estimator.num_networks={_value(num_networks)}",
-        f"seed={_value(seed)}",
-        *_settings(settings),
-    ]
-    return _run_and_load(overrides, run_dir)
+    keys = {"estimator.method": method, "estimator.num_networks": num_networks}
+    return _run_and_load(_run_with("nads", model, model_kwargs, input_shape, seed, settings, keys), run_dir)
 
 
 def train_direction(
-    model: Model,
-    direction,
-    *,
-    basis: str = "fourier",
-    input_shape=(1, 32, 32),
-    seed: int = 0,
-    model_kwargs: Optional[dict] = None,
-    run_dir=None,
-    settings: Optional[dict] = None,
-) -> dict:
+    model: Model, direction, *, basis: str = "fourier", input_shape=(1, 32, 32), seed: int = 0,
+    model_kwargs: Optional[dict] = None, run_dir=None, settings: Optional[dict] = None,
+) -> dict:  # fmt: skip
     """Trains ``model`` once on D(v) for one ``direction`` of ``basis`` (`python run.py experiment=single`);
     returns the run's result record (test_acc, train_acc, history, ...). ``settings``: further keys, e.g.
     {"trainer.max_epochs": 5, "dataset.nads": "outputs/nads/lenet-finite_difference-s0"} for basis nad."""
-    overrides = [
-        "experiment=single",
-        *arch_overrides(model, model_kwargs),
-        f"dataset.basis={_value(basis)}",
-        f"dataset.direction={_value(list(direction))}",
-        f"dataset.shape={_value(_shape(input_shape))}",
-        f"seed={_value(seed)}",
-        *QUIET,
-        *_settings(settings),
-    ]
-    result, directory = run(overrides, run_dir)
+    keys = {"dataset.basis": basis, "dataset.direction": list(direction)}
+    result, directory = run(_run_with("single", model, model_kwargs, input_shape, seed, settings, keys, QUIET), run_dir)
     if run_dir is None:
         shutil.rmtree(directory, ignore_errors=True)
     return result
 
 
 def sweep(
-    model: Model,
-    basis: str = "fourier",
-    *,
-    stride: int = 1,
-    input_shape=(1, 32, 32),
-    seed: int = 0,
-    run_dir=None,
-    model_kwargs: Optional[dict] = None,
-    settings: Optional[dict] = None,
-) -> Sweep:
+    model: Model, basis: str = "fourier", *, stride: int = 1, input_shape=(1, 32, 32), seed: int = 0, run_dir=None,
+    model_kwargs: Optional[dict] = None, settings: Optional[dict] = None,
+) -> Sweep:  # fmt: skip
     """Trains ``model`` on every ``stride``-th direction of ``basis`` (`python run.py experiment=single
     sweep=<basis>`); into ``run_dir`` the command line resumes it, and `python -m nadexp.reports` draws it."""
-    overrides = [
-        "experiment=single",
-        f"sweep={_basis(basis)}",
-        *arch_overrides(model, model_kwargs),
-        f"dataset.shape={_value(_shape(input_shape))}",
-        f"sweep.stride={_value(stride)}",
-        f"seed={_value(seed)}",
-        *_settings(settings),
-    ]
+    overrides = _run_with("single", model, model_kwargs, input_shape, seed, settings, {"sweep.stride": stride}, [f"sweep={_basis(basis)}"])
     return _run_and_load(overrides, run_dir)
 
 

@@ -1,13 +1,8 @@
 """Class-conditional densities of stage representations (Jamroz & Kurdziel 2023; protocol section 3).
 
-Per (class, stage), a density of the class's reduced representations: by default scikit-learn's variational
-Dirichlet-process Gaussian mixture (BayesianGaussianMixture with a Dirichlet-process weight prior), a
-substitute for the paper's collapsed Gibbs sampler with a Normal-inverse-Wishart base; or one Gaussian
-(``density: gaussian``, fast). Per class: mean and std of the log-density of its own examples; classes sorted
-by the mean and split into two groups at the largest gap; relative entropy to a diagonal Gaussian (Monte
-Carlo); mean within-class distance; KL between chosen classes; correlation with per-example scores. Written as
-`estimator=class_density` runs: class_density.json, classes.csv, the log-densities and figures.
-"""
+A density per (class, stage) of the class's reduced representations: scikit-learn's variational Dirichlet-process
+Gaussian mixture (for the paper's collapsed Gibbs sampler) or one Gaussian; then per-class statistics, the split
+at the largest gap, relative entropies and score correlations (docs/analyses.md)."""
 
 import logging
 import math
@@ -37,7 +32,6 @@ from nadexp.run.context import Run
 
 log = logging.getLogger(__name__)
 CLASS_COLUMNS = ("stage", "class", "name", "n", "mean", "std", "kl_diagonal", "within_distance", "components", "converged", "group")
-
 DENSITIES = ("dp_mixture", "gaussian")
 
 
@@ -51,14 +45,9 @@ def fit_density(x: np.ndarray, density: str = "dp_mixture", max_components: int 
     if density == "gaussian":
         model = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=seed)
     else:
+        components, prior = max(1, min(max_components, len(x) // 2)), "dirichlet_process"
         model = BayesianGaussianMixture(
-            n_components=max(1, min(max_components, len(x) // 2)),
-            covariance_type="full",
-            weight_concentration_prior_type="dirichlet_process",
-            reg_covar=1e-6,
-            max_iter=500,
-            init_params="kmeans",
-            random_state=seed,
+            n_components=components, weight_concentration_prior_type=prior, reg_covar=1e-6, max_iter=500, random_state=seed
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -108,14 +97,8 @@ def split_at_largest_gap(means: dict, stds: dict, counts: dict, threshold: float
     a, b = order[at], order[at + 1]
     se = math.sqrt(stds[a] ** 2 / counts[a] + stds[b] ** 2 / counts[b])
     gap_z = gaps[at] / se if se > 0 else float("inf")
-    return {
-        "order": order,
-        "high": order[: at + 1],
-        "low": order[at + 1 :],
-        "gap": float(gaps[at]),
-        "gap_z": float(gap_z),
-        "meaningful": bool(gap_z > threshold),
-    }
+    split = {"order": order, "high": order[: at + 1], "low": order[at + 1 :], "gap": float(gaps[at]), "gap_z": float(gap_z)}
+    return {**split, "meaningful": bool(gap_z > threshold)}
 
 
 def _fit_class(x, density, max_components, seed, kl_samples):
@@ -163,16 +146,11 @@ class ClassDensityEstimator(Estimator):
     def prepare(self, cfg: DictConfig):
         """The training run's data module, its trained network and the stage names; scores if given."""
         if self.run_dir is None:
-            raise ConfigError(
-                "estimator=class_density needs estimator.run_dir: the directory of a trained run "
-                "(e.g. outputs/cifar10/resnet18-cifar10-plain-s0 from `python run.py experiment=cifar10 arch=resnet18`)"
-            )
+            example = "outputs/cifar10/resnet18-cifar10-plain-s0 from `python run.py experiment=cifar10 arch=resnet18`"
+            raise ConfigError(f"estimator=class_density needs estimator.run_dir: the directory of a trained run (e.g. {example})")
         datamodule, make_net = data_and_net_factory(training_run_config(self.run_dir, cfg))
-        checkpoint = (
-            Path(self.checkpoint)
-            if self.checkpoint not in ("last", "best")
-            else Path(self.run_dir) / "checkpoints" / f"{self.checkpoint}.ckpt"
-        )
+        named = self.checkpoint in ("last", "best")
+        checkpoint = Path(self.run_dir) / "checkpoints" / f"{self.checkpoint}.ckpt" if named else Path(self.checkpoint)
         if not checkpoint.is_file():
             raise ConfigError(
                 f"estimator.checkpoint={self.checkpoint!r}: {checkpoint} does not exist (train with "
@@ -203,73 +181,47 @@ class ClassDensityEstimator(Estimator):
         extraction_s = time.perf_counter() - start
         reduced, spectra = {}, {}
         for index, stage in enumerate(stages):
-            reduced[stage], _, singular_values = svd_reduce(representations[stage], self.dim_of(index))
-            reduced[stage] = reduced[stage].numpy()
-            spectra[stage] = singular_values.tolist()
+            values, _, singular_values = svd_reduce(representations[stage], self.dim_of(index))
+            reduced[stage], spectra[stage] = values.numpy(), singular_values.tolist()
         start = time.perf_counter()
         found = self.analyse(reduced, labels, scores)
         fitting_s = time.perf_counter() - start
-
         names = getattr(datamodule, "class_names", None)
         np.save(output_dir / "log_density.npy", np.stack([found["log_density"][s] for s in stages]))
         np.save(output_dir / "labels.npy", labels)
-        report = {
-            "stages": found["stages"],
-            "stage_names": stages,
-            "singular_values": spectra,
-            "density": self.density,
-            "density_note": "variational Dirichlet-process Gaussian mixture (scikit-learn), a substitute for the paper's "
-            "collapsed Gibbs sampler"
-            if self.density == "dp_mixture"
-            else "one Gaussian per class",
-            "examples": int(len(labels)),
-            "extraction_s": round(extraction_s, 3),
-            "fitting_s": round(fitting_s, 3),
-        }
-        write_json_atomic(output_dir / "class_density.json", report)
-        rows = [
-            {
-                "stage": stage,
-                "class": c,
-                "name": names[c] if names else c,
-                **values,
-                "group": "high" if c in found["stages"][stage]["split"]["high"] else "low",
-            }
-            for stage in stages
-            for c, values in found["stages"][stage]["classes"].items()
-        ]
+        note = "variational Dirichlet-process Gaussian mixture (scikit-learn), a substitute for the paper's collapsed Gibbs sampler"
+        times = {"examples": int(len(labels)), "extraction_s": round(extraction_s, 3), "fitting_s": round(fitting_s, 3)}
+        report = {"stages": found["stages"], "stage_names": stages, "singular_values": spectra, "density": self.density}
+        report["density_note"] = note if self.density == "dp_mixture" else "one Gaussian per class"
+        write_json_atomic(output_dir / "class_density.json", {**report, **times})
+        rows = []
+        for stage in stages:
+            split = found["stages"][stage]["split"]
+            for c, values in found["stages"][stage]["classes"].items():
+                group = "high" if c in split["high"] else "low"
+                rows.append({"stage": stage, "class": c, "name": names[c] if names else c, **values, "group": group})
         write_csv_atomic(output_dir / "classes.csv", CLASS_COLUMNS, rows)
         title = f"{cfg.arch_name}: class-conditional densities ({self.density})"
         figures = sorted_log_density(found["stages"], output_dir / "sorted_log_density", title, names)
         figures += kl_vs_log_density(found["stages"], output_dir / "kl_vs_log_density", title)
         figures += between_class_kl(found["stages"], output_dir / "between_class_kl", title, names)
-
         metrics = {f"class_density/{stage}/{key}": found["stages"][stage]["split"][key] for stage in stages for key in ("gap", "gap_z")}
         tables = {"class_density/classes": (CLASS_COLUMNS, [[r[c] for c in CLASS_COLUMNS] for r in rows])}
         log_outcome(loggers, cfg, metrics, {f"class_density/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
         splits = {stage: {k: found["stages"][stage]["split"][k] for k in ("gap", "gap_z", "meaningful", "high", "low")} for stage in stages}
-        log.info(
-            "class densities of %s over %d examples: extraction %.1f s, fitting %.1f s; splits %s -> %s",
-            cfg.arch_name,
-            len(labels),
-            extraction_s,
-            fitting_s,
-            {s: round(v["gap_z"], 1) for s, v in splits.items()},
-            output_dir / "class_density.json",
-        )
-        return {
+        gaps = {s: round(v["gap_z"], 1) for s, v in splits.items()}
+        message = "class densities of %s over %d examples: extraction %.1f s, fitting %.1f s; splits %s -> %s"
+        log.info(message, cfg.arch_name, len(labels), extraction_s, fitting_s, gaps, output_dir / "class_density.json")
+        summary = {k.removeprefix("class_density/"): v for k, v in metrics.items()}
+        fields = {
             "objective": splits[stages[-1]]["gap_z"],
-            "summary": {k.removeprefix("class_density/"): v for k, v in metrics.items()},
+            "summary": summary,
             "run_dir": self.run_dir,
             "stages": stages,
             "seed": self.seed,
-            "density": self.density,
-            "examples": int(len(labels)),
-            "splits": splits,
-            "extraction_s": round(extraction_s, 3),
-            "fitting_s": round(fitting_s, 3),
-            "files": ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)],
         }
+        files = ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)]
+        return {**fields, "density": self.density, "examples": times["examples"], "splits": splits, **times, "files": files}
 
     def dim_of(self, index: int) -> int:
         return self.dims[min(index, len(self.dims) - 1)]
@@ -279,9 +231,9 @@ class ClassDensityEstimator(Estimator):
         classes = sorted(int(c) for c in np.unique(labels))
         members = {c: labels == c for c in classes}
         jobs = [(stage, c) for stage in reduced for c in classes]
+        fit = delayed(_fit_class)
         fits = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_class)(reduced[stage][members[c]], self.density, self.max_components, self.seed, self.kl_samples)
-            for stage, c in jobs
+            fit(reduced[s][members[c]], self.density, self.max_components, self.seed, self.kl_samples) for s, c in jobs
         )
         fitted = dict(zip(jobs, fits))  # (stage, class) -> (model, log-densities of its examples, relative entropy)
         out = {"stages": {}, "log_density": {}}
@@ -292,34 +244,16 @@ class ClassDensityEstimator(Estimator):
             for c in classes:
                 model, values, kl = fitted[(stage, c)]
                 log_density[members[c]] = values
-                per_class[c] = {
-                    "n": int(len(values)),
-                    "mean": float(values.mean()),
-                    "std": float(values.std()),
-                    "kl_diagonal": kl,
-                    "within_distance": within_class_distance(x[members[c]], seed=self.seed),
-                    "components": int((model.weights_ > 0.01).sum()),
-                    "converged": bool(model.converged_),
-                }
-            split = split_at_largest_gap(
-                {c: v["mean"] for c, v in per_class.items()},
-                {c: v["std"] for c, v in per_class.items()},
-                {c: v["n"] for c, v in per_class.items()},
-                self.gap_threshold,
+                moments = {"n": int(len(values)), "mean": float(values.mean()), "std": float(values.std()), "kl_diagonal": kl}
+                distance = within_class_distance(x[members[c]], seed=self.seed)
+                fit = {"components": int((model.weights_ > 0.01).sum()), "converged": bool(model.converged_)}
+                per_class[c] = {**moments, "within_distance": distance, **fit}
+            split = split_at_largest_gap(*({c: v[k] for c, v in per_class.items()} for k in ("mean", "std", "n")), self.gap_threshold)
+            kl = lambda a, b: (
+                0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], self.kl_samples or 1000, self.seed)
             )
-            between = [
-                [
-                    0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], self.kl_samples or 1000, self.seed)
-                    for b in kl_classes
-                ]
-                for a in kl_classes
-            ]
-            out["stages"][stage] = {
-                "dim": int(x.shape[1]),
-                "classes": per_class,
-                "split": split,
-                "between_kl": {"classes": kl_classes, "kl": between},
-            }
+            between = {"classes": kl_classes, "kl": [[kl(a, b) for b in kl_classes] for a in kl_classes]}
+            out["stages"][stage] = {"dim": int(x.shape[1]), "classes": per_class, "split": split, "between_kl": between}
             if scores is not None:
                 out["stages"][stage]["scores"] = score_correlation(log_density, scores, self.score_bins)
             out["log_density"][stage] = log_density
@@ -331,14 +265,9 @@ def score_correlation(log_density: np.ndarray, scores: np.ndarray, bins: int) ->
     (quantile bins)."""
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
     index = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
-    per_bin = [
-        {
-            "low": float(edges[i]),
-            "high": float(edges[i + 1]),
-            "n": int((index == i).sum()),
-            "mean_log_density": float(log_density[index == i].mean()) if (index == i).any() else float("nan"),
-        }
-        for i in range(len(edges) - 1)
-    ]
+    per_bin = []
+    for i in range(len(edges) - 1):
+        mean = float(log_density[index == i].mean()) if (index == i).any() else float("nan")
+        per_bin.append({"low": float(edges[i]), "high": float(edges[i + 1]), "n": int((index == i).sum()), "mean_log_density": mean})
     rho, p = stats.spearmanr(log_density, scores)
     return {"spearman": float(rho), "p_value": float(p), "bins": per_bin}

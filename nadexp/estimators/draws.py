@@ -1,15 +1,9 @@
-"""Many fresh initialisations of one architecture, drawn one after another from one generator.
+"""Many fresh initialisations of one architecture, drawn in order from one generator: network k depends on the
+seed alone, whatever the method or batch size. They are drawn on the CPU (a template there, a CPU generator) and
+moved after, so one seed gives bitwise the same networks on every device; a template elsewhere is refused."""
 
-Network k is a function of the generator's seed alone: the estimators draw networks 0, 1, 2, ... in order from a
-generator seeded with theirs, so every method (and every batch size) sees the same networks. torch's global
-generator is not used (nadexp.generators). Networks are drawn on the CPU, into a template that lives there, by a
-CPU generator, and the estimators move them to their device: one seed gives bitwise the same networks on every
-device (a GPU's generator would give others), and a template on another device is refused.
-"""
-
-import queue
-import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from typing import Optional
 
@@ -21,14 +15,9 @@ from nadexp.generators import drawing_from
 
 
 def fresh_networks(template: nn.Module, count: int, make_net=None, *, generator: torch.Generator) -> Iterator[nn.Module]:
-    """``count`` independent initialisations from ``generator``, drawn one after another into ``template`` (no copies).
-
-    Each draw resets every layer as constructing the network again would. Children are reset before
-    their parents, so an architecture's own ``reset_parameters`` (VGG's reference init) has the last
-    word, as it does in its constructor. Other networks (a ViT's position embedding and class token have
-    no ``reset_parameters``; timm has init schemes of its own) are built again by ``make_net`` for each
-    draw and copied into ``template``.
-    """
+    """``count`` initialisations from ``generator``, drawn one after another into ``template`` (no copies): every
+    layer reset, children before parents, as the constructor does (VGG's own init has the last word). Networks that
+    resets cannot draw (a ViT's embeddings, timm's init schemes) are built again by ``make_net`` and copied in."""
     _on_the_cpu(template, generator)
     if not resettable(template):
         if make_net is None:
@@ -212,37 +201,9 @@ def _resets(template: nn.Module):
 def drawn_ahead(batches: Iterator):
     """``batches``, drawn one batch ahead in a background thread: the RNG that draws networks runs on one core
     (torch's CPU generator is sequential) while the caller computes with the others."""
-    ready: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def offer(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for batch in batches:
-                if not offer((batch, None)):
-                    return
-            offer((None, StopIteration()))
-        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
-            offer((None, error))
-
-    thread = threading.Thread(target=produce, daemon=True)
-    thread.start()
-    try:
-        while True:
-            batch, error = ready.get()
-            if isinstance(error, StopIteration):
-                return
-            if error is not None:
-                raise error
+    batches, end = iter(batches), object()
+    with ThreadPoolExecutor(1, thread_name_prefix="nadexp-draws") as pool:  # its errors re-raised here, by result()
+        ahead = pool.submit(next, batches, end)
+        while (batch := ahead.result()) is not end:
+            ahead = pool.submit(next, batches, end)
             yield batch
-    finally:
-        stop.set()
-        thread.join()

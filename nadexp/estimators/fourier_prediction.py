@@ -1,11 +1,8 @@
 """`estimator=fourier_prediction`: the Fourier heat map that an arch's NADs predict, with no training
 (nadexp.reports.prediction), scored against every trained map there is for it (nadexp.reports.prediction_report).
 
-It holds the NAD estimator its map is predicted from, built from estimator=nads's options (they stand beside its own
-under estimator.*). The NADs come from the directory experiment=nads keeps that estimate in
-(nadexp.run.identity.nads_run_dir): reused when it holds a finished estimate, else computed there first, so a later
-experiment=nads or sweep=nad finds them too.
-"""
+It holds a NAD estimator, built from estimator=nads's options beside its own; the NADs live where experiment=nads
+keeps them (nadexp.run.identity.nads_run_dir): reused when finished, else estimated there first, for later runs too."""
 
 import logging
 import time
@@ -59,15 +56,9 @@ class FourierPrediction(Estimator):
     estimator=nads's, conf/estimator/nads.yaml, and build ``self.nads``)."""
 
     def __init__(
-        self,
-        name: str = "fourier_prediction",
-        predictor: str = "log_relative_to_best",
-        stride: int = 2,
-        max_frequency: Optional[int] = None,
-        against: Optional[str] = None,
-        spot_checks: int = 6,
-        **nad_options,
-    ):
+        self, name="fourier_prediction", predictor="log_relative_to_best", stride=2, max_frequency: Optional[int] = None,
+        against: Optional[str] = None, spot_checks=6, **nad_options,
+    ):  # fmt: skip
         self.name, self.predictor, self.stride, self.max_frequency = name, predictor, stride, max_frequency
         self.against, self.spot_checks = against, spot_checks
         self.nads = NADEstimator(**nad_options)
@@ -95,30 +86,21 @@ class FourierPrediction(Estimator):
         check_same_config(nads_cfg, nads_dir, "nads")  # a directory of other NADs is never read as these
         make_net = self.nads.prepare(nads_cfg)
         if self.nads.method != "finite_difference":
-            log.warning(
-                "estimator.method=%s: only finite-difference NADs were found to predict trained maps (docs/predicted_maps.md)",
-                self.nads.method,
-            )
+            only = "only finite-difference NADs were found to predict trained maps (docs/predicted_maps.md)"
+            log.warning("estimator.method=%s: %s", self.nads.method, only)
         against = [load_sweep(Path(self.against))] if self.against else []
         for sweep in against:
             if sweep["basis"] != "fourier" or list(sweep["shape"]) != list(cfg.dataset.shape):
-                raise ConfigError(
-                    f"estimator.against={self.against} is a {sweep['basis']} sweep of images of shape {sweep['shape']}: "
-                    f"give a Fourier sweep of dataset.shape={list(cfg.dataset.shape)}"
-                )
+                found = f"a {sweep['basis']} sweep of images of shape {sweep['shape']}"
+                wanted = f"give a Fourier sweep of dataset.shape={list(cfg.dataset.shape)}"
+                raise ConfigError(f"estimator.against={self.against} is {found}: {wanted}")
             if sweep["arch"] != cfg.arch_name:
                 log.warning("estimator.against=%s is a sweep of %s, not of %s", self.against, sweep["arch"], cfg.arch_name)
         grid = fourier_cells(*cfg.dataset.shape[1:], self.stride, self.max_frequency)
         if self.spot_checks > len(grid):
             raise ConfigError(f"estimator.spot_checks={self.spot_checks} is more than the {len(grid)} directions of the map's grid")
-        return {  # with spot checks, nadexp.sweeps.spot_checks adds train_cells and sweep_dir
-            "nads_cfg": nads_cfg,
-            "nads_dir": nads_dir,
-            "reuse": _finished(nads_dir),
-            "make_net": make_net,
-            "against": against,
-            "phase": phase,
-        }
+        # with spot checks, nadexp.sweeps.spot_checks adds train_cells and sweep_dir
+        return dict(nads_cfg=nads_cfg, nads_dir=nads_dir, reuse=_finished(nads_dir), make_net=make_net, against=against, phase=phase)
 
     def calibrate(self, predicted: list[dict], shape, prepared: dict) -> tuple[list[dict], object, list[dict]]:
         """The map calibrated on ``spot_checks`` trained cells: the spread picks first, then (with their results)
@@ -142,25 +124,13 @@ class FourierPrediction(Estimator):
         spot_check(scores, self.spot_checks, CALIBRATIONS[self.predictor], train)
         cells = {cell_key(predicted[i]["direction"], height, width): r["test_acc"] for i, r in trained.items()}
         calibrated_map, own = calibrated(predicted, cells, shape, f"{len(cells)} spot checks")
-        log.info(
-            "calibration fitted to %d spot checks: slope %s, centre %s, noise %.3f",
-            len(cells),
-            own.curve.slope,
-            own.curve.centre,
-            own.noise,
-        )
-        listed = [
-            {
-                "direction": predicted[i]["direction"],
-                "f_rows": signed(predicted[i]["direction"][1], height),
-                "f_cols": signed(predicted[i]["direction"][0], width),
-                "score": predicted[i]["score"],
-                "test_acc": r["test_acc"],
-                "wall_time_s": r.get("wall_time_s"),
-                "source": r["source"],
-            }
-            for i, r in trained.items()
-        ]
+        fitted = "calibration fitted to %d spot checks: slope %s, centre %s, noise %.3f"
+        log.info(fitted, len(cells), own.curve.slope, own.curve.centre, own.noise)
+        listed = []
+        for i, r in trained.items():
+            (x, y), score = predicted[i]["direction"], predicted[i]["score"]
+            place = {"direction": [x, y], "f_rows": signed(y, height), "f_cols": signed(x, width), "score": score}
+            listed.append({**place, "test_acc": r["test_acc"], "wall_time_s": r.get("wall_time_s"), "source": r["source"]})
         return calibrated_map, own, listed
 
     def _estimate_once(self, cfg: DictConfig, prepared: dict) -> None:
@@ -209,41 +179,15 @@ class FourierPrediction(Estimator):
         summary = {"mean_test_acc": round(float(np.mean([r["test_acc"] for r in predicted])), 6)}
         summary.update({f"{name}/{key}": value for name, numbers in scored.items() for key, value in numbers.items() if value is not None})
         images = {"predicted/heatmap": output_dir / "heatmap.png"}
-        images.update(
-            {
-                f"predicted/against_{name}": output_dir / f"against_{name}.png"
-                for name in scored
-                if (output_dir / f"against_{name}.png").is_file()
-            }
-        )
+        images.update({f"predicted/{p.stem}": p for p in (output_dir / f"against_{name}.png" for name in scored) if p.is_file()})
         log_outcome(loggers, cfg, {f"predicted/{k}": v for k, v in summary.items()}, images, {})
         first = next(iter(scored.values()), {})
-        return {
-            "objective": first.get("pearson"),
-            "summary": summary,
-            "seed": self.nads.seed,
-            "basis": "fourier",
-            "shape": list(shape),
-            "predictor": self.predictor,
-            "calibration": own.as_dict() if own else CALIBRATIONS[self.predictor].as_dict(),
-            "spot_checks": spot_checks,
-            "spot_check_sweep_dir": prepared.get("sweep_dir"),
-            "spot_check_time_s": round(spot_check_time, 3),
-            "stride": self.stride,
-            "max_frequency": self.max_frequency,
-            "fourier_phase": prepared["phase"],
-            "cells": len(predicted),
-            "nads_dir": str(nads_dir),
-            "nads_reused": prepared["reuse"],
-            "nads_dtype": nads_dtype,
-            "scores": scored,
-            "nads_time_s": round(nads_time, 3),
-            "prediction_time_s": round(predict_time, 3),
-            "files": [
-                "heatmap.png",
-                "heatmap.pdf",
-                "cells.csv",
-                "scores.json",
-                *(f"against_{name}.{ext}" for name in scored for ext in ("png", "csv")),
-            ],
-        }
+        calibration = own.as_dict() if own else CALIBRATIONS[self.predictor].as_dict()
+        fields = dict(objective=first.get("pearson"), summary=summary, seed=self.nads.seed, basis="fourier", shape=list(shape))
+        fields.update(predictor=self.predictor, calibration=calibration, spot_checks=spot_checks)
+        fields.update(spot_check_sweep_dir=prepared.get("sweep_dir"), spot_check_time_s=round(spot_check_time, 3))
+        fields.update(stride=self.stride, max_frequency=self.max_frequency)
+        fields.update(fourier_phase=prepared["phase"], cells=len(predicted), nads_dir=str(nads_dir), nads_reused=prepared["reuse"])
+        fields.update(nads_dtype=nads_dtype, scores=scored, nads_time_s=round(nads_time, 3), prediction_time_s=round(predict_time, 3))
+        against = [f"against_{name}.{ext}" for name in scored for ext in ("png", "csv")]
+        return {**fields, "files": ["heatmap.png", "heatmap.pdf", "cells.csv", "scores.json", *against]}

@@ -1,10 +1,5 @@
-"""Input gradients of many randomly initialised networks: the raw material of NADs.
-
-Both estimators return an (N, D) float32 matrix, one row per fresh initialisation of the architecture
-(one output, eval mode), drawn in order from the ``generator`` given: network k is a function of its seed alone,
-so both methods see the same networks. The template and the draws stay on the CPU; ``device`` is where the
-networks compute, and each batch of networks is moved there as a whole.
-"""
+"""Input gradients of many random initialisations, the raw material of NADs: an (N, D) float32 matrix, row k from
+network k drawn from ``generator`` (nadexp.estimators.draws), computed on ``device`` a batch of networks at a time."""
 
 import copy
 import logging
@@ -35,26 +30,12 @@ def eval_points(kind: str, shape, count: int, generator: torch.Generator) -> tor
 
 
 def finite_difference_gradients(
-    template: nn.Module,
-    points: torch.Tensor,
-    scale: float = 100.0,
-    chunk_size="auto",
-    dtype: torch.dtype = torch.float32,
-    device="cpu",
-    make_net=None,
-    networks_per_batch="auto",
-    *,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """g_k[i] = (f_k(x0 + s e_i) - f_k(x0 - s e_i)) / (2 s) for every pixel axis i (the published NADs).
-
-    All networks see the same 2 D perturbed inputs when they share x0, so K of them go through each pass side by
-    side (`estimators.wide`): their first layer is one layer with K times the outputs, whose response to
-    x0 +- s e_i is its response to x0 +- s times one column of its weights (no convolution), and the layers after
-    it are grouped convolutions and batched matrix products. Architectures that can run neither as one wide
-    network nor through vmap, eval_point=per_network, and a vmapped network that would go one per pass (nothing
-    to share, only vmap's overhead) go one network at a time. The log says which.
-    """
+    template: nn.Module, points: torch.Tensor, scale: float = 100.0, chunk_size="auto", dtype: torch.dtype = torch.float32,
+    device="cpu", make_net=None, networks_per_batch="auto", *, generator: torch.Generator,
+) -> torch.Tensor:  # fmt: skip
+    """g_k[i] = (f_k(x0 + s e_i) - f_k(x0 - s e_i)) / (2 s) for every pixel axis i (the published NADs). Networks that
+    share x0 go K per pass side by side (nadexp.estimators.wide); architectures that run neither as one wide network
+    nor through vmap, eval_point=per_network and a vmapped K of 1 go one network at a time. The log says which."""
     count, shape = len(points), tuple(points.shape[1:])
     runner, how = None, "each network has its own x0 (eval_point=per_network)"
     if points.stride(0) == 0:  # one x0 for all networks
@@ -69,13 +50,8 @@ def finite_difference_gradients(
         log.info("finite differences one network at a time, %d perturbed inputs per pass: %s", chunk, how)
         return _one_network_at_a_time(template, points, scale, chunk, dtype, device, make_net, generator=generator)
     pixels = max(1, _resolve(chunk_size, lambda: 2 * auto_pixels_per_pass(runner.activations, networks, dtype, device)) // 2)
-    log.info(
-        "finite differences: %d networks per pass (%s), %d perturbed inputs each%s",
-        networks,
-        how,
-        2 * pixels,
-        "; first layer from its weights" if runner.first_is_linear else "",
-    )
+    first = "; first layer from its weights" if runner.first_is_linear else ""
+    log.info("finite differences: %d networks per pass (%s), %d perturbed inputs each%s", networks, how, 2 * pixels, first)
     dim = math.prod(shape)
     gradients = torch.empty(count, dim)
     done = 0
@@ -115,10 +91,7 @@ def auto_pixels_per_pass(activations: int, networks: int, dtype: torch.dtype, de
     a few cores), a tenth of the free memory on a GPU; but at least 64 inputs in all per pass, which large models
     need to keep their layers busy (a DenseNet with 2 inputs per pass ran 5 times slower). ``activations``: the
     elements one network's layers read per input (`wide.layer_inputs`)."""
-    if torch.device(device).type == "cuda":
-        budget = torch.cuda.mem_get_info(device)[0] // 10
-    else:
-        budget = 16 * 2**20
+    budget = torch.cuda.mem_get_info(device)[0] // 10 if torch.device(device).type == "cuda" else 16 * 2**20
     per_pixel = 2 * networks * activations * torch.finfo(dtype).bits // 8
     return max(math.ceil(32 / networks), budget // max(per_pixel, 1))
 
@@ -154,13 +127,7 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
 
 
 def autograd_gradients(
-    template: nn.Module,
-    points: torch.Tensor,
-    networks_per_batch="auto",
-    device="cpu",
-    make_net=None,
-    *,
-    generator: torch.Generator,
+    template: nn.Module, points: torch.Tensor, networks_per_batch="auto", device="cpu", make_net=None, *, generator
 ) -> torch.Tensor:
     """grad_x f_k(x0) for many networks at once, drawn straight into stacked tensors (one batch ahead, in a
     background thread): K networks as one wide network, each on its own copy of x0, and one backward pass; or,

@@ -1,12 +1,8 @@
 """Hyperplane arrangements of conv layers (Gamba et al. 2020; protocol section 2).
 
-A conv filter w in R^d (d = C_in x k x k) cuts every receptive field with a hyperplane whose normal makes
-the angle cos = sum(w) / (||w|| sqrt(d)) with the identity line 1. For an i.i.d. zero-mean symmetric
-initialisation cos ~ N(0, 1/d) and the mass P(cos <= 0) is 0.5 (the null baseline); training moves both.
-This module computes the per-layer statistics, their tests against init and the null, distances from
-init, and the critical-layer analysis (re-initialise one layer, measure the drop in test accuracy), and
-writes them as `estimator=hyperplanes` runs: hyperplanes.json, layers/epochs/critical CSVs and figures.
-"""
+A filter w in R^d (d = C_in k k) cuts each receptive field with a hyperplane whose normal has cos = sum(w) / (||w||
+sqrt(d)) with the identity line; at an i.i.d. symmetric init cos ~ N(0, 1/d) and P(cos <= 0) = 0.5. Per-layer
+statistics, tests against init and the null, distances from init and critical layers (docs/analyses.md)."""
 
 import logging
 import math
@@ -32,23 +28,9 @@ from nadexp.run.context import Run
 from nadexp.training.snapshots import SNAPSHOT_PATTERN
 
 log = logging.getLogger(__name__)
-LAYER_COLUMNS = (
-    "layer",
-    "kind",
-    "filters",
-    "d",
-    "mean",
-    "mass",
-    "p_mass_null",
-    "p_ks_null",
-    "init_mean",
-    "init_mass",
-    "fresh_mass",
-    "p_ks_init",
-    "p_ks_fresh",
-    "dist_fro",
-    "dist_max",
-)
+TRAINED_COLUMNS = ("filters", "d", "mean", "mass", "p_mass_null", "p_ks_null")
+COMPARED_COLUMNS = ("p_ks_init", "p_ks_fresh", "dist_fro", "dist_max")
+LAYER_COLUMNS = ("layer", "kind", *TRAINED_COLUMNS, "init_mean", "init_mass", "fresh_mass", *COMPARED_COLUMNS)
 FRESH_STREAM = 1  # the fresh random initialisation's stream of the seed (the analysed network's is the seed's own)
 
 
@@ -72,15 +54,9 @@ def cosine_statistics(cos: np.ndarray, d: int) -> dict:
     """Mean, mass P(cos <= 0), and tests against the null: binomial test of the mass against 0.5 and
     Kolmogorov-Smirnov test of the distribution against N(0, 1/d)."""
     below = int((cos <= 0).sum())
-    return {
-        "filters": len(cos),
-        "d": d,
-        "mean": float(cos.mean()),
-        "std": float(cos.std()),
-        "mass": below / len(cos),
-        "p_mass_null": float(stats.binomtest(below, len(cos), 0.5).pvalue),
-        "p_ks_null": float(stats.kstest(cos, stats.norm(0, 1 / math.sqrt(d)).cdf).pvalue),
-    }
+    moments = {"filters": len(cos), "d": d, "mean": float(cos.mean()), "std": float(cos.std()), "mass": below / len(cos)}
+    p_mass, p_ks = stats.binomtest(below, len(cos), 0.5).pvalue, stats.kstest(cos, stats.norm(0, 1 / math.sqrt(d)).cdf).pvalue
+    return {**moments, "p_mass_null": float(p_mass), "p_ks_null": float(p_ks)}
 
 
 def distance_from(weight: torch.Tensor, reference: torch.Tensor) -> dict:
@@ -94,10 +70,10 @@ def find_snapshots(run_dir) -> dict[int, Path]:
     run_dir = Path(run_dir)
     paths = sorted((run_dir / "snapshots").glob(SNAPSHOT_PATTERN))
     if not run_dir.is_dir() or not paths:
+        first = "`python run.py experiment=cifar10 arch=vgg11 callbacks=snapshots`, or set estimator.run_dir=null"
         raise ConfigError(
             f"estimator.run_dir={str(run_dir)!r} holds no weight snapshots (snapshots/{SNAPSHOT_PATTERN}): "
-            "train with per-epoch snapshots first, e.g. `python run.py experiment=cifar10 arch=vgg11 "
-            "callbacks=snapshots`, or set estimator.run_dir=null to analyse a fresh initialisation"
+            f"train with per-epoch snapshots first, e.g. {first} to analyse a fresh initialisation"
         )
     return {int(re.search(r"(\d+)", p.stem).group(1)): p for p in paths}
 
@@ -131,9 +107,8 @@ def reset_layers(net: nn.Module, layers: list[str], label: str, state: dict, bat
         acc = accuracy(net, batches)
         for name, value in kept.items():
             params[name].copy_(value)
-        rows.append(
-            {"layer": layer, "snapshot": label, "acc": acc, "drop": (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")}
-        )
+        drop = (trained_acc - acc) / trained_acc if trained_acc > 0 else float("nan")
+        rows.append({"layer": layer, "snapshot": label, "acc": acc, "drop": drop})
     return rows
 
 
@@ -165,10 +140,8 @@ class HyperplaneEstimator(Estimator):
             raise ConfigError(f"estimator.test_samples must be >= 1 or null (all), got {self.test_samples}")
         self.snapshots = find_snapshots(self.run_dir) if self.run_dir is not None else {}
         if self.snapshots and 0 not in self.snapshots:
-            raise ConfigError(
-                f"estimator.run_dir={self.run_dir!r} has no snapshots/epoch_000.ckpt (the weights at "
-                "initialisation): train it again with callbacks=snapshots"
-            )
+            missing = "snapshots/epoch_000.ckpt (the weights at initialisation)"
+            raise ConfigError(f"estimator.run_dir={self.run_dir!r} has no {missing}: train it again with callbacks=snapshots")
 
     def prepare(self, cfg: DictConfig):
         """The data module and network factory: the training run's own (run_dir), or cfg's."""
@@ -227,18 +200,11 @@ class HyperplaneEstimator(Estimator):
         return self._outputs(cfg, found, trained_acc, critical, output_dir, loggers)
 
     def _outputs(self, cfg: DictConfig, found: dict, trained_acc, critical: list, output_dir: Path, loggers: list) -> dict:
-        rows = [
-            {
-                "layer": name,
-                "kind": s["kind"],
-                **{k: s["trained"][k] for k in ("filters", "d", "mean", "mass", "p_mass_null", "p_ks_null")},
-                "init_mean": s["init"]["mean"],
-                "init_mass": s["init"]["mass"],
-                "fresh_mass": s["fresh"]["mass"],
-                **{k: s[k] for k in ("p_ks_init", "p_ks_fresh", "dist_fro", "dist_max")},
-            }
-            for name, s in found["layers"].items()
-        ]
+        rows = []
+        for name, s in found["layers"].items():
+            head = {"layer": name, "kind": s["kind"], **{k: s["trained"][k] for k in TRAINED_COLUMNS}}
+            init = {"init_mean": s["init"]["mean"], "init_mass": s["init"]["mass"], "fresh_mass": s["fresh"]["mass"]}
+            rows.append({**head, **init, **{k: s[k] for k in COMPARED_COLUMNS}})
         epoch_rows = [{"epoch": e, "layer": n, **v} for e, layers in found["epochs"].items() for n, v in layers.items()]
         write_csv_atomic(output_dir / "layers.csv", LAYER_COLUMNS, rows)
         write_csv_atomic(output_dir / "epochs.csv", ("epoch", "layer", "mass", "dist_fro", "dist_max"), epoch_rows)
@@ -248,72 +214,49 @@ class HyperplaneEstimator(Estimator):
         figures = cos_violins(found["layers"], output_dir / "cos_violins", title)
         if self.snapshots:
             figures += mass_and_critical(found["epochs"], critical, list(found["layers"]), output_dir / "mass_critical", title)
-
-        pooled = found["pooled"]
-        metrics = {
-            "hyperplanes/mass": pooled["trained"]["mass"],
-            "hyperplanes/mean_cos": pooled["trained"]["mean"],
-            "hyperplanes/init_mass": pooled["init"]["mass"],
-            "hyperplanes/p_mass_null": pooled["trained"]["p_mass_null"],
-        }
+        pooled, trained = found["pooled"], found["pooled"]["trained"]
+        metrics = {"hyperplanes/mass": trained["mass"], "hyperplanes/mean_cos": trained["mean"]}
+        metrics["hyperplanes/init_mass"] = pooled["init"]["mass"]
+        metrics["hyperplanes/p_mass_null"] = trained["p_mass_null"]
         tables = {"hyperplanes/layers": (LAYER_COLUMNS, [[r[c] for c in LAYER_COLUMNS] for r in rows])}
         if critical:
             metrics["hyperplanes/trained_acc"] = trained_acc
             tables["hyperplanes/critical"] = (("layer", "snapshot", "acc", "drop"), [list(r.values()) for r in critical])
         log_outcome(loggers, cfg, metrics, {f"hyperplanes/{p.stem}": p for p in figures if p.suffix == ".png"}, tables)
-        log.info(
-            "hyperplanes of %s: %d layers, pooled mass %.3f (init %.3f, p vs 0.5 = %.2g)%s -> %s",
-            cfg.arch_name,
-            len(rows),
-            pooled["trained"]["mass"],
-            pooled["init"]["mass"],
-            pooled["trained"]["p_mass_null"],
-            f", test acc {trained_acc:.4f}" if trained_acc is not None else "",
-            output_dir / "hyperplanes.json",
-        )
-        return {
-            "objective": pooled["trained"]["mass"],
-            "summary": {k.removeprefix("hyperplanes/"): v for k, v in metrics.items()},
-            "run_dir": self.run_dir,
-            "layers": len(rows),
-            "snapshots": sorted(self.snapshots),
-            "pooled": pooled,
-            "trained_acc": trained_acc,
-            "seed": self.seed,
-            "files": ["hyperplanes.json", "layers.csv", "epochs.csv", "critical.csv", *(p.name for p in figures)],
-        }
+        accuracy = f", test acc {trained_acc:.4f}" if trained_acc is not None else ""
+        message = "hyperplanes of %s: %d layers, pooled mass %.3f (init %.3f, p vs 0.5 = %.2g)%s -> %s"
+        masses = (trained["mass"], pooled["init"]["mass"], trained["p_mass_null"])
+        log.info(message, cfg.arch_name, len(rows), *masses, accuracy, output_dir / "hyperplanes.json")
+        summary = {k.removeprefix("hyperplanes/"): v for k, v in metrics.items()}
+        fields = {"objective": trained["mass"], "summary": summary, "run_dir": self.run_dir, "layers": len(rows)}
+        files = ["hyperplanes.json", "layers.csv", "epochs.csv", "critical.csv", *(p.name for p in figures)]
+        fields.update(snapshots=sorted(self.snapshots), pooled=pooled, trained_acc=trained_acc, seed=self.seed)
+        return {**fields, "files": files}
 
     def weight_statistics(self, net: nn.Module, init: nn.Module, fresh: nn.Module) -> dict:
         """Per layer: the statistics of ``net``, tests against init and the fresh random init, and distances
         from init; pooled over the layers. ``init`` and ``fresh`` are networks of the same architecture."""
         layers = analysed_layers(net, self.include_linear)
         if not layers:
-            raise ConfigError(
-                f"{type(net).__name__} has no conv layers larger than 1 x 1 to analyse"
-                + ("" if self.include_linear else " (estimator.include_linear=true adds linear layers)")
-            )
+            hint = "" if self.include_linear else " (estimator.include_linear=true adds linear layers)"
+            raise ConfigError(f"{type(net).__name__} has no conv layers larger than 1 x 1 to analyse{hint}")
         init_modules, fresh_modules = dict(init.named_modules()), dict(fresh.named_modules())
         per_layer, pooled = {}, {"trained": [], "init": [], "fresh": []}
         for name, module in layers.items():
             weight, w0 = module.weight, init_modules[name].weight
             cos, cos_init, cos_fresh = (filter_cosines(w) for w in (weight, w0, fresh_modules[name].weight))
-            d = weight[0].numel()
-            per_layer[name] = {
-                "kind": type(module).__name__,
-                "trained": cosine_statistics(cos, d),
-                "init": cosine_statistics(cos_init, d),
-                "fresh": cosine_statistics(cos_fresh, d),
-                "p_ks_init": float(stats.ks_2samp(cos, cos_init).pvalue) if not np.array_equal(cos, cos_init) else 1.0,
-                "p_ks_fresh": float(stats.ks_2samp(cos, cos_fresh).pvalue),
-                **distance_from(weight.detach().cpu(), w0.detach().cpu()),
-                "cos": {"trained": cos.tolist(), "init": cos_init.tolist(), "fresh": cos_fresh.tolist()},
-            }
-            for key, values in (("trained", cos), ("init", cos_init), ("fresh", cos_fresh)):
+            d, cosines = weight[0].numel(), {"trained": cos, "init": cos_init, "fresh": cos_fresh}
+            tests = {"p_ks_init": float(stats.ks_2samp(cos, cos_init).pvalue) if not np.array_equal(cos, cos_init) else 1.0}
+            tests["p_ks_fresh"] = float(stats.ks_2samp(cos, cos_fresh).pvalue)
+            per_layer[name] = {"kind": type(module).__name__, **{key: cosine_statistics(c, d) for key, c in cosines.items()}, **tests}
+            per_layer[name].update(distance_from(weight.detach().cpu(), w0.detach().cpu()))
+            per_layer[name]["cos"] = {key: c.tolist() for key, c in cosines.items()}
+            for key, values in cosines.items():
                 pooled[key].append(values)
-        summary = {
-            key: {"filters": int(sum(map(len, v))), "mean": float(np.concatenate(v).mean()), "mass": float((np.concatenate(v) <= 0).mean())}
-            for key, v in pooled.items()
-        }
+        summary = {}
+        for key, v in pooled.items():
+            cos = np.concatenate(v)
+            summary[key] = {"filters": len(cos), "mean": float(cos.mean()), "mass": float((cos <= 0).mean())}
         trained = np.concatenate(pooled["trained"])
         summary["trained"]["p_mass_null"] = float(stats.binomtest(int((trained <= 0).sum()), len(trained), 0.5).pvalue)
         return {"layers": per_layer, "pooled": summary}
@@ -321,11 +264,9 @@ class HyperplaneEstimator(Estimator):
 
 def snapshot_statistics(state: dict, init: nn.Module, layers: list[str]) -> dict:
     """Mass and distance from init of each of ``layers`` in one snapshot's state dict."""
-    init_modules = dict(init.named_modules())
-    return {
-        name: {
-            "mass": float((filter_cosines(state[f"{name}.weight"]) <= 0).mean()),
-            **distance_from(state[f"{name}.weight"], init_modules[name].weight.detach().cpu()),
-        }
-        for name in layers
-    }
+    init_modules, found = dict(init.named_modules()), {}
+    for name in layers:
+        weight = state[f"{name}.weight"]
+        distance = distance_from(weight, init_modules[name].weight.detach().cpu())
+        found[name] = {"mass": float((filter_cosines(weight) <= 0).mean()), **distance}
+    return found

@@ -45,12 +45,8 @@ OVERLAP_KS = (1, 10, 100)
 
 
 def principal_directions(gradients: torch.Tensor, k: Optional[int] = None):
-    """PCA of the mean-centred (N, D) gradients, as sklearn's PCA computes it.
-
-    Returns (directions (k, D) with orthonormal rows in decreasing order of eigenvalue, eigenvalues
-    = variance of the gradients along each direction, singular values of the centred matrix). Each
-    direction's sign is fixed so that its largest-magnitude entry is positive.
-    """
+    """PCA of the mean-centred (N, D) gradients, as sklearn's PCA computes it: (directions (k, D), orthonormal, by
+    decreasing eigenvalue and signed so their largest entry is positive; eigenvalues; singular values)."""
     g = gradients.double()
     centred = g - g.mean(0)
     n, dim = centred.shape
@@ -65,11 +61,8 @@ def principal_directions(gradients: torch.Tensor, k: Optional[int] = None):
 
 
 def subspace_overlap(a, b, k: int) -> float:
-    """Mean squared cosine of the principal angles between the spans of the first k rows of a and b.
-
-    1 for equal spans, 0 for orthogonal ones, about k / D for random k-dimensional subspaces of R^D.
-    Rows are flattened and need to be orthonormal (as NADs are).
-    """
+    """Mean squared cosine of the principal angles between the spans of the first k (orthonormal, flattened) rows of
+    a and b: 1 for equal spans, 0 for orthogonal ones, about k / D for random k-dimensional subspaces of R^D."""
     a = torch.as_tensor(np.asarray(a)).reshape(len(a), -1)[:k].double()
     b = torch.as_tensor(np.asarray(b)).reshape(len(b), -1)[:k].double()
     return float((a @ b.T).pow(2).sum() / k)
@@ -102,13 +95,11 @@ class NADEstimator(Estimator):
     arch, family = "this arch", "other"  # set by prepare (not fields): what dtype=auto goes by
 
     def __post_init__(self):
-        for option, value, allowed in (
-            ("method", self.method, METHODS),
-            ("eval_point", self.eval_point, EVAL_POINTS),
-            ("dtype", self.dtype, ("auto", *DTYPES)),
-        ):
+        for option, value, allowed in (("method", self.method, METHODS), ("eval_point", self.eval_point, EVAL_POINTS)):
             if value not in allowed:
                 raise ConfigError(f"estimator.{option}={value!r} is unknown: choose one of {', '.join(allowed)}")
+        if self.dtype not in ("auto", *DTYPES):
+            raise ConfigError(f"estimator.dtype={self.dtype!r} is unknown: choose one of auto, {', '.join(DTYPES)}")
         if self.num_networks < 4:
             raise ConfigError(f"estimator.num_networks must be >= 4 (two halves for the diagnostic), got {self.num_networks}")
         if not self.scale > 0:
@@ -144,17 +135,9 @@ class NADEstimator(Estimator):
             template = make_net().eval()
         if self.method == "finite_difference":
             self.say_dtype(device)
-            return finite_difference_gradients(
-                template,
-                points,
-                self.scale,
-                self.chunk_size,
-                self.resolved_dtype(device),
-                device,
-                make_net,
-                self.networks_per_batch,
-                generator=networks,
-            )
+            dtype, per_batch = self.resolved_dtype(device), self.networks_per_batch
+            options = (self.scale, self.chunk_size, dtype, device, make_net, per_batch)
+            return finite_difference_gradients(template, points, *options, generator=networks)
         return autograd_gradients(template, points, self.networks_per_batch, device, make_net, generator=networks)
 
     def estimate(self, make_net: Callable[[], torch.nn.Module], shape) -> dict:
@@ -162,29 +145,20 @@ class NADEstimator(Estimator):
         gradients = self.gradients(make_net, shape)
         gradient_time = time.perf_counter() - start
         if not gradients.abs().max() > 0:
-            raise ConfigError(
-                "every input gradient is zero: the network is constant at initialisation, so it has no NADs "
-                "(timm zero-initialises some classifiers, e.g. the MLP-Mixer's: add arch.reset_head=true)"
-            )
+            hint = "timm zero-initialises some classifiers, e.g. the MLP-Mixer's: add arch.reset_head=true"
+            raise ConfigError(f"every input gradient is zero: the network is constant at initialisation, so it has no NADs ({hint})")
         nads, eigenvalues, singular_values = principal_directions(gradients, self.num_components)
-        diagnostic = convergence(gradients)
-        return {
-            "nads": nads.reshape(len(nads), *shape).numpy(),
-            "eigenvalues": eigenvalues.numpy(),
-            "singular_values": singular_values.numpy(),
-            "diagnostic": diagnostic,
-            "gradient_time_s": round(gradient_time, 3),
-            "total_time_s": round(time.perf_counter() - start, 3),
-        }
+        found = dict(nads=nads.reshape(len(nads), *shape).numpy(), eigenvalues=eigenvalues.numpy(), singular_values=singular_values.numpy())
+        times = dict(gradient_time_s=round(gradient_time, 3), total_time_s=round(time.perf_counter() - start, 3))
+        return {**found, "diagnostic": convergence(gradients), **times}
 
     def prepare(self, cfg: DictConfig) -> Callable[[], torch.nn.Module]:
         """The network factory of cfg.arch for inputs of dataset.shape and one output; a bad arch fails here."""
         if cfg.dataset.get("shape") is None:  # images read from files: the NADs are drawn, of a shape given
             source = cfg.dataset.get("source")
-            raise ConfigError(
-                f"estimator={self.name} needs dataset.shape, the [C, H, W] of the inputs it draws; dataset={source} "
-                f"gives none: keep the default dataset and set dataset.shape (e.g. [1,28,28] for Fashion-MNIST's images)"
-            )
+            fix = "keep the default dataset and set dataset.shape (e.g. [1,28,28] for Fashion-MNIST's images)"
+            needs = f"estimator={self.name} needs dataset.shape, the [C, H, W] of the inputs it draws"
+            raise ConfigError(f"{needs}; dataset={source} gives none: {fix}")
         shape = tuple(cfg.dataset.shape)
         self.arch, self.family = cfg.arch_name, arch_family(cfg.arch_name)  # for dtype=auto
         make_net = lambda: instantiate(cfg.arch, input_shape=shape, num_classes=1)  # noqa: E731
@@ -205,10 +179,8 @@ class NADEstimator(Estimator):
             return
         dtype = str(self.resolved_dtype(self.resolved_device())).removeprefix("torch.")
         if found and found != dtype:
-            raise ConfigError(
-                f"estimator.dtype={self.dtype} is {dtype} on this device, but {output_dir} holds a {found} estimate: "
-                f"set estimator.dtype={found} to resume it, or estimator.dtype={dtype} for a run directory of its own"
-            )
+            fix = f"set estimator.dtype={found} to resume it, or estimator.dtype={dtype} for a run directory of its own"
+            raise ConfigError(f"estimator.dtype={self.dtype} is {dtype} on this device, but {output_dir} holds a {found} estimate: {fix}")
 
     def run(self, run: Run, make_net) -> dict:
         cfg, output_dir, loggers = run.cfg, run.folder, run.loggers
@@ -223,29 +195,15 @@ class NADEstimator(Estimator):
         table = (("nad_index", "eigenvalue"), [[index, float(value)] for index, value in enumerate(found["eigenvalues"])])
         log_outcome(loggers, cfg, metrics, images, {"nads/spectrum_table": table})
         device = self.resolved_device()
-        log.info(
-            "%s NADs of %s from %d networks in %.1f s; split-half overlap %s -> %s",
-            self.method,
-            cfg.arch_name,
-            self.num_networks,
-            found["total_time_s"],
-            found["diagnostic"],
-            output_dir / "nads.npy",
-        )
-        return {
-            "objective": found["diagnostic"].get("top10"),
-            "summary": {key.removeprefix("nads/"): value for key, value in metrics.items()},
-            "seed": self.seed,
-            "method": self.method,
-            "num_networks": self.num_networks,
-            "eval_point": self.eval_point,
-            "scale": self.scale if self.method == "finite_difference" else None,
-            "shape": list(shape),
-            "dtype": str(self.resolved_dtype(device)).removeprefix("torch."),
-            "device": str(device),
-            "num_components": len(found["nads"]),
-            "diagnostic": {"split_half_overlap": found["diagnostic"]},
-            "top_eigenvalues": [round(float(v), 8) for v in found["eigenvalues"][:10]],
-            "gradient_time_s": found["gradient_time_s"],
-            "files": ["nads.npy", "eigenvalues.npy", "singular_values.npy", *figures],
-        }
+        message = "%s NADs of %s from %d networks in %.1f s; split-half overlap %s -> %s"
+        numbers = (self.num_networks, found["total_time_s"], found["diagnostic"])
+        log.info(message, self.method, cfg.arch_name, *numbers, output_dir / "nads.npy")
+        summary = {key.removeprefix("nads/"): value for key, value in metrics.items()}
+        fields = dict(objective=found["diagnostic"].get("top10"), summary=summary, seed=self.seed, method=self.method)
+        scale = self.scale if self.method == "finite_difference" else None
+        fields.update(num_networks=self.num_networks, eval_point=self.eval_point, scale=scale)
+        fields.update(shape=list(shape), dtype=str(self.resolved_dtype(device)).removeprefix("torch."), device=str(device))
+        top = [round(float(v), 8) for v in found["eigenvalues"][:10]]
+        fields.update(num_components=len(found["nads"]), diagnostic={"split_half_overlap": found["diagnostic"]}, top_eigenvalues=top)
+        files = ["nads.npy", "eigenvalues.npy", "singular_values.npy", *figures]
+        return {**fields, "gradient_time_s": found["gradient_time_s"], "files": files}

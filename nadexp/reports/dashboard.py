@@ -1,11 +1,5 @@
-"""A local dashboard: one self-contained HTML page (plotly, its JavaScript inline: no server, opens offline)
-comparing every direction sweep and estimate found under a directory.
-
-Panels: the summary table; the Fourier heat maps of every sweep side by side on one colour scale (each cell's
-frequency and accuracy on hover), each arch's maps predicted from NADs (experiment=fourier_predicted) beside its
-trained ones; NAD-index curves overlaid; the leading NADs of each NAD estimate and their
-spectra; each Fourier sweep with a published map beside that map and their difference.
-"""
+"""A local dashboard: one self-contained HTML page (plotly inline: no server, opens offline) comparing every
+sweep and estimate under a directory; its panels are listed in docs/outputs.md."""
 
 import html
 import os
@@ -65,30 +59,24 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
     rows = []
     for sweep in sweeps:
         summary = summary_metrics(sweep["cells"], sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-        rows.append(
-            {
-                "run": _relative(sweep["dir"], root),
-                "task": f"sweep ({sweep['basis']})",
-                "arch": sweep["arch"],
-                "seed": sweep["config"].get("seed"),
-                "status": sweep["status"],
-                **summary,
-            }
-        )
+        head = {
+            "run": _relative(sweep["dir"], root),
+            "task": f"sweep ({sweep['basis']})",
+            "arch": sweep["arch"],
+            "seed": sweep["config"].get("seed"),
+        }
+        rows.append({**head, "status": sweep["status"], **summary})
     for estimate in estimates:
         summary = estimate.get("summary") or {}
         if not summary and estimate["task"] == "nads":  # a run from before summaries were stored
             summary = spectrum_summary(eigenvalues_of(estimate["dir"]))
-        rows.append(
-            {
-                "run": _relative(estimate["dir"], root),
-                "task": estimate["task"],
-                "arch": estimate.get("arch"),
-                "seed": estimate.get("seed"),
-                "status": "finished",
-                **{k: v for k, v in summary.items() if k != "gradient_time_s"},
-            }
-        )
+        head = {
+            "run": _relative(estimate["dir"], root),
+            "task": estimate["task"],
+            "arch": estimate.get("arch"),
+            "seed": estimate.get("seed"),
+        }
+        rows.append({**head, "status": "finished", **{k: v for k, v in summary.items() if k != "gradient_time_s"}})
     return rows
 
 
@@ -154,25 +142,13 @@ def heatmaps(sweeps: list[dict]) -> tuple[go.Figure, float]:
         image, fy, fx = sweep_window(sweep)
         fig.add_trace(map_trace(image, fy, fx, sweep["name"]), row, col)
         _, height, width = sweep["shape"]
-        checks = [
-            (signed(x, width), signed(y, height))
-            for c in sweep.get("spot_checks", [])
-            for x, y in (c["direction"], conjugate(*c["direction"], height, width))
-        ]
-        if checks:  # the cells a predicted map was calibrated on, trained
-            fig.add_trace(
-                go.Scatter(
-                    x=[x for x, _ in checks],
-                    y=[y for _, y in checks],
-                    mode="markers",
-                    marker={"symbol": "circle-open", "size": 11, "color": "red", "line": {"width": 2}},
-                    name="spot checks (trained)",
-                    hovertemplate="spot check: f_rows %{y}, f_cols %{x}<extra></extra>",
-                    showlegend=False,
-                ),
-                row,
-                col,
-            )
+        spots = [d for c in sweep.get("spot_checks", []) for d in (c["direction"], conjugate(*c["direction"], height, width))]
+        if spots:  # the cells a predicted map was calibrated on, trained
+            marker = {"symbol": "circle-open", "size": 11, "color": "red", "line": {"width": 2}}
+            x, y = [signed(x, width) for x, _ in spots], [signed(y, height) for _, y in spots]
+            hover = "spot check: f_rows %{y}, f_cols %{x}<extra></extra>"
+            trace = go.Scatter(x=x, y=y, mode="markers", marker=marker, name="spot checks (trained)", hovertemplate=hover, showlegend=False)
+            fig.add_trace(trace, row, col)
         frequency_axes(fig, fy, fx, row, col)
     fig.update_layout(coloraxis={**ACCURACY_SCALE, "colorbar": colour_bar(fig, cols, "test acc")}, title="Fourier heat maps (test acc)")
     return fig, cols / (rows * 1.1)
@@ -183,15 +159,8 @@ def nad_curves(sweeps: list[dict]) -> tuple[go.Figure, float]:
     for sweep in sweeps:
         columns, rows = cell_rows(sweep["cells"], "nad", sweep["shape"], sweep["eigenvalues"])
         ok = [row for row in rows if row["status"] == "ok"]
-        fig.add_trace(
-            go.Scatter(
-                x=[r["nad_index"] for r in ok],
-                y=[r["test_acc"] for r in ok],
-                mode="lines+markers",
-                name=sweep["name"],
-                hovertemplate="NAD %{x}<br>test acc %{y:.4f}",
-            )
-        )
+        x, y = [r["nad_index"] for r in ok], [r["test_acc"] for r in ok]
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers", name=sweep["name"], hovertemplate="NAD %{x}<br>test acc %{y:.4f}"))
     fig.update_layout(title="Test accuracy along the NADs", xaxis_title="NAD index", yaxis_title="test accuracy", yaxis_range=[0.45, 1.02])
     return fig, 3.0
 
@@ -200,19 +169,8 @@ def leading_nads(estimate: dict) -> tuple[go.Figure, float]:
     nads = load_nads(estimate["dir"], option="the dashboard's NADs")[:LEADING_NADS, 0]
     fig = make_subplots(1, len(nads), subplot_titles=[f"u{i}" for i in range(len(nads))], horizontal_spacing=0.01)
     for index, nad in enumerate(nads):
-        limit = float(np.abs(nad).max()) or 1.0
-        fig.add_trace(
-            go.Heatmap(
-                z=nad,
-                zmin=-limit,
-                zmax=limit,
-                colorscale="RdBu",
-                showscale=False,
-                hovertemplate="row %{y}, col %{x}<br>%{z:.4f}<extra></extra>",
-            ),
-            1,
-            index + 1,
-        )
+        limit, hover = float(np.abs(nad).max()) or 1.0, "row %{y}, col %{x}<br>%{z:.4f}<extra></extra>"
+        fig.add_trace(go.Heatmap(z=nad, zmin=-limit, zmax=limit, colorscale="RdBu", showscale=False, hovertemplate=hover), 1, index + 1)
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(title=f"{estimate.get('arch')}: leading NADs ({Path(estimate['dir']).name})")
@@ -243,11 +201,9 @@ def published_panel(sweep: dict) -> tuple[go.Figure, float]:
     fig.add_trace(map_trace(100 * (reproduced - theirs), fy, fx, "difference", "points", **difference), 1, 3)
     for col in (1, 2, 3):
         frequency_axes(fig, fy, fx, 1, col)
-    fig.update_layout(
-        coloraxis={**ACCURACY_SCALE, "colorbar": colour_bar(fig, 2, "test acc")},
-        title=f"{sweep['name']} against the published {sweep['arch']} map: {overall['directions']} directions, "
-        f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation'] or 'n/a'}",
-    )
+    title = f"{sweep['name']} against the published {sweep['arch']} map: {overall['directions']} directions, "
+    title += f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation'] or 'n/a'}"
+    fig.update_layout(coloraxis={**ACCURACY_SCALE, "colorbar": colour_bar(fig, 2, "test acc")}, title=title)
     return fig, 3.2
 
 
@@ -303,12 +259,8 @@ def write_dashboard(roots, path: Path) -> Path:
     for root in roots:
         if not root.is_dir():
             raise ConfigError(f"{root} is not a directory")
-    sweeps, estimates, failed = [], [], []
-    for root in roots:
-        found = find_runs(root)
-        sweeps += found[0]
-        estimates += found[1]
-        failed += found[2]
+    found = [find_runs(root) for root in roots]
+    sweeps, estimates, failed = ([run for runs in found for run in runs[kind]] for kind in range(3))
     if not sweeps and not estimates and not failed:
         raise ConfigError(
             f"nothing to show: no direction sweep (config.yaml and cells/), no estimate (result.json of "
@@ -317,13 +269,11 @@ def write_dashboard(roots, path: Path) -> Path:
     base = Path(os.path.commonpath([root.resolve() for root in roots]))
     panels = dashboard_sections(sweeps, estimates, failed, base)
     sections = "\n".join(f"<section><h2>{html.escape(heading)}</h2>\n{body}</section>" for heading, body in panels)
-    page = PAGE.format(
-        title=f"nadexp: {html.escape(base.name)}",
-        plotly=get_plotlyjs(),
-        count=f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s), {len(failed)} failed run(s);",
-        when=datetime.now().strftime("%Y-%m-%d %H:%M"),
-        root=html.escape(" ".join(map(str, roots))),
-        sections=sections,
+    count, when = (
+        f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s), {len(failed)} failed run(s);",
+        datetime.now().strftime("%Y-%m-%d %H:%M"),
     )
+    title, root = f"nadexp: {html.escape(base.name)}", html.escape(" ".join(map(str, roots)))
+    page = PAGE.format(title=title, plotly=get_plotlyjs(), count=count, when=when, root=root, sections=sections)
     write_text_atomic(path, page)
     return Path(path)
