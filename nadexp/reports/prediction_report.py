@@ -39,9 +39,12 @@ def published_records(arch: str) -> list[dict]:
     accuracies: dict[tuple[int, int], list[float]] = {}
     for (f_rows, f_cols), accuracy in published_map(arch).items():
         accuracies.setdefault(cell_key((f_cols % 32, f_rows % 32), 32, 32), []).append(accuracy)
-    return [
-        {"basis": "fourier", "direction": list(k), "test_acc": float(np.mean(a)), "status": "ok"} for k, a in sorted(accuracies.items())
-    ]
+    return [trained_cell(list(k), float(np.mean(a))) for k, a in sorted(accuracies.items())]
+
+
+def trained_cell(direction: list[int], test_acc: float) -> dict:
+    """A Fourier cell record of an accuracy that comes from elsewhere (a published map, a predicted map's cells.csv)."""
+    return {"basis": "fourier", "direction": direction, "test_acc": test_acc, "status": "ok"}
 
 
 def matched(predicted: list[dict], trained: list[dict], shape, exclude=()) -> list[dict]:
@@ -59,17 +62,8 @@ def matched(predicted: list[dict], trained: list[dict], shape, exclude=()) -> li
         if key in ours:
             p, t = 100 * ours[key], 100 * record["test_acc"]
             kx, ky = key
-            rows.append(
-                {
-                    "kx": kx,
-                    "ky": ky,
-                    "f_rows": signed(ky, height),
-                    "f_cols": signed(kx, width),
-                    "predicted": round(p, 2),
-                    "trained": round(t, 2),
-                }
-                | {"difference": round(p - t, 2)}
-            )
+            place = {"kx": kx, "ky": ky, "f_rows": signed(ky, height), "f_cols": signed(kx, width)}
+            rows.append({**place, "predicted": round(p, 2), "trained": round(t, 2), "difference": round(p - t, 2)})
     return rows
 
 
@@ -85,17 +79,10 @@ def scores(rows: list[dict]) -> dict:
     if not rows:
         return {"directions": 0}
     p, t = np.array([r["predicted"] for r in rows]), np.array([r["trained"] for r in rows])
-    learnable_p, learnable_t = p > 100 * LEARNABLE, t > 100 * LEARNABLE
-    return {
-        "directions": len(rows),
-        "pearson": _stat(pearsonr, p, t),
-        "spearman": _stat(spearmanr, p, t),
-        "mean_abs_difference": round(float(np.abs(p - t).mean()), 2),
-        "learnable_agreement": round(float((learnable_p == learnable_t).mean()), 4),
-        "learnable_trained": int(learnable_t.sum()),
-        "learnable_predicted": int(learnable_p.sum()),
-        "learnable_both": int((learnable_p & learnable_t).sum()),
-    }
+    lp, lt = p > 100 * LEARNABLE, t > 100 * LEARNABLE  # learnable, predicted and trained
+    found = dict(directions=len(rows), pearson=_stat(pearsonr, p, t), spearman=_stat(spearmanr, p, t))
+    found.update(mean_abs_difference=round(float(np.abs(p - t).mean()), 2), learnable_agreement=round(float((lp == lt).mean()), 4))
+    return {**found, "learnable_trained": int(lt.sum()), "learnable_predicted": int(lp.sum()), "learnable_both": int((lp & lt).sum())}
 
 
 def _shown(value):
@@ -126,12 +113,10 @@ def side_by_side(predicted: list[dict], trained: list[dict], shape, stride: int,
     difference = draw(axes[2], predicted_grid - trained_grid, stride, "predicted - trained")
     difference.set(cmap="RdBu_r", clim=(-0.3, 0.3))
     fig.colorbar(difference, ax=axes[2], label="predicted - trained (fraction)", shrink=0.85)
-    show = _shown
-    fig.suptitle(
-        f"{numbers['directions']} directions: Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}, "
-        f"mean |difference| {numbers['mean_abs_difference']} points, learnable agreement {100 * numbers['learnable_agreement']:.0f} %",
-        fontsize=10,
-    )
+    show, agreement = _shown, f"learnable agreement {100 * numbers['learnable_agreement']:.0f} %"
+    correlations = f"Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}"
+    difference = f"mean |difference| {numbers['mean_abs_difference']} points"
+    fig.suptitle(f"{numbers['directions']} directions: {correlations}, {difference}, {agreement}", fontsize=10)
     return save_figure(fig, path)
 
 
@@ -143,9 +128,8 @@ def targets(arch: str | None, shape, against: list[dict]) -> list[tuple[str, lis
         if sweep["basis"] != "fourier":
             raise ConfigError(f"--against {sweep['dir']}: a {sweep['basis']} sweep; a predicted map is scored against a Fourier sweep")
         if list(sweep["shape"]) != list(shape):
-            raise ConfigError(
-                f"--against {sweep['dir']}: a sweep of images of shape {sweep['shape']}, but the NADs are of shape {list(shape)}"
-            )
+            kind = f"a sweep of images of shape {sweep['shape']}"
+            raise ConfigError(f"--against {sweep['dir']}: {kind}, but the NADs are of shape {list(shape)}")
         found.append((sweep["name"], sweep["cells"], sweep["stride"]))
     if arch and has_published_map(arch, shape):
         found.append((f"published_{arch}", published_records(arch), 2))
@@ -188,10 +172,10 @@ def calibrated(predicted: list[dict], trained: dict, shape, fitted_on: str = "")
     records = []
     for record, key, accuracy, doubt in zip(predicted, keys, accuracies, doubts):
         if key in trained:
-            record = record | {"test_acc": round(float(trained[key]), 6), "uncertainty": 0.0, "trained_acc": round(float(trained[key]), 6)}
+            measured = round(float(trained[key]), 6)
+            records.append(record | {"test_acc": measured, "uncertainty": 0.0, "trained_acc": measured})
         else:
-            record = record | {"test_acc": round(float(accuracy), 6), "uncertainty": round(float(doubt), 6)}
-        records.append(record)
+            records.append(record | {"test_acc": round(float(accuracy), 6), "uncertainty": round(float(doubt), 6)})
     return records, own
 
 
@@ -212,13 +196,9 @@ def write_spot_checks(out_dir, predicted: list[dict], shape, k: int, prior, know
 def read_nads(
     path, shape=None, networks: int | None = None, fallback_shape=None, eigenvalues=None, singular_values=None, absolute: bool = False
 ) -> tuple[np.ndarray, np.ndarray, dict]:
-    """NADs made anywhere, for ``--predict``: ``path`` is a nads.npy or a directory holding one, its rows NADs of
-    ``shape`` ((k, C, H, W); (k, D) or (k, H, W) need ``shape``), with eigenvalues.npy beside it, or
-    singular_values.npy (eigenvalue = singular value^2 / (networks - 1): the number of ``networks`` is needed only
-    for a predictor that reads the spectrum in its own units, ``absolute``).
-    ``fallback_shape``: the shape of flat rows when neither ``shape`` nor result.json gives one. ``eigenvalues``,
-    ``singular_values``: .npy files of another name or place.
-    Returns (NADs (k, C, H, W), eigenvalues, what result.json beside them says)."""
+    """(NADs (k, C, H, W), eigenvalues, the result.json beside them) of NADs made anywhere, for ``--predict``:
+    ``path`` a nads.npy or its folder, rows of ``shape`` (else result.json's, else ``fallback_shape``), with
+    eigenvalues.npy or singular_values.npy (/ (``networks`` - 1), needed only by an ``absolute`` predictor)."""
     path = Path(path)
     directory, file = (path, path / "nads.npy") if path.is_dir() else (path.parent, path)
     record = (read_record_or_warn(directory / "result.json") or {}) if (directory / "result.json").is_file() else {}
@@ -234,11 +214,9 @@ def read_nads(
         elif singular.is_file():
             networks = networks or record.get("num_networks") or (None if absolute else 2)
             if not networks or networks < 2:
-                raise ConfigError(
-                    f"{singular.name} gives the spectrum only up to a factor, and this predictor reads it in its own units: "
-                    "give --networks N, the number of networks they were estimated from (eigenvalue = singular value^2 / (N - 1)), "
-                    "or eigenvalues"
-                )
+                why = "gives the spectrum only up to a factor, and this predictor reads it in its own units"
+                fix = "the number of networks they were estimated from (eigenvalue = singular value^2 / (N - 1)), or eigenvalues"
+                raise ConfigError(f"{singular.name} {why}: give --networks N, {fix}")
             spectrum = spectrum_of(singular_values=np.load(singular, allow_pickle=False), k=len(nads)) / (networks - 1)
         else:
             raise ConfigError("no eigenvalues.npy (or singular_values.npy) beside it: a predicted map needs the NADs' spectrum")
@@ -258,18 +236,8 @@ def load_prediction(run_dir) -> dict:
     result = read_record(run_dir / "result.json")
     with (run_dir / "cells.csv").open(newline="") as file:
         rows = list(csv.DictReader(file))
-    cells = [
-        {"basis": "fourier", "direction": [int(row["kx"]), int(row["ky"])], "test_acc": float(row["test_acc"]), "status": "ok"}
-        for row in rows
-    ]
-    return {
-        "name": f"{run_dir.name}-predicted",  # apart from a trained sweep of the same name
-        "dir": run_dir,
-        "arch": result.get("arch"),
-        "basis": "fourier",
-        "shape": result["shape"],
-        "stride": result.get("stride", 1),
-        "cells": cells,
-        "spot_checks": [cell for cell, row in zip(cells, rows) if row.get("trained_acc")],  # trained cells it was calibrated on
-        "predicted": True,
-    }
+    cells = [trained_cell([int(row["kx"]), int(row["ky"])], float(row["test_acc"])) for row in rows]
+    spot_checks = [cell for cell, row in zip(cells, rows) if row.get("trained_acc")]  # trained cells it was calibrated on
+    # named apart from a trained sweep of the same name
+    found = {"name": f"{run_dir.name}-predicted", "dir": run_dir, "arch": result.get("arch"), "basis": "fourier", "shape": result["shape"]}
+    return {**found, "stride": result.get("stride", 1), "cells": cells, "spot_checks": spot_checks, "predicted": True}

@@ -1,14 +1,9 @@
 """K independent models of one architecture trained in one vectorised step (torch.func over stacked parameters).
 
-Model k sees its own data in its own order, and owns its slice of every parameter, buffer (BatchNorm running
-statistics included) and optimiser state: the optimisers of the protocol (SGD, Adam, AdamW) act element by
-element, so one optimiser over the stacked tensors is K independent optimisers, and the loss is the sum of
-the K models' losses, so the gradient of slice k is model k's own. Gradient-norm clipping is done per model.
-
-The batch order of model k is the one a shuffling ``DataLoader(generator=torch.Generator().manual_seed(s_k))``
-gives (one 64-bit draw for the iterator's seed, then ``randperm``), which is what a single run of the same
-seed uses, so K stacked models reproduce K single runs within float tolerance.
-"""
+Model k owns its slice of every parameter, buffer and optimiser state (the protocol's optimisers act element by
+element; the loss is the sum of the models' losses, so slice k's gradient is model k's own; norms are clipped per
+model) and sees its data in the order a single run's shuffling DataLoader gives, so K stacked models reproduce
+K single runs within float tolerance."""
 
 import inspect
 import time
@@ -25,15 +20,8 @@ from nadexp.cores import share
 from nadexp.training.keyed_dropout import draws_of
 
 # trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
-NO_EFFECT = (
-    "_target_",
-    "default_root_dir",
-    "enable_progress_bar",
-    "enable_model_summary",
-    "enable_checkpointing",
-    "log_every_n_steps",
-    "num_sanity_val_steps",
-)
+NO_EFFECT = ("_target_", "default_root_dir", "enable_progress_bar", "enable_model_summary", "enable_checkpointing")
+NO_EFFECT += ("log_every_n_steps", "num_sanity_val_steps")
 SUPPORTED_VALUES = {
     "precision": ("32", "32-true"),
     "accelerator": ("auto", "cpu", "gpu", "cuda"),
@@ -63,12 +51,8 @@ def unsupported_trainer_settings(trainer) -> list[str]:
 def trainer_options(trainer) -> dict:
     """The keyword arguments of ``fit_stacked`` that the trainer config sets (see unsupported_trainer_settings)."""
     clip, algorithm = trainer.get("gradient_clip_val"), trainer.get("gradient_clip_algorithm") or "norm"
-    return {
-        "epochs": trainer.max_epochs,
-        "clip_norm": clip if algorithm == "norm" else None,
-        "clip_value": clip if algorithm == "value" else None,
-        "test_every": trainer.get("check_val_every_n_epoch") or 0,
-    }
+    clips = {"clip_norm": clip if algorithm == "norm" else None, "clip_value": clip if algorithm == "value" else None}
+    return {"epochs": trainer.max_epochs, **clips, "test_every": trainer.get("check_val_every_n_epoch") or 0}
 
 
 def epoch_order(generator: torch.Generator, size: int) -> torch.Tensor:
@@ -176,100 +160,63 @@ def evaluate(models: StackedModels, x: torch.Tensor, y: torch.Tensor, batch_size
 
 
 def fit_stacked(
-    nets: Sequence[nn.Module],
-    train: tuple[torch.Tensor, torch.Tensor],
-    test: tuple[torch.Tensor, torch.Tensor],
-    orders: Sequence[torch.Generator],
-    optimizer: Callable,
-    scheduler: Optional[Callable] = None,
-    epochs: int = 20,
-    batch_size: int = 128,
-    eval_batch_size: int = 1024,
-    clip_norm: Optional[float] = None,
-    clip_value: Optional[float] = None,
-    test_every: int = 0,
-    seed: int = 0,
-    channels_last: bool = False,
-) -> tuple[StackedModels, list[dict]]:
-    """Train K nets at once; ``train``/``test`` are stacked (K, N, ...) images and (K, N) labels on one device.
-
-    ``optimizer`` and ``scheduler`` are the partials of the config groups (the scheduler steps every step
-    and receives the total number of steps). Returns the trained models and one metrics dict per model,
-    shaped like a single run's: final train/test loss and accuracy, and the per-epoch history. ``seed`` seeds
-    the random layers' masks (dropout), on a generator of its own: torch's global one is left as it was.
-    ``channels_last``: the nets are channels-last (config ``channels_last``), and so are their stacked weights.
-    """
+    nets: Sequence[nn.Module], train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
+    orders: Sequence[torch.Generator], optimizer: Callable, scheduler: Optional[Callable] = None, epochs=20, batch_size=128,
+    eval_batch_size=1024, clip_norm: Optional[float] = None, clip_value: Optional[float] = None, test_every=0, seed=0, channels_last=False,
+) -> tuple[StackedModels, list[dict]]:  # fmt: skip
+    """Train K nets at once on ``train``/``test``, stacked (K, N, ...) images and (K, N) labels on one device.
+    ``optimizer``/``scheduler``: the config groups' partials (the scheduler steps every step, told the total).
+    Returns the models and per-model metrics shaped as a single run's. ``seed`` seeds random layers' masks on a
+    generator of its own (torch's global one is left as it was); ``channels_last``: as the nets were built."""
     devices = [train[0].device] if train[0].device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return _fit(
-            StackedModels(nets, channels_last),
-            train,
-            test,
-            orders,
-            optimizer,
-            scheduler,
-            epochs,
-            batch_size,
-            eval_batch_size,
-            clip_norm,
-            clip_value,
-            test_every,
-        )
-
-
-def _fit(models, train, test, orders, optimizer, scheduler, epochs, batch_size, eval_batch_size, clip_norm, clip_value, test_every):
-    x_train, y_train = train
-    size, started = x_train.shape[1], time.perf_counter()
-    steps_per_epoch = -(-size // batch_size)
-    opt = optimizer(params=list(models.params.values()))
-    sched = scheduler(optimizer=opt, total_iters=epochs * steps_per_epoch) if scheduler else None
-    history = [[] for _ in range(models.size)]
-    for epoch in range(epochs):
-        share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
-        models.train(True)
-        order = torch.stack([epoch_order(g, size) for g in orders]).to(x_train.device)
-        loss_sum = torch.zeros(models.size, device=x_train.device)
-        correct = torch.zeros(models.size, device=x_train.device)
-        for start in range(0, size, batch_size):
-            models.at_step(epoch * steps_per_epoch + start // batch_size)
-            batch = order[:, start : start + batch_size]
-            xb, yb = _gather(x_train, batch), _gather(y_train, batch)
-            logits = models(xb)
-            losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
-            losses.sum().backward()  # slice k of every gradient is model k's own gradient
-            if clip_norm is not None:
-                models.clip_grad_norm_(clip_norm)
-            if clip_value is not None:  # element-wise, so clipping the stacked gradients clips each model's own
-                torch.nn.utils.clip_grad_value_(list(models.params.values()), clip_value)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            if sched is not None:
-                sched.step()
-            with torch.no_grad():
-                loss_sum += losses.detach() * yb.shape[1]
-                correct += (logits.argmax(-1) == yb).sum(1)
-        train_loss, train_acc = (loss_sum / size).tolist(), (correct / size).tolist()
-        tested = test_every and (epoch + 1) % test_every == 0
-        test_loss, test_acc = evaluate(models, *test, eval_batch_size) if tested else (None, None)
-        for k in range(models.size):
-            row = {"epoch": epoch, "train/loss": round(train_loss[k], 6), "train/acc": round(train_acc[k], 6)}
-            if tested:
-                row.update({"test/loss": round(test_loss[k].item(), 6), "test/acc": round(test_acc[k].item(), 6)})
-            history[k].append(row)
-    test_loss, test_acc = evaluate(models, *test, eval_batch_size)
-    seconds = (time.perf_counter() - started) / models.size
-    metrics = [
-        {
-            "train_acc": history[k][-1]["train/acc"] if history[k] else None,
-            "train_loss": history[k][-1]["train/loss"] if history[k] else None,
-            "test_acc": round(test_acc[k].item(), 6),
-            "test_loss": round(test_loss[k].item(), 6),
-            "epochs": epochs,
-            "steps": epochs * steps_per_epoch,
-            "wall_time_s": round(seconds, 3),  # this model's share of the stack's time
-            "history": history[k],
-        }
-        for k in range(models.size)
-    ]
-    return models, metrics
+        models = StackedModels(nets, channels_last)
+        x_train, y_train = train
+        size, started = x_train.shape[1], time.perf_counter()
+        steps_per_epoch = -(-size // batch_size)
+        opt = optimizer(params=list(models.params.values()))
+        sched = scheduler(optimizer=opt, total_iters=epochs * steps_per_epoch) if scheduler else None
+        history = [[] for _ in range(models.size)]
+        for epoch in range(epochs):
+            share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
+            models.train(True)
+            order = torch.stack([epoch_order(g, size) for g in orders]).to(x_train.device)
+            loss_sum = torch.zeros(models.size, device=x_train.device)
+            correct = torch.zeros(models.size, device=x_train.device)
+            for start in range(0, size, batch_size):
+                models.at_step(epoch * steps_per_epoch + start // batch_size)
+                batch = order[:, start : start + batch_size]
+                xb, yb = _gather(x_train, batch), _gather(y_train, batch)
+                logits = models(xb)
+                losses = F.cross_entropy(logits.flatten(0, 1), yb.flatten(), reduction="none").view(yb.shape).mean(1)
+                losses.sum().backward()  # slice k of every gradient is model k's own gradient
+                if clip_norm is not None:
+                    models.clip_grad_norm_(clip_norm)
+                if clip_value is not None:  # element-wise, so clipping the stacked gradients clips each model's own
+                    torch.nn.utils.clip_grad_value_(list(models.params.values()), clip_value)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if sched is not None:
+                    sched.step()
+                with torch.no_grad():
+                    loss_sum += losses.detach() * yb.shape[1]
+                    correct += (logits.argmax(-1) == yb).sum(1)
+            train_loss, train_acc = (loss_sum / size).tolist(), (correct / size).tolist()
+            tested = test_every and (epoch + 1) % test_every == 0
+            test_loss, test_acc = evaluate(models, *test, eval_batch_size) if tested else (None, None)
+            for k in range(models.size):
+                row = {"epoch": epoch, "train/loss": round(train_loss[k], 6), "train/acc": round(train_acc[k], 6)}
+                if tested:
+                    row.update({"test/loss": round(test_loss[k].item(), 6), "test/acc": round(test_acc[k].item(), 6)})
+                history[k].append(row)
+        test_loss, test_acc = evaluate(models, *test, eval_batch_size)
+        seconds = (time.perf_counter() - started) / models.size
+        metrics = []
+        for k, last in enumerate(h[-1] if h else {} for h in history):
+            trained = {"train_acc": last.get("train/acc"), "train_loss": last.get("train/loss")}
+            tested = {"test_acc": round(test_acc[k].item(), 6), "test_loss": round(test_loss[k].item(), 6)}
+            # wall_time_s: this model's share of the stack's time
+            steps = {"epochs": epochs, "steps": epochs * steps_per_epoch, "wall_time_s": round(seconds, 3)}
+            metrics.append({**trained, **tested, **steps, "history": history[k]})
+        return models, metrics
