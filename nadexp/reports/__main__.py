@@ -17,6 +17,7 @@ from nadexp.reports.prediction_report import cell_key
 from nadexp.reports.sweep_report import is_sweep_dir, load_sweep, make_report
 from nadexp.run.writable import check_writable
 
+COLUMNS = "CSV with columns f_rows, f_cols, test_acc"
 PREDICT_OPTIONS = {
     "--predict": dict(type=Path, metavar="NADS", help="a nads.npy, or a directory holding one, with eigenvalues.npy beside it"),
     "--against": dict(
@@ -66,9 +67,8 @@ def predict(args) -> dict:
     if known:
         predicted, own = calibrated(predicted, known, shape, f"{len(known)} trained cells of {args.calibrate}")
         title = f"{arch or args.predict.name}: calibrated on {len(known)} trained directions"
-        print(
-            f"calibration fitted to {len(known)} trained cells: slope {own.curve.slope}, centre {own.curve.centre}, noise {own.noise:.3f}"
-        )
+        curve = f"slope {own.curve.slope}, centre {own.curve.centre}, noise {own.noise:.3f}"
+        print(f"calibration fitted to {len(known)} trained cells: {curve}")
     return write_prediction(args.out, predicted, shape, args.stride, title, against, arch)
 
 
@@ -79,17 +79,13 @@ def trained_cells(path, shape, grid: list[tuple[int, int]], option: str = "--cal
     path, (_, height, width) = Path(path), shape
     if path.is_dir():
         if not is_sweep_dir(path):
-            raise ConfigError(
-                f"{option} {path}: not a sweep directory (config.yaml and cells/) nor a CSV with columns f_rows, f_cols, test_acc"
-            )
+            raise ConfigError(f"{option} {path}: not a sweep directory (config.yaml and cells/) nor a {COLUMNS}")
         sweep = load_sweep(path)
         if sweep["basis"] != "fourier" or list(sweep["shape"]) != list(shape):
-            raise ConfigError(
-                f"{option} {path}: a {sweep['basis']} sweep of images of shape {sweep['shape']}, not a Fourier sweep of {list(shape)}"
-            )
-        found = [
-            (tuple(r["direction"]), r["test_acc"]) for r in sweep["cells"] if r.get("status") == "ok" and r.get("test_acc") is not None
-        ]
+            kind = f"a {sweep['basis']} sweep of images of shape {sweep['shape']}"
+            raise ConfigError(f"{option} {path}: {kind}, not a Fourier sweep of {list(shape)}")
+        ok = [r for r in sweep["cells"] if r.get("status") == "ok" and r.get("test_acc") is not None]
+        found = [(tuple(r["direction"]), r["test_acc"]) for r in ok]
     else:
         try:
             with path.open(newline="") as file:
@@ -98,18 +94,14 @@ def trained_cells(path, shape, grid: list[tuple[int, int]], option: str = "--cal
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{option} {path}: cannot be read ({error.__class__.__name__}): give a sweep directory or a CSV") from None
         except (KeyError, TypeError, ValueError):
-            raise ConfigError(
-                f"{option} {path}: not a CSV with columns f_rows, f_cols, test_acc (numbers, one row per trained cell)"
-            ) from None
+            raise ConfigError(f"{option} {path}: not a {COLUMNS} (numbers, one row per trained cell)") from None
     on_grid = {cell_key(direction, height, width) for direction in grid}
     cells = {}
     for direction, accuracy in found:
         key = cell_key(direction, height, width)
         if key not in on_grid:
-            f_rows, f_cols = signed(direction[1], height), signed(direction[0], width)
-            raise ConfigError(
-                f"{option} {path}: the cell f_rows={f_rows}, f_cols={f_cols} is not on the grid of the predicted map (see --stride)"
-            )
+            cell = f"f_rows={signed(direction[1], height)}, f_cols={signed(direction[0], width)}"
+            raise ConfigError(f"{option} {path}: the cell {cell} is not on the grid of the predicted map (see --stride)")
         cells[key] = accuracy
     if cells and max(cells.values()) > 1:
         hint = " (they look like percentages: divide by 100)" if max(cells.values()) <= 100 else ""
@@ -133,25 +125,13 @@ def _shape(text: str) -> tuple[int, ...]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nadexp.reports", description=__doc__.split(":", 1)[1].strip())
-    parser.add_argument(
-        "dirs",
-        nargs="*",
-        type=Path,
-        help="run directories of sweep=fourier|pixel|nad runs, and/or directories holding CIFAR-10 runs (e.g. outputs/cifar10)",
-    )
+    runs = "run directories of sweep=fourier|pixel|nad runs, and/or directories holding CIFAR-10 runs (e.g. outputs/cifar10)"
+    parser.add_argument("dirs", nargs="*", type=Path, help=runs)
     parser.add_argument("--out", type=Path, default=Path("outputs/reports/latest"), help="where the report goes")
-    parser.add_argument(
-        "--published",
-        action="store_true",
-        help="also draw each Fourier sweep of lenet or logreg "
-        "beside the published heat map and their difference, with a per-cell table and summary",
-    )
-    parser.add_argument(
-        "--html",
-        action="store_true",
-        help="write OUT/dashboard.html instead: one self-contained page "
-        "comparing every sweep and estimate found below the directories (e.g. outputs)",
-    )
+    published = "also draw each Fourier sweep of lenet or logreg beside the published heat map and their difference, with a per-cell table"
+    parser.add_argument("--published", action="store_true", help=published + " and summary")
+    html = "write OUT/dashboard.html instead: one self-contained page comparing every sweep and estimate found below the directories"
+    parser.add_argument("--html", action="store_true", help=html + " (e.g. outputs)")
     prediction = parser.add_argument_group("--predict: a Fourier map predicted from NADs (docs/predicted_maps.md)")
     for flag, options in PREDICT_OPTIONS.items():
         prediction.add_argument(flag, **options)

@@ -1,7 +1,5 @@
-"""The figures and tables of one or more direction sweeps (and Fourier maps predicted from NADs, drawn as sweeps
-are): Fourier heat maps (one each and a panel),
-NAD-index accuracy curves beside the NAD spectrum, pixel maps, cells.csv and a Markdown summary; and the
-entry point that also reports CIFAR-10 runs (nadexp.reports.cifar_report)."""
+"""The figures and tables of direction sweeps (and of predicted Fourier maps, drawn as sweeps): heat maps, NAD-index
+curves, pixel maps, cells.csv and summary.md; and `make_report`, which also reports CIFAR-10 runs."""
 
 from pathlib import Path
 
@@ -36,17 +34,9 @@ def load_sweep(sweep_dir: Path, cells: list[dict] | None = None) -> dict:
         found = (read_record_or_warn(p, CELL_KEYS) for p in sorted((sweep_dir / "cells").glob("*.json")))
         cells = [cell for cell in found if cell is not None]
     basis = config.sweep.basis
-    return {
-        "name": sweep_dir.name,
-        "dir": sweep_dir,
-        "config": config,
-        "cells": cells,
-        "arch": config.get("arch_name"),
-        "basis": basis,
-        "shape": list(config.dataset.shape),
-        "stride": config.sweep.get("stride", 1),
-        "eigenvalues": eigenvalues_of(config.dataset.nads) if basis == "nad" else None,
-    }
+    found = {"name": sweep_dir.name, "dir": sweep_dir, "config": config, "cells": cells, "arch": config.get("arch_name"), "basis": basis}
+    eigenvalues = eigenvalues_of(config.dataset.nads) if basis == "nad" else None
+    return {**found, "shape": list(config.dataset.shape), "stride": config.sweep.get("stride", 1), "eigenvalues": eigenvalues}
 
 
 def fourier_panel(sweeps: list[dict], path: Path) -> list[Path]:
@@ -67,14 +57,11 @@ def nad_curve(sweep: dict, path: Path) -> list[Path]:
     ok = sorted((c["direction"][0], c["test_acc"]) for c in sweep["cells"] if c["status"] == "ok")
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     axes[0].plot([i for i, _ in ok], [a for _, a in ok], marker="o", markersize=3)
-    axes[0].set_ylim(0.45, 1.02)
-    axes[0].set_xlabel("NAD index i")
-    axes[0].set_ylabel("test accuracy on D(u_i)")
+    axes[0].set(ylim=(0.45, 1.02), xlabel="NAD index i", ylabel="test accuracy on D(u_i)")
     axes[0].set_title(f"{sweep['name']}: accuracy along the NADs", fontsize=9)
     if sweep["eigenvalues"] is not None:
         axes[1].semilogy(np.maximum(sweep["eigenvalues"], np.finfo(float).tiny))
-    axes[1].set_xlabel("NAD index")
-    axes[1].set_ylabel("eigenvalue")
+    axes[1].set(xlabel="NAD index", ylabel="eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
@@ -89,8 +76,7 @@ def pixel_map(sweep: dict, path: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5, 4.2))
     image = ax.imshow(grid, cmap="viridis", vmin=0.5, vmax=1.0)
     ax.set_title(f"{sweep['name']}: pixel directions", fontsize=9)
-    ax.set_xlabel("column")
-    ax.set_ylabel("row")
+    ax.set(xlabel="column", ylabel="row")
     fig.colorbar(image, ax=ax, label="test accuracy")
     fig.tight_layout()
     return save_figure(fig, path)
@@ -137,10 +123,8 @@ def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
         elif runs := find_cifar_runs(directory):
             cifar_runs += runs
         elif not failed_here:
-            raise ConfigError(
-                f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/), "
-                "a predicted map (experiment=fourier_predicted) nor a directory of CIFAR-10 runs (result.json)"
-            )
+            kinds = "a predicted map (experiment=fourier_predicted) nor a directory of CIFAR-10 runs (result.json)"
+            raise ConfigError(f"{directory} is neither a direction sweep directory (it needs config.yaml and cells/), {kinds}")
     files = make_cifar_report(cifar_runs, out_dir) if cifar_runs else []
     files += make_sweep_report(sweep_dirs, out_dir, published) if sweep_dirs else []
     return files + (failed_runs_table(failed, out_dir) if failed else [])
@@ -160,10 +144,8 @@ def failed_runs_table(failed: list[dict], out_dir: Path) -> list[Path]:
 def compare_with_published(sweeps: list[dict], out_dir: Path) -> list[Path]:
     chosen = [sweep for sweep in sweeps if comparable(sweep) and not sweep.get("predicted")]  # a prediction scores itself
     if not chosen:
-        raise ConfigError(
-            f"--published: none of the sweeps is a Fourier sweep of an arch with a published map "
-            f"({', '.join(PUBLISHED_COLUMNS)} on images of shape {list(PUBLISHED_SHAPE)})"
-        )
+        archs = f"{', '.join(PUBLISHED_COLUMNS)} on images of shape {list(PUBLISHED_SHAPE)}"
+        raise ConfigError(f"--published: none of the sweeps is a Fourier sweep of an arch with a published map ({archs})")
     files = []
     for sweep in chosen:
         compared, _, _ = write_comparison(sweep, out_dir / f"published_comparison_{sweep['name']}")
@@ -181,7 +163,6 @@ def make_sweep_report(sweep_dirs, out_dir: Path, published: bool = False) -> lis
     fourier = [s for s in sweeps if s["basis"] == "fourier"]
     if len(fourier) > 1:
         files += fourier_panel(fourier, out_dir / "heatmap_panel")
-
     write_csv_atomic(out_dir / "cells.csv", CSV_COLUMNS, [{**cell, "sweep": s["name"]} for s in sweeps for cell in s["cells"]])
     lines = [
         "| sweep | arch | basis | cells | failed | mean test acc | min | max |",
@@ -190,9 +171,7 @@ def make_sweep_report(sweep_dirs, out_dir: Path, published: bool = False) -> lis
     for sweep in sweeps:
         accs = [c["test_acc"] for c in sweep["cells"] if c["status"] == "ok"]
         stats = [f"{f(accs):.4f}" if accs else "" for f in (np.mean, np.min, np.max)]
-        lines.append(
-            f"| {sweep['name']} | {sweep['arch']} | {sweep['basis']} | {len(sweep['cells'])} | "
-            f"{len(sweep['cells']) - len(accs)} | " + " | ".join(stats) + " |"
-        )
+        counts = [sweep["name"], sweep["arch"], sweep["basis"], len(sweep["cells"]), len(sweep["cells"]) - len(accs)]
+        lines.append("| " + " | ".join(map(str, [*counts, *stats])) + " |")
     (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
     return files + [out_dir / "cells.csv", out_dir / "summary.md"]
