@@ -1,9 +1,5 @@
-"""What a dataset is: the typed, checked settings of `dataset=directional` and `dataset=cifar10|cifar100`.
-
-Plain dataclasses without torch: the config schemas are made from them (nadexp.config), and a run checks its
-dataset with them before it imports torch, so a bad value is reported at once. Drawing D(v) is
-nadexp.data.directional; reading CIFAR is nadexp.data.cifar10.
-"""
+"""What a dataset is: the typed, checked settings of `dataset=directional` and `dataset=cifar10|cifar100|fashion_mnist`,
+plain dataclasses without torch (the config schemas, nadexp.config), so a run checks them before it imports torch."""
 
 from dataclasses import dataclass, field
 from typing import Optional
@@ -18,19 +14,14 @@ FOURIER_PHASES = ("sine", "cosine")
 def _address_ranges(basis: str, shape, nads=None) -> dict[str, int]:
     """Name and exclusive upper bound of each integer in a direction address."""
     channels, height, width = shape
-    return {
-        "fourier": {"kx": width, "ky": height},
-        "pixel": {"row": height, "col": width},
-        "random": {"index": channels * height * width},
-        "nad": {"index": 0 if nads is None else len(nads)},
-    }[basis]
+    if basis in ("fourier", "pixel"):
+        return {"kx": width, "ky": height} if basis == "fourier" else {"row": height, "col": width}
+    return {"index": channels * height * width if basis == "random" else 0 if nads is None else len(nads)}
 
 
 def validate_direction(basis: str, direction, shape, nads=None) -> None:
-    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape``.
-
-    For ``basis="nad"``, ``nads`` is the (k, C, H, W) array of an NAD estimate.
-    """
+    """Raise ConfigError unless ``direction`` addresses a vector of ``basis`` on images of ``shape`` (``nads``: the
+    (k, C, H, W) array of an NAD estimate, for basis nad)."""
     if basis not in BASES:
         raise ConfigError(f"dataset.basis={basis!r} is unknown: choose one of {', '.join(BASES)}")
     ranges = _address_ranges(basis, shape, nads)
@@ -39,10 +30,8 @@ def validate_direction(basis: str, direction, shape, nads=None) -> None:
         raise ConfigError(f"dataset.direction must be [{names}] for basis={basis}, got {list(direction)}")
     for (name, bound), value in zip(ranges.items(), direction):
         if not 0 <= value < bound:
-            raise ConfigError(
-                f"dataset.direction={list(direction)} is outside the {basis} grid: need 0 <= {name} < {bound} "
-                f"for images of shape {list(shape)}"
-            )
+            need = f"need 0 <= {name} < {bound} for images of shape {list(shape)}"
+            raise ConfigError(f"dataset.direction={list(direction)} is outside the {basis} grid: {need}")
 
 
 @dataclass
@@ -122,22 +111,17 @@ class CIFARSettings:
         if self.source not in SOURCES:
             raise ConfigError(f"dataset.source={self.source!r} is unknown: choose one of {', '.join(SOURCES)}")
         if self.shape is not None and tuple(self.shape) != self.image_shape:
-            raise ConfigError(
-                f"dataset.shape={list(self.shape)} does not fit {self.source}: its images are "
-                f"{' x '.join(map(str, self.image_shape))}; set dataset.shape=[{','.join(map(str, self.image_shape))}] or leave it out"
-            )
+            images, image_shape = " x ".join(map(str, self.image_shape)), ",".join(map(str, self.image_shape))
+            fix = f"set dataset.shape=[{image_shape}] or leave it out"
+            raise ConfigError(f"dataset.shape={list(self.shape)} does not fit {self.source}: its images are {images}; {fix}")
         if self.variant == "poison" and self.source not in POISON_SOURCES:
-            raise ConfigError(
-                "dataset.variant=poison keys 10 classes (the reference's table): it needs dataset=cifar10 or fashion_mnist "
-                f"(dataset.source={self.source}: plain, nad_flip or fourier_flip)"
-            )
+            needs = f"it needs dataset=cifar10 or fashion_mnist (dataset.source={self.source}: plain, nad_flip or fourier_flip)"
+            raise ConfigError(f"dataset.variant=poison keys 10 classes (the reference's table): {needs}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"dataset.variant={self.variant!r} is unknown: choose one of {', '.join(VARIANTS)}")
         if self.variant in ("nad_flip", "poison") and not self.nads:
-            raise ConfigError(
-                f"dataset.variant={self.variant} needs dataset.nads: a nads.npy or the run directory of "
-                "`python run.py experiment=nads arch=ARCH`"
-            )
+            run = "`python run.py experiment=nads arch=ARCH`"
+            raise ConfigError(f"dataset.variant={self.variant} needs dataset.nads: a nads.npy or the run directory of {run}")
         if not self.poison_eps > 0:
             raise ConfigError(f"dataset.poison_eps must be > 0, got {self.poison_eps}")
         if self.nad_index < 0:
@@ -158,14 +142,11 @@ class CIFARSettings:
         if shape not in (one_channel, self.image_shape) or (self.variant == "poison" and shape != one_channel):
             options = (1,) if self.variant == "poison" or channels == 1 else (1, channels)
             allowed = " or ".join(f"(k, {c}, {height}, {width})" for c in options)
-            raise ConfigError(
-                f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}; variant={self.variant} of "
-                f"{self.source} needs {allowed} (python run.py experiment=nads dataset.shape=[1,{height},{width}])"
-            )
+            estimate = f"python run.py experiment=nads dataset.shape=[1,{height},{width}]"
+            holds = f"dataset.nads={str(self.nads)!r} holds NADs of shape {list(shape)}"
+            raise ConfigError(f"{holds}; variant={self.variant} of {self.source} needs {allowed} ({estimate})")
         carriers = poison_carriers(channels)
         if self.variant == "poison" and not self.nad_index + carriers - 1 < len(array):
-            raise ConfigError(
-                f"dataset.nad_index must be between 0 and {len(array) - carriers} (carriers nad_index to nad_index + "
-                f"{carriers - 1} of the {len(array)} NADs in {self.nads}), got {self.nad_index}"
-            )
+            carried = f"carriers nad_index to nad_index + {carriers - 1} of the {len(array)} NADs in {self.nads}"
+            raise ConfigError(f"dataset.nad_index must be between 0 and {len(array) - carriers} ({carried}), got {self.nad_index}")
         return array

@@ -1,28 +1,5 @@
-"""The record schema: what a finished run leaves behind, its result.json (one schema for every task, built by
-``result_record``, read by ``read_record``), and the cell records of a sweep.
-
-Every result.json holds, first:
-
-- ``task``: train | sweep | nads | hyperplanes | class_density
-- ``arch``: the arch's name as in run names (lenet, timm-convnext_atto)
-- ``seed``: the run's seed (an estimator's estimator.seed, which is the run's unless set apart)
-- ``objective``: the one number that run.py returns to Hydra's sweepers (Optuna, ...): test_acc of a training run,
-  mean_test_acc of a sweep, the top-10 split-half overlap of NADs, the trained pooled mass of hyperplanes, the
-  gap z-score of the last stage of class densities
-- ``summary``: {name: number}, the summary metrics the run logged
-
-then the task's own fields (a training run's accuracies and history, a sweep's cell counts and published
-comparison, an estimator's settings and outcome, with ``files``: what the run wrote beside result.json), then
-``tf32`` (the setting: TF32 in float32 GPU products, no effect on a CPU; beside the task's ``dtype`` where it has
-one, as an estimate of NADs does), and last:
-
-- ``wall_time_s``: seconds this invocation took (a resumed sweep counts only the cells it trained)
-- ``versions``: Python's and the packages'
-- ``machine``: platform, CPU (model, vector extensions, threads), GPU
-
-A sweep's cell records (cells/*.json, cells.csv) hold ``training_fields`` of the cell, its metrics, the engine
-that trained it and its status (CELL_COLUMNS).
-"""
+"""The record schema: what a finished run leaves behind (docs/outputs.md): its result.json, one schema for every
+task, built by ``result_record`` and read by ``read_record``, and the cell records of a sweep (CELL_COLUMNS)."""
 
 import json
 import logging
@@ -52,25 +29,21 @@ def training_fields(cfg: DictConfig) -> dict:
     }
 
 
+def training_metrics(history: list[dict], test_loss: float, test_acc: float, epochs: int, steps: int, wall_time_s: float) -> dict:
+    """A trained cell's metrics, whichever engine trained it: the last epoch's train figures, the test split's."""
+    last = history[-1] if history else {}
+    trained = {"train_acc": last.get("train/acc"), "train_loss": last.get("train/loss")}
+    tested = {"test_acc": round(float(test_acc), 6), "test_loss": round(float(test_loss), 6)}
+    return {**trained, **tested, "epochs": epochs, "steps": steps, "wall_time_s": round(wall_time_s, 3), "history": history}
+
+
 # The fields of a cell record that tables (cells.csv, reports) show.
-CELL_COLUMNS = (
-    "arch",
-    "basis",
-    "direction",
-    "seed",
-    "status",
-    "train_acc",
-    "test_acc",
-    "test_loss",
-    "wall_time_s",
-    "engine",
-    "models_at_once",
-    "reason",
-)
+CELL_COLUMNS = ("arch", "basis", "direction", "seed", "status", "train_acc", "test_acc", "test_loss", "wall_time_s", "engine")
+CELL_COLUMNS += ("models_at_once", "reason")
 
 
 def result_record(task: str, cfg: DictConfig, fields: dict, wall_time_s: float) -> dict:
-    """The result.json of a ``task`` run of ``cfg``, in the order the module's docstring gives; ``fields`` are
+    """The result.json of a ``task`` run of ``cfg``, in the order docs/outputs.md gives; ``fields`` are
     the task's own, with ``summary`` and, unless the task's objective is a field of its own, ``objective``."""
     fields = dict(fields)
     objective = fields.pop("objective", None) if TASKS[task].objective == "objective" else fields.get(TASKS[task].objective)

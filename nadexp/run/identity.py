@@ -1,18 +1,7 @@
-"""A run's identity: the settings that decide its numbers, and the name of the directory that keeps them.
-
-Runs that are meant to be resumed have a fixed directory: direction sweeps (outputs/sweeps/), NAD estimates
-(outputs/nads/), CIFAR-10 runs (outputs/cifar10/) and the analyses of a trained run. The name is the
-experiment's label (arch, basis or method, seed) and, when a setting that decides the numbers differs from
-what the experiment itself sets for that arch, seed, sweep and estimator, a dash and eight hex digits of a
-digest of the settings that differ: experiment=fourier_lenet sweep.stride=4 writes into
-``lenet-fourier-stride4-s0-5bea8449``. So every multirun over dataset.*, optimizer.*, trainer.*, ... gives
-each job its own directory, the same command finds it again, and the experiment's default run keeps the plain
-name that other experiments look it up by. config.yaml in the directory lists every setting; a directory
-holding another config is never resumed into.
-
-Every other run gets a fresh time-stamped directory, claimed when the run starts (nadexp.results.claims), so
-two runs started in the same second never share one.
-"""
+"""A run's identity: the settings that decide its numbers, and the name of the directory that keeps them
+(docs/outputs.md, "Run directories"). Resumable runs have a fixed directory, the experiment's label plus, when a
+setting that decides the numbers differs from the experiment's own, ``-<digest>`` of those settings; every other
+run gets a fresh time-stamped directory, claimed when it starts (nadexp.results.claims)."""
 
 import hashlib
 import json
@@ -27,29 +16,11 @@ from nadexp.run.tasks import TASKS, decide_task
 
 # Settings that do not change a run's numbers: where and how fast it runs, what it shows, how it is split up.
 EXECUTION = (
-    "trainer._target_",
-    "trainer.accelerator",
-    "trainer.default_root_dir",
-    "trainer.enable_progress_bar",
-    "trainer.enable_model_summary",
-    "trainer.enable_checkpointing",
-    "trainer.log_every_n_steps",
-    "trainer.num_sanity_val_steps",
-    "dataset.data_dir",
-    "dataset.download",
-    "dataset.check_md5",
-    "dataset.eval_batch_size",
-    "estimator.device",
-    "estimator.chunk_size",
-    "estimator.networks_per_batch",
-    "estimator.batch_size",
-    "estimator.n_jobs",
-    "estimator.against",
-    "sweep.label",
-    "sweep.models_at_once",
-    "sweep.num_shards",
-    "sweep.shard",
-)
+    "trainer._target_ trainer.accelerator trainer.default_root_dir trainer.enable_progress_bar trainer.enable_model_summary "
+    "trainer.enable_checkpointing trainer.log_every_n_steps trainer.num_sanity_val_steps dataset.data_dir dataset.download "
+    "dataset.check_md5 dataset.eval_batch_size estimator.device estimator.chunk_size estimator.networks_per_batch "
+    "estimator.batch_size estimator.n_jobs estimator.against sweep.label sweep.models_at_once sweep.num_shards sweep.shard"
+).split()
 # Settings that enter a run's identity only when switched on: directories made before they existed stay resumable.
 OFF_BY_DEFAULT = ("tf32", "dataset.shape")  # dataset.shape: only checked for images read from files, unset by default
 # The overrides that every fixed directory's label names, so the reference config shares them; so does what an
@@ -130,12 +101,8 @@ def nads_run_dir(nads_cfg: DictConfig, overrides) -> Path:
 
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     as_nads = ["experiment=nads", *(o.input_line for o in parsed if o.key_or_group not in ("experiment", "estimator"))]
-    estimator = nads_cfg.estimator
-    return (
-        Path(nads_cfg.paths.log_dir)
-        / "nads"
-        / f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}{settings_suffix(nads_cfg, as_nads, 'nads')}"
-    )
+    estimator, suffix = nads_cfg.estimator, settings_suffix(nads_cfg, as_nads, "nads")
+    return Path(nads_cfg.paths.log_dir) / "nads" / f"{nads_cfg.arch_name}-{estimator.method}-s{estimator.seed}{suffix}"
 
 
 NADS_DEFAULT_SHAPE = [1, 32, 32]  # experiment=nads's dataset.shape (conf/dataset/directional.yaml)

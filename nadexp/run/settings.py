@@ -1,8 +1,6 @@
-"""The trainer, callbacks and logger settings, checked by the classes they build before a run writes anything: a
-misspelt key, a value of the wrong type (``trainer.max_epochs=abc``), a ``_target_`` that does not import, an
-unknown accelerator or a value Lightning refuses stop the run with one line naming the key, not a traceback from
-inside Lightning once training has started. Keys and types are read off each class's signature; the values are
-then given to the real Trainer and callbacks, which refuse what they refuse themselves."""
+"""The trainer, callbacks and logger settings, checked by the classes they build before a run writes anything: keys
+and types against each class's signature, then the values given to the real Trainer and callbacks. A misspelt key,
+a wrong type, a ``_target_`` that does not import or a refused value is one line naming the key."""
 
 import collections.abc
 import difflib
@@ -24,16 +22,8 @@ from nadexp.run.tasks import TASKS
 # The lowest values of the counts that Lightning takes without a check when it is built and then gets wrong while
 # it trains (a negative clip value flips the gradients, 0 batches to accumulate divides by zero); every other
 # range is the Trainer's own (tests/test_faults.py checks that Lightning still leaves these unchecked).
-UNCHECKED_BY_LIGHTNING = {
-    "gradient_clip_val": 0,
-    "accumulate_grad_batches": 1,
-    "check_val_every_n_epoch": 1,
-    "log_every_n_steps": 1,
-    "num_sanity_val_steps": -1,
-    "min_epochs": 0,
-    "min_steps": 0,
-    "refresh_rate": 0,
-}
+UNCHECKED_BY_LIGHTNING = dict(gradient_clip_val=0, accumulate_grad_batches=1, check_val_every_n_epoch=1, log_every_n_steps=1)
+UNCHECKED_BY_LIGHTNING.update(num_sanity_val_steps=-1, min_epochs=0, min_steps=0, refresh_rate=0)
 # The hardware a config asks for is checked by name (check_accelerator): the trial Trainer runs on this CPU.
 HARDWARE = {"accelerator": "cpu", "devices": 1, "strategy": "auto", "num_nodes": 1, "precision": None, "plugins": None}
 NONE = type(None)

@@ -17,6 +17,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from nadexp.cores import share
+from nadexp.results.schema import training_metrics
 from nadexp.training.keyed_dropout import draws_of
 
 # trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
@@ -212,11 +213,5 @@ def fit_stacked(
                 history[k].append(row)
         test_loss, test_acc = evaluate(models, *test, eval_batch_size)
         seconds = (time.perf_counter() - started) / models.size
-        metrics = []
-        for k, last in enumerate(h[-1] if h else {} for h in history):
-            trained = {"train_acc": last.get("train/acc"), "train_loss": last.get("train/loss")}
-            tested = {"test_acc": round(test_acc[k].item(), 6), "test_loss": round(test_loss[k].item(), 6)}
-            # wall_time_s: this model's share of the stack's time
-            steps = {"epochs": epochs, "steps": epochs * steps_per_epoch, "wall_time_s": round(seconds, 3)}
-            metrics.append({**trained, **tested, **steps, "history": history[k]})
-        return models, metrics
+        steps = epochs * steps_per_epoch  # wall_time_s: each model's share of the stack's time
+        return models, [training_metrics(history[k], test_loss[k], test_acc[k], epochs, steps, seconds) for k in range(models.size)]

@@ -18,7 +18,7 @@ from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.progress import Steps, on_terminal
 from nadexp.results.atomic import write_json_atomic
-from nadexp.results.schema import finished_record, record_failure, result_record, training_fields
+from nadexp.results.schema import finished_record, record_failure, result_record, training_fields, training_metrics
 from nadexp.run.context import Run
 from nadexp.training.ddp import a_failing_rank_fails_this_job, check_rank_launch, ranks_of_this_job
 from nadexp.training.keyed_dropout import key_of, keyed
@@ -63,11 +63,8 @@ def _impossible(cfg: DictConfig, group: str, error: Exception) -> ConfigError:
 
 def build(cfg: DictConfig, loggers=()):
     """The datamodule, LightningModule and Trainer that ``cfg`` describes (no training yet), logging to ``loggers``.
-
-    Dropout masks are keyed (nadexp.training.keyed_dropout). What else Lightning draws while it trains (CIFAR
-    augmentation, other random layers) comes from torch's global generator:
-    a Lightning run seeds it, as Lightning's seed_everything does, and then continues the run's stream where the
-    network's initialisation left it."""
+    Besides keyed dropout, what Lightning draws (CIFAR augmentation, other random layers) comes from torch's global
+    generator, seeded as seed_everything does and then set to the run's stream after the network's draws."""
     generator = seeded(cfg.seed)
     datamodule, net = build_data_and_net(cfg, generator)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -121,18 +118,9 @@ def fit_and_test(cfg: DictConfig, datamodule, model, trainer) -> dict:
     start = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=last_checkpoint(cfg, trainer))
     final = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    history = model.history
-    return {
-        **training_fields(cfg),
-        "train_acc": history[-1]["train/acc"] if history else None,
-        "train_loss": history[-1]["train/loss"] if history else None,
-        "test_acc": round(final["test/acc"], 6),
-        "test_loss": round(final["test/loss"], 6),
-        "epochs": trainer.current_epoch,
-        "steps": trainer.global_step,
-        "wall_time_s": round(time.perf_counter() - start, 3),
-        "history": history,
-    }
+    seconds = time.perf_counter() - start
+    metrics = training_metrics(model.history, final["test/loss"], final["test/acc"], trainer.current_epoch, trainer.global_step, seconds)
+    return {**training_fields(cfg), **metrics}
 
 
 def prepare(run: Run):
@@ -168,12 +156,6 @@ def train(run: Run, prepared=None) -> dict:
     result = result_record("train", cfg, fields, fields.pop("wall_time_s"))
     if is_rank_zero():
         write_json_atomic(result_path, result)
-        log.info(
-            "%s: test acc %.4f (train %.4f) in %.1f s -> %s",
-            cfg.run_name,
-            result["test_acc"],
-            result["train_acc"] or float("nan"),
-            result["wall_time_s"],
-            result_path,
-        )
+        accuracies = (result["test_acc"], result["train_acc"] or float("nan"))
+        log.info("%s: test acc %.4f (train %.4f) in %.1f s -> %s", cfg.run_name, *accuracies, result["wall_time_s"], result_path)
     return result
