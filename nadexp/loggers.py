@@ -1,9 +1,5 @@
-"""Lightning loggers from the `logger` config group, shared by training runs, sweeps and estimators.
-
-Every run logs its config (with the arch, task, basis and seed as top-level keys to filter and group by), its
-summary metrics, figures and numeric tables: to W&B as run summary, images and tables; to TensorBoard as
-scalars, images, text tables and hparams (the summary metrics are the hparams' metrics); to CSV as metrics.
-"""
+"""Lightning loggers from the `logger` config group, shared by every task: a run's config (arch, task, basis and seed
+at its top), summary metrics, figures and tables, each where its logger takes them (W&B, TensorBoard, CSV)."""
 
 import logging
 from pathlib import Path
@@ -84,8 +80,7 @@ def finish_loggers(loggers) -> None:
     """Close the run of each logger; a W&B run prints one line: where it is and how to upload it."""
     for logger in loggers:
         if isinstance(logger, LightningWandbLogger) and logger._experiment is not None:
-            run = logger.experiment
-            run_dir = Path(run.dir).parent
+            run, run_dir = logger.experiment, Path(logger.experiment.dir).parent
             run.finish()
             if logger._offline:
                 log.info("W&B offline run %s: upload it with `wandb sync %s`", run.id, run_dir)

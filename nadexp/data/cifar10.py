@@ -1,18 +1,6 @@
-"""CIFAR-10 (and CIFAR-100, Fashion-MNIST) read through torchvision, as tensors, in the representation a variant asks for.
-
-``variant`` (protocol section 1.4):
-- ``plain``: the images, normalised with the reference mean and std.
-- ``nad_flip``: x' = U flip(U^T x) with U the NADs of ``nads`` completed to an orthonormal basis,
-  applied to each colour channel when the NADs are 1-channel (H x W), to the whole image when they
-  have 3 channels; train and test alike, on the normalised images (the space the NADs live in).
-- ``fourier_flip``: the same flip in the 2-D DCT basis ordered by frequency: the control that tells a
-  NAD effect from a mere frequency-order effect.
-- ``poison``: training images (in [0, 1], before normalisation) carry +-``poison_eps`` along NAD
-  ``nad_index`` or ``nad_index + 1`` in one channel, keyed by class; grey images along one of NADs
-  ``nad_index`` to ``nad_index + 4`` (nadexp.data.variants.poison_key); the test set stays clean.
-Every variant is computed once per run on the training device, not per sample per epoch. The files are
-read by nadexp.data.cifar10_files (torchvision's readers).
-"""
+"""CIFAR-10 (and CIFAR-100, Fashion-MNIST) as tensors in the representation a ``variant`` asks for (docs/cifar10.md):
+plain (normalised), nad_flip (x' = U flip(U^T x), U the NADs completed to a basis), fourier_flip (the same in the
+DCT basis: the control) or poison (training images keyed by class along NADs); computed once per run."""
 
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,11 +16,8 @@ from nadexp.errors import ConfigError
 
 MEAN = (0.4914, 0.4822, 0.4465)  # the reference normalisation
 STD = (0.247, 0.243, 0.261)
-NORMALISATION = {
-    "cifar10": (MEAN, STD),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),  # the training images' mean and std
-}
+NORMALISATION = {"cifar10": (MEAN, STD), "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))}
+NORMALISATION["fashion_mnist"] = ((0.2860,), (0.3530,))  # the training images' mean and std
 
 
 def _statistics(images: torch.Tensor, source: str):
@@ -62,9 +47,8 @@ class CIFARDataset(CIFARSettings):
             fashion_mnist_files.require_files(self.data_dir)
         elif not self.download:  # before anything is written or logged
             require_files(self.data_dir, self.source)
-        self.nad_rows = (
-            None if self._nad_array is None else torch.as_tensor(self._nad_array.reshape(len(self._nad_array), -1), dtype=torch.float64)
-        )
+        nads = self._nad_array
+        self.nad_rows = None if nads is None else torch.as_tensor(nads.reshape(len(nads), -1), dtype=torch.float64)
 
     def prepare(self) -> None:
         """Downloads the files when they are missing and ``download`` allows it (once per machine)."""

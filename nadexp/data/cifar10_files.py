@@ -48,13 +48,8 @@ def files_present(data_dir, source: str = "cifar10") -> bool:
 
 def files_help(source: str, root: Path) -> str:
     base = TORCHVISION[source]
-    return FILES_HELP.format(
-        source=DISPLAY[source],
-        folder=root / base.base_folder,
-        url=base.url,
-        root=root,
-        files=f"{base.base_folder}/{', '.join(file_names(source))}",
-    )
+    files = f"{base.base_folder}/{', '.join(file_names(source))}"
+    return FILES_HELP.format(source=DISPLAY[source], folder=root / base.base_folder, url=base.url, root=root, files=files)
 
 
 def require_files(data_dir, source: str = "cifar10") -> None:
@@ -67,33 +62,26 @@ def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = 
     """uint8 images (N, 3, 32, 32) and int64 labels (N,) of one split; ConfigError when the files are
     missing, corrupt, or cannot be downloaded."""
     root = Path(data_dir)
-    folder = root / TORCHVISION[source].base_folder
+    folder, where = root / TORCHVISION[source].base_folder, f"dataset.data_dir={str(root)!r}"
     try:
         dataset = reader(source, root, train, download, check_md5)
     except RuntimeError:  # torchvision: "Dataset not found or corrupted"
         require_files(root, source)
-        raise ConfigError(
-            f"dataset.data_dir={str(root)!r}: the files in {folder} do not match {DISPLAY[source]}'s checksums "
-            "(corrupt or partial download?). Delete the folder and download again; set "
-            "dataset.check_md5=false only for files you built yourself"
-        ) from None
+        fix = "Delete the folder and download again; set dataset.check_md5=false only for files you built yourself"
+        mismatch = f"the files in {folder} do not match {DISPLAY[source]}'s checksums (corrupt or partial download?)"
+        raise ConfigError(f"{where}: {mismatch}. {fix}") from None
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as error:
-        raise ConfigError(
-            f"dataset.data_dir={str(root)!r}: the files in {folder} are not readable {DISPLAY[source]} batches "
-            f"({type(error).__name__}: {error}); delete the folder and download again"
-        ) from None
+        unreadable = f"the files in {folder} are not readable {DISPLAY[source]} batches ({type(error).__name__}: {error})"
+        raise ConfigError(f"{where}: {unreadable}; delete the folder and download again") from None
     except OSError as error:  # the download itself failed (offline, proxy, disk full)
-        raise ConfigError(
-            f"dataset.download=true could not fetch {DISPLAY[source]} into {root} ({error}). " + files_help(source, root)
-        ) from None
+        failed = f"dataset.download=true could not fetch {DISPLAY[source]} into {root} ({error})"
+        raise ConfigError(f"{failed}. " + files_help(source, root)) from None
     images = torch.from_numpy(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)))
     labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
     classes = NUM_CLASSES[source]
     if images.shape[1:] != SHAPE or labels.min() < 0 or labels.max() >= classes or len(images) != len(labels):
-        raise ConfigError(
-            f"dataset.data_dir={str(root)!r}: {folder} holds images of shape {tuple(images.shape[1:])} "
-            f"or labels outside 0..{classes - 1}; expected {DISPLAY[source]}'s 3 x 32 x 32 images and {classes} classes"
-        )
+        found = f"{folder} holds images of shape {tuple(images.shape[1:])} or labels outside 0..{classes - 1}"
+        raise ConfigError(f"{where}: {found}; expected {DISPLAY[source]}'s 3 x 32 x 32 images and {classes} classes")
     return images, labels
 
 
@@ -103,20 +91,13 @@ def write_cifar100_files(root, train: tuple, test: tuple) -> Path:
     folder = Path(root) / CIFAR100.base_folder
     folder.mkdir(parents=True, exist_ok=True)
     for name, (images, labels) in (("train", train), ("test", test)):
-        entry = {
-            "data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1),
-            "fine_labels": [int(t) for t in labels],
-            "coarse_labels": [int(t) // 5 for t in labels],
-            "filenames": [f"image_{i}.png" for i in range(len(images))],
-        }
+        entry = {"data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1), "fine_labels": [int(t) for t in labels]}
+        entry.update(coarse_labels=[int(t) // 5 for t in labels], filenames=[f"image_{i}.png" for i in range(len(images))])
         with open(folder / name, "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
+    names = {"fine_label_names": [f"class_{i}" for i in range(100)], "coarse_label_names": [f"superclass_{i}" for i in range(20)]}
     with open(folder / "meta", "wb") as handle:
-        pickle.dump(
-            {"fine_label_names": [f"class_{i}" for i in range(100)], "coarse_label_names": [f"superclass_{i}" for i in range(20)]},
-            handle,
-            protocol=2,
-        )
+        pickle.dump(names, handle, protocol=2)
     return folder
 
 
@@ -127,12 +108,9 @@ def write_cifar10_files(root, train: tuple, test: tuple, batches: int = 5) -> Pa
     folder.mkdir(parents=True, exist_ok=True)
 
     def dump(name, images, labels, batch_label):
-        entry = {
-            "batch_label": batch_label,
-            "labels": [int(t) for t in labels],
-            "data": np.asarray(images, dtype=np.uint8).reshape(len(images), -1),
-            "filenames": [f"image_{i}.png" for i in range(len(images))],
-        }
+        data = np.asarray(images, dtype=np.uint8).reshape(len(images), -1)
+        entry = {"batch_label": batch_label, "labels": [int(t) for t in labels], "data": data}
+        entry["filenames"] = [f"image_{i}.png" for i in range(len(images))]
         with open(folder / name, "wb") as handle:
             pickle.dump(entry, handle, protocol=2)
 

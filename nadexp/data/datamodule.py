@@ -1,10 +1,6 @@
-"""Lightning data modules: whole datasets held as tensors on the training device, served batch by batch.
-
-D(v) is drawn on the CPU in one go and moved there; CIFAR-10 is read from disk and put in its variant's
-representation there once per run. Augmentation (CIFAR-10) runs on whole batches on the device, after the
-transfer, with its random offsets and flips drawn on the CPU. Every number that decides what a run sees is
-drawn by a CPU generator, so one seed gives the same data, order and augmentation on every device.
-"""
+"""Lightning data modules: whole datasets held as tensors on the training device, served batch by batch. Every
+number that decides what a run sees (D(v), the order, CIFAR augmentation) is drawn by a CPU generator and moved
+after, so one seed gives the same data on every device."""
 
 import numpy as np
 import pytorch_lightning as pl
@@ -67,9 +63,8 @@ class TensorDataModule(pl.LightningDataModule):
         return torch.Generator().manual_seed(self.seed)
 
     def train_dataloader(self):
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch, generator=self.shuffle_generator()
-        )
+        order = self.shuffle_generator()
+        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch, generator=order)
 
     def val_dataloader(self):
         return DataLoader(self.test_set, batch_size=self.eval_batch_size, sampler=self.eval_sampler(), collate_fn=keep_batch)
@@ -124,9 +119,8 @@ class CIFARDataModule(TensorDataModule):
         return self.spec.load(split, device)
 
     def train_dataloader(self):
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=EpochShuffle(len(self.train_set), self.seed), collate_fn=keep_batch
-        )
+        order = EpochShuffle(len(self.train_set), self.seed)
+        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=order, collate_fn=keep_batch)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         if self.spec.augment and self.trainer is not None and self.trainer.training:

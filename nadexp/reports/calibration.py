@@ -1,16 +1,7 @@
-"""An arch's own calibration of its predicted map, from a few trained directions (spot checks).
-
-How far along the prediction's score an arch still learns a direction is the arch's own (its depth, normalisation,
-optimiser steps): LeNet's curve (nadexp.reports.prediction.CALIBRATIONS) ranks ResNet-18's directions well but
-puts its accuracies 24 points too low. So the same logistic curve, chance to 100 %, is fitted to K trained cells
-of the arch itself, and the rest of the map is read off it, each cell with the standard deviation of its
-predicted accuracy (the delta method on the fit's parameter covariance).
-
-Which K cells: first spread over the score's range (near its 90th percentile, its 10th, its median), then
-one at a time where the fitted curve is least certain. Results that are not known yet (``--suggest``, or the
-cells chosen in the same batch) are taken at the curve's current value, so a batch of picks spreads out
-instead of piling up on one uncertain spot.
-"""
+"""An arch's own calibration of its predicted map, from a few trained directions (spot checks): LeNet's logistic
+curve refitted to K trained cells of the arch, each other cell read off it with the standard deviation of its
+accuracy (the delta method). The K cells: spread over the score's range first, then where the fit is least
+certain, results not known yet taken at the curve's current value (docs/predicted_maps.md)."""
 
 from dataclasses import dataclass
 
@@ -99,11 +90,8 @@ def _spread(scores: np.ndarray, count: int, taken: list[int]) -> list[int]:
 
 
 def choose_spot_checks(scores, k: int, prior: Calibration, known: dict[int, float] | None = None) -> list[int]:
-    """Indices (into ``scores``, one per real direction) of ``k`` cells to train, in the order to train them; the
-    cells of ``known`` (index -> trained accuracy) count as trained already and are not chosen again.
-
-    Without results the spread picks are believed to land on ``prior`` (LeNet's curve); with them, each next pick
-    is the cell whose predicted accuracy is least certain under the curve fitted so far."""
+    """Indices (into ``scores``, one per real direction) of ``k`` cells to train, in the order to train them, besides
+    those ``known`` (index -> trained accuracy). Spread picks without results are believed to land on ``prior``."""
     scores = np.asarray(scores, dtype=np.float64)
     known = dict(known or {})
     if not (isinstance(k, int) and 0 <= k <= len(scores) - len(known)):

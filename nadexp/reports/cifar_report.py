@@ -27,11 +27,8 @@ def data_set_names(runs: list[dict]) -> str:
 
 def find_cifar_runs(directory: Path) -> list[dict]:
     """result.json of every finished CIFAR-10 (or CIFAR-100, Fashion-MNIST) run in ``directory`` or its sub-directories (two levels)."""
-    return [
-        {**result, "dir": run_dir}
-        for run_dir, result in records_below(directory)
-        if result.get("dataset") in TITLES and result.get("variant")
-    ]
+    found = records_below(directory)
+    return [{**result, "dir": run_dir} for run_dir, result in found if result.get("dataset") in TITLES and result.get("variant")]
 
 
 def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
@@ -62,7 +59,7 @@ def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
     ax.set_xticks(positions, [f"{r['arch']}\n{r['dataset']} s{r['seed']}" for r in rows], fontsize=7)
     low = np.nanmin([row.get(v, np.nan) for row in rows for v in FLIP_VARIANTS])
     ax.set_ylim(max(0.0, np.floor((low - 0.05) * 10) / 10) if np.isfinite(low) else 0.0, 1)  # the gaps are points, not tens
-    ax.set_ylabel("test accuracy")
+    ax.set(ylabel="test accuracy")
     ax.set_title(f"{data_set_names(runs)}: original vs flipped representations", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -89,14 +86,11 @@ def poison_curve(runs: list[dict], out_dir: Path) -> list[Path]:
     for ax in axes:  # the curve changes within the first tens of NADs: both panels on one index scale
         ax.set_xscale("symlog", linthresh=4)
         ax.set_xlim(0, max(r["nad_index"] for r in poisoned) * 1.2 + 1)
-    axes[0].set_xlabel("carrier NAD index (linear to 4, logarithmic above)")
-    axes[0].set_ylabel("accuracy")
-    axes[0].set_ylim(0, 1.02)
+    axes[0].set(xlabel="carrier NAD index (linear to 4, logarithmic above)", ylabel="accuracy", ylim=(0, 1.02))
     axes[0].legend(fontsize=7)
     last = " or ".join(str(k - 1) for k in sorted({poison_carriers(SHAPES[r["dataset"]][0]) for r in poisoned}))
     axes[0].set_title(f"{data_set_names(poisoned)} poisoned along NADs idx to idx + {last}", fontsize=9)
-    axes[1].set_xlabel("NAD index (linear to 4, logarithmic above)")
-    axes[1].set_ylabel("eigenvalue")
+    axes[1].set(xlabel="NAD index (linear to 4, logarithmic above)", ylabel="eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)
     fig.tight_layout()
     return [out_dir / "poison_curve.csv", *save_figure(fig, out_dir / "poison_curve")]
@@ -106,9 +100,7 @@ def _eigenvalues(run_dir: Path):
     """The spectrum of the NADs a run used (from the eigenvalues.npy beside its nads.npy), if still there."""
     config = Path(run_dir) / "config.yaml"
     nads = OmegaConf.load(config).dataset.get("nads") if config.is_file() else None
-    if not nads:
-        return None
-    return eigenvalues_of(nads)
+    return eigenvalues_of(nads) if nads else None
 
 
 def _cell(value) -> str:

@@ -1,11 +1,8 @@
 """A Fourier sweep beside the published heat map of its arch: the two maps and their difference on the same
 grid and colour scale, a per-direction table and summary numbers (docs/reproduction.md).
 
-Cells are matched by signed frequency: nadexp's direction [kx, ky] is the published cell
-(f_rows, f_cols) = (ky, kx), each taken in -16 .. 15. A direction trained here also fills its conjugate cell
-(-f_rows, -f_cols); the published map holds two trainings of it there, and the table compares with their mean.
-Only even frequencies were published, so odd ones (stride-1 sweeps) are left out. Any subset of cells works.
-"""
+Direction [kx, ky] is the published cell (f_rows, f_cols) = (ky, kx) in -16 .. 15, compared with the mean of the
+published cell and its conjugate (two trainings of one direction); odd frequencies were not published."""
 
 import math
 from pathlib import Path
@@ -54,19 +51,8 @@ def match_directions(records: list[dict], published: dict[tuple[int, int], float
         if cell not in published:  # an odd frequency: not on the published grid
             continue
         reproduced, mean_published = 100 * record["test_acc"], 50 * (published[cell] + published[mirror])
-        rows.append(
-            {
-                "kx": kx,
-                "ky": ky,
-                "f_rows": cell[0],
-                "f_cols": cell[1],
-                "reproduced": round(reproduced, 2),
-                "published": round(mean_published, 2),
-                "published_cell": round(100 * published[cell], 2),
-                "published_conjugate": round(100 * published[mirror], 2),
-                "difference": round(reproduced - mean_published, 2),
-            }
-        )
+        accuracies = (reproduced, mean_published, 100 * published[cell], 100 * published[mirror], reproduced - mean_published)
+        rows.append(dict(zip(TABLE_COLUMNS, (kx, ky, *cell, *(round(a, 2) for a in accuracies)))))
     return sorted(rows, key=lambda row: (max(abs(row["f_rows"]), abs(row["f_cols"])), row["f_rows"], row["f_cols"]))
 
 
@@ -77,19 +63,14 @@ def summarise(rows: list[dict]) -> dict[str, dict]:
         chosen = [row for row in rows if inside(row["f_rows"], row["f_cols"])]
         ours = np.array([row["reproduced"] for row in chosen])
         theirs = np.array([row["published"] for row in chosen])
-        both_vary = len(chosen) > 2 and ours.std() > 0 and theirs.std() > 0
-        summary[name] = {
-            "directions": len(chosen),
-            "mean_reproduced": _round(ours.mean()) if chosen else None,
-            "mean_published": _round(theirs.mean()) if chosen else None,
-            "mean_abs_difference": _round(np.abs(ours - theirs).mean()) if chosen else None,
-            "max_abs_difference": _round(np.abs(ours - theirs).max()) if chosen else None,
-            "correlation": _round(np.corrcoef(ours, theirs)[0, 1], 3) if both_vary else None,
-            "reproduced_above_90": int((ours > 90).sum()),
-            "published_above_90": int((theirs > 90).sum()),
-            "within_5_points": int((np.abs(ours - theirs) <= 5).sum()),
-            "max_distance_from_chance": _round(np.abs(ours - 50).max()) if chosen else None,
-        }
+        both_vary, gap = len(chosen) > 2 and ours.std() > 0 and theirs.std() > 0, np.abs(ours - theirs)
+        means = [ours.mean(), theirs.mean(), gap.mean(), gap.max()] if chosen else [None] * 4
+        numbers = dict(zip(("mean_reproduced", "mean_published", "mean_abs_difference", "max_abs_difference"), map(_round, means)))
+        numbers["correlation"] = _round(np.corrcoef(ours, theirs)[0, 1], 3) if both_vary else None
+        counts = {"reproduced_above_90": int((ours > 90).sum()), "published_above_90": int((theirs > 90).sum())}
+        counts["within_5_points"] = int((gap <= 5).sum())
+        farthest = _round(np.abs(ours - 50).max()) if chosen else None
+        summary[name] = {"directions": len(chosen), **numbers, **counts, "max_distance_from_chance": farthest}
     return summary
 
 
@@ -129,14 +110,10 @@ def comparison_figure(records: list[dict], published_cells: dict, arch: str, nam
     difference = axes[2].imshow(100 * (reproduced - published), cmap="RdBu_r", vmin=-30, vmax=30, extent=extent)
     fig.colorbar(difference, ax=axes[2], label="reproduced - published (points)", shrink=0.85)
     axes[2].set_title("reproduced - published", fontsize=9)
-    fig.suptitle(
-        f"{overall['directions']} directions compared: mean absolute difference {overall['mean_abs_difference']} "
-        f"points, correlation {overall['correlation']}",
-        fontsize=10,
-    )
+    numbers = f"mean absolute difference {overall['mean_abs_difference']} points, correlation {overall['correlation']}"
+    fig.suptitle(f"{overall['directions']} directions compared: {numbers}", fontsize=10)
     for ax in axes:
-        ax.set_xlabel("f_cols = kx (horizontal frequency)")
-        ax.set_ylabel("f_rows = ky (vertical frequency)")
+        ax.set(xlabel="f_cols = kx (horizontal frequency)", ylabel="f_rows = ky (vertical frequency)")
     return save_figure(fig, path)
 
 
@@ -149,9 +126,8 @@ def write_comparison(sweep: dict, path: Path) -> tuple[list[Path], dict, str]:
     summary = summarise(rows)
     dataset = sweep["config"].dataset
     protocol = f"eps {dataset.get('eps')}, {dataset.get('fourier_phase', 'sine')} phase"
-    text = summary_markdown(
-        summary, f"{sweep['name']} ({protocol}) against the published {sweep['arch']} heat map (accuracies in %, differences in points)"
-    )
+    title = f"{sweep['name']} ({protocol}) against the published {sweep['arch']} heat map (accuracies in %, differences in points)"
+    text = summary_markdown(summary, title)
     files = comparison_figure(sweep["cells"], published, sweep["arch"], sweep["name"], summary["all"], path) if rows else []
     write_csv_atomic(path.with_suffix(".csv"), TABLE_COLUMNS, rows)
     table = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + " ---: |" * len(TABLE_COLUMNS)]

@@ -1,18 +1,11 @@
 """The Fourier heat map that an architecture's NADs predict, with no training (docs/predicted_maps.md).
 
-NADs u_i with spectrum lambda_i are the eigenvectors of the covariance S of input gradients over random
-initialisations, S = sum_i lambda_i u_i u_i^T. The chosen predictor (log_relative_to_best) is how much a fresh
-network's input gradient varies along a direction v, against the Fourier direction along which it varies most:
+With S = sum_i lambda_i u_i u_i^T the gradient covariance whose eigenvectors are the NADs, the default predictor is
 
     score(v) = log10(v^T S v / max_w w^T S w),    v^T S v = sum_i lambda_i <u_i, v>^2,  w: every Fourier direction
 
-0 for the most favoured direction, and for every direction of an isotropic gradient (logistic regression);
-negative for the directions an architecture disfavours. A ratio, so the spectrum's scale does not matter
-(eigenvalues, singular values squared) and neither does the network's output scale at initialisation, which
-differs between architectures. A logistic calibration fitted on LeNet's published map only, from chance to
-100 % (D(v) is linearly separable), turns the score into a test accuracy. The other candidates measured
-(benchmarks/prediction_study.py) stay available as ``predictor``.
-"""
+(0 for the most favoured direction; a ratio, so neither the spectrum's nor the output's scale matters), turned
+into a test accuracy by a logistic calibration fitted on LeNet's published map only."""
 
 import math
 from dataclasses import asdict, dataclass
@@ -138,15 +131,7 @@ def spectrum_of(eigenvalues=None, singular_values=None, k: int | None = None) ->
     return spectrum
 
 
-def predict_fourier_map(
-    nads,
-    spectrum,
-    shape,
-    stride: int = 1,
-    max_frequency=None,
-    phase: str = "cosine",
-    predictor: str = DEFAULT_PREDICTOR,
-) -> list[dict]:
+def predict_fourier_map(nads, spectrum, shape, stride=1, max_frequency=None, phase="cosine", predictor=DEFAULT_PREDICTOR) -> list[dict]:
     """One record per Fourier direction of the sweep grid (as a sweep's cells: basis, direction [kx, ky],
     test_acc, status), with the predictor's ``score`` and the calibrated ``test_acc``."""
     if predictor not in PREDICTORS:
@@ -157,7 +142,5 @@ def predict_fourier_map(
     best = best_fourier_variance(nads, spectrum, shape, phase)
     scores = PREDICTORS[predictor](projections(nads, fourier_vectors(shape, cells, phase)), spectrum, math.prod(shape), best)
     accuracies = CALIBRATIONS[predictor](scores)
-    return [
-        {"basis": "fourier", "direction": [kx, ky], "score": round(float(s), 6), "test_acc": round(float(a), 6), "status": "ok"}
-        for (kx, ky), s, a in zip(cells, scores, accuracies)
-    ]
+    cell = lambda kx, ky, s, a: {"basis": "fourier", "direction": [kx, ky], "score": round(float(s), 6), "test_acc": round(float(a), 6)}
+    return [{**cell(kx, ky, s, a), "status": "ok"} for (kx, ky), s, a in zip(cells, scores, accuracies)]

@@ -1,13 +1,7 @@
-"""Claims: who writes where, decided by the file system, so that concurrent processes never share a target.
-
-- A fresh run folder (``${nadexp.new_dir:PATH}`` in conf/hydra/default.yaml) is claimed by its owner, the check
-  before a run starts (nadexp.run.writable), with ``claim_new_dir``: PATH, else PATH_2, PATH_3, ..., the first
-  one os.mkdir creates (it either creates a folder or fails, atomically). Composing a config creates nothing.
-- A sweep's cell is claimed with ``claim``: <key>.claim, a symbolic link created atomically whose target holds the
-  owner's host, process id and start time (a link takes no data block, so claims still work on a disk that is
-  full; a file where the file system has no links). A claim whose owner is gone (its process ended on this host,
-  or, from another host, older than CLAIM_TIMEOUT_S) is taken over.
-"""
+"""Claims: who writes where, decided by the file system, so that concurrent processes never share a target. A fresh
+run folder (``${nadexp.new_dir:PATH}``) is claimed when the run starts (nadexp.run.writable): PATH, PATH_2, ..., the
+first that os.mkdir creates. A cell (or NADs being estimated) is claimed by an atomic symbolic link whose target
+names the owner (no data block: works on a full disk); one whose owner is gone is taken over."""
 
 import errno
 import json
@@ -79,7 +73,7 @@ def _owner_is_gone(claim: Path) -> bool:
         except ProcessLookupError:
             return True
         except PermissionError:  # alive, another user's
-            return False
+            pass
         return False
     return age > (CLAIM_TIMEOUT_S if host is not None else 60)
 

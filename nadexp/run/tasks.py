@@ -1,13 +1,6 @@
-"""What a run does, decided in one place from the chosen config groups, and what each task reads.
-
-``sweep=<basis>`` makes a run a direction sweep, ``estimator=<name>`` an estimate, and with neither it trains
-once. Choosing both is refused: each one decides what the run does, and no run does both (estimate NADs with
-``experiment=nads``, then sweep them with ``sweep=nad dataset.nads=<that run>``).
-
-Each task names the parts of the config that decide its numbers (``reads``: they make up the identity of its
-run directory, see nadexp.run.identity) and the parts it honours otherwise (``uses``). An override on the
-command line outside both would be ignored, so it stops the run with a message instead.
-"""
+"""What a run does, decided in one place from the chosen config groups (``sweep=<basis>``: a direction sweep;
+``estimator=<name>``: an estimate; neither: one training run; both: refused), and what each task reads (its
+identity, nadexp.run.identity) and uses: a command-line override outside both stops the run, since it would do nothing."""
 
 import netrc
 import os
@@ -32,13 +25,7 @@ TRAINING = ("arch", "dataset", "optimizer", "scheduler", "trainer", "seed", "tf3
 ESTIMATORS = ("nads", "hyperplanes", "class_density", "fourier_prediction")
 TASKS = {
     "train": Task("one training run", TRAINING, uses=("callbacks", "channels_last", "resume"), objective="test_acc"),
-    "sweep": Task(
-        "a direction sweep",
-        (*TRAINING, "sweep"),
-        uses=("channels_last",),
-        sets=("dataset.basis", "dataset.direction"),
-        objective="mean_test_acc",
-    ),
+    "sweep": Task("a direction sweep", (*TRAINING, "sweep"), ("channels_last",), ("dataset.basis", "dataset.direction"), "mean_test_acc"),
     "nads": Task("estimator=nads", ("arch", "dataset.shape", "estimator", "seed", "tf32"), uses=("resume",)),
     "hyperplanes": Task("estimator=hyperplanes", ("arch", "dataset", "estimator", "seed", "tf32"), uses=("resume",)),
     "class_density": Task("estimator=class_density", ("arch", "estimator", "seed", "tf32"), uses=("resume",)),
@@ -53,11 +40,9 @@ def decide_task(cfg: DictConfig) -> str:
     """train, sweep or an estimator's name, from the ``sweep`` and ``estimator`` groups."""
     sweep, estimator = cfg.get("sweep") or {}, cfg.get("estimator") or {}
     if sweep and estimator:
-        raise ConfigError(
-            f"sweep={sweep.get('basis')} and estimator={estimator.get('name')} both decide what the run does "
-            "(a sweep trains on every direction of a basis; an estimator analyses an architecture): "
-            "choose one, with sweep=none or estimator=none"
-        )
+        both = f"sweep={sweep.get('basis')} and estimator={estimator.get('name')} both decide what the run does"
+        why = "a sweep trains on every direction of a basis; an estimator analyses an architecture"
+        raise ConfigError(f"{both} ({why}): choose one, with sweep=none or estimator=none")
     task = "sweep" if sweep else estimator.get("name", "train") if estimator else "train"
     if task not in TASKS:
         raise ConfigError(f"estimator.name={task!r} is unknown: choose one of {', '.join(ESTIMATORS)}")
@@ -81,14 +66,11 @@ def check_overrides(overrides, task: str) -> None:
         if key == "task":
             raise ConfigError(f"{line}: the task follows from the chosen groups (sweep=..., estimator=...); remove {line}")
         if any(_covers(part, key) for part in spec.sets):
-            raise ConfigError(
-                f"{line} has no effect in {spec.what}: the sweep sets each cell's {key.split('.')[-1]} "
-                "(choose the cells with sweep.stride, sweep.max_frequency or sweep.indices); remove it"
-            )
+            choose = "choose the cells with sweep.stride, sweep.max_frequency or sweep.indices"
+            raise ConfigError(f"{line} has no effect in {spec.what}: the sweep sets each cell's {key.split('.')[-1]} ({choose}); remove it")
         if not any(_covers(part, key) or _covers(key, part) for part in (*spec.reads, *spec.uses)):
-            raise ConfigError(
-                f"{line} has no effect on {spec.what}, whose settings are {', '.join(spec.reads + spec.uses)}: remove it{_hint(key, task)}"
-            )
+            settings = ", ".join(spec.reads + spec.uses)
+            raise ConfigError(f"{line} has no effect on {spec.what}, whose settings are {settings}: remove it{_hint(key, task)}")
 
 
 def _hint(key: str, task: str) -> str:
@@ -113,10 +95,8 @@ def check_credentials(cfg: DictConfig) -> None:
             return
     except (FileNotFoundError, netrc.NetrcParseError):
         pass
-    raise ConfigError(
-        "logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY "
-        "(or keep the default logger.wandb.offline=true and `wandb sync` later)"
-    )
+    keep = "or keep the default logger.wandb.offline=true and `wandb sync` later"
+    raise ConfigError(f"logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY ({keep})")
 
 
 def check_command(cfg: DictConfig, overrides=()) -> str:

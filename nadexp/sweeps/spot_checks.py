@@ -1,12 +1,7 @@
 """Spot checks: a few cells of an arch's Fourier sweep, trained so that its predicted map can be calibrated on the
-arch itself (nadexp.reports.calibration).
-
-They are cells of the Fourier sweep of the map's grid with the run's training settings, kept in the directory the
-experiment that sweeps that grid names (outputs/sweeps/<arch>-fourier-stride<n>-s<seed>[-<digest>]; for LeNet's
-defaults experiment=fourier_lenet's): trained there by the sweep runner (stacked, claimed, resumable), so that sweep
-later skips them, and read from any sweep of the same training settings that already holds them instead of being
-trained again.
-"""
+arch itself (nadexp.reports.calibration). They are cells of the sweep of the map's grid with the run's training
+settings, in that sweep's own directory (trained there by the sweep runner, so the sweep later skips them), or
+read from any sweep of the same training settings that holds them already."""
 
 import logging
 from functools import partial
@@ -51,18 +46,13 @@ def spot_check_config(cfg: DictConfig, overrides) -> DictConfig:
         sweep_cfg.sweep = OmegaConf.merge(sweep_defaults.sweep, {"stride": stride, "max_frequency": max_frequency})
         sweep_cfg.sweep.label = f"stride{stride}"
         sweep_cfg.trainer = OmegaConf.merge(sweep_cfg.trainer, sweep_defaults.trainer)
-        sweep_cfg.estimator = None
-        sweep_cfg.task = "sweep"
-        sweep_cfg.logger = None  # the prediction's run logs the spot checks with its own result
-        sweep_cfg.resume = False
+        # no estimator; no logger of its own: the prediction's run logs the spot checks with its own result
+        sweep_cfg.update(estimator=None, task="sweep", logger=None, resume=False)
     parsed = OverridesParser.create().parse_overrides(list(overrides))
     own = ("experiment", "estimator", "sweep", "logger", "resume")
-    as_sweep = [
-        "sweep=fourier",
-        f"sweep.stride={stride}",
-        *([f"sweep.max_frequency={max_frequency}"] if max_frequency is not None else []),
-        *(o.input_line for o in parsed if o.key_or_group.split(".")[0] not in own and not o.key_or_group.startswith("hydra")),
-    ]
+    grid = ["sweep=fourier", f"sweep.stride={stride}", *([f"sweep.max_frequency={max_frequency}"] if max_frequency is not None else [])]
+    kept = [o.input_line for o in parsed if o.key_or_group.split(".")[0] not in own and not o.key_or_group.startswith("hydra")]
+    as_sweep = [*grid, *kept]
     # The grid is named by the label (stride<n>), as the experiments that sweep it (experiment=fourier_lenet) name
     # theirs: the digest is of the settings beyond it, so the default settings share that experiment's directory.
     with open_dict(sweep_cfg):

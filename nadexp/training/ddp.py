@@ -1,12 +1,6 @@
-"""DDP ranks of one job of a Hydra multirun.
-
-Lightning starts the DDP ranks > 0 of a local run by running the process's own command again (its subprocess
-launcher, with the run's directory appended). Inside a multirun that command is the whole multirun (`-m`, or an
-experiment that sets hydra.mode: MULTIRUN): every rank would launch every job again and pair with its parent
-job by job, by luck of walking the same list. ``ranks_of_this_job`` makes the ranks of a multirun job run that
-job alone: its own overrides, in RUN mode, in its own directory; and when the job ends it closes its process
-group and forgets the ranks' environment, so the next job launches ranks of its own.
-"""
+"""DDP ranks of one job of a Hydra multirun. Lightning starts local ranks > 0 by running the process's command again,
+which inside a multirun is the whole multirun: ``ranks_of_this_job`` makes them run this job alone (its overrides,
+RUN mode, its directory), then closes its process group and forgets the ranks' environment for the next job."""
 
 import os
 import signal
@@ -65,15 +59,9 @@ def a_failing_rank_fails_this_job(on_failure):
 def launches_ranks(trainer: pl.Trainer) -> bool:
     """Whether ``trainer.fit`` will start ranks > 0 as new processes running this command (local DDP, not
     SLURM or torchrun, which start them themselves)."""
-    strategy = trainer.strategy
-    launcher = getattr(strategy, "launcher", None)
-    environment = getattr(strategy, "cluster_environment", None)
-    return (
-        isinstance(launcher, _SubprocessScriptLauncher)
-        and environment is not None
-        and not environment.creates_processes_externally
-        and trainer.world_size > 1
-    )
+    launcher, environment = getattr(trainer.strategy, "launcher", None), getattr(trainer.strategy, "cluster_environment", None)
+    local = environment is not None and not environment.creates_processes_externally
+    return isinstance(launcher, _SubprocessScriptLauncher) and local and trainer.world_size > 1
 
 
 def multirun_job():
@@ -95,12 +83,10 @@ def check_rank_launch(cfg, trainer: pl.Trainer) -> None:
         return
     if str(OmegaConf.select(hydra_cfg, "launcher._target_", default="")).endswith("BasicLauncher"):
         return
-    choice = hydra_cfg.runtime.choices.get("hydra/launcher")
-    raise ConfigError(
-        f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.world_size} local processes inside hydra/launcher={choice}: "
-        "Lightning starts each DDP rank by running the job's command again, and a launcher's worker has none; run the "
-        "multirun without a hydra/launcher (each job then launches its own ranks), or on SLURM with hydra/launcher=slurm_ddp"
-    )
+    setting = f"trainer.strategy={cfg.trainer.get('strategy')} with {trainer.world_size} local processes"
+    why = "Lightning starts each DDP rank by running the job's command again, and a launcher's worker has none"
+    fix = "run the multirun without a hydra/launcher (each job then launches its own ranks), or on SLURM with hydra/launcher=slurm_ddp"
+    raise ConfigError(f"{setting} inside hydra/launcher={hydra_cfg.runtime.choices.get('hydra/launcher')}: {why}; {fix}")
 
 
 @contextmanager
