@@ -1,10 +1,5 @@
-"""nadexp's command line: `nadexp [group=option ...] [key=value ...]` once the package is installed, the same as
-`python run.py ...` in the checkout (Hydra; add -m to sweep).
-
-With no options it trains LeNet once on D(v); `sweep=fourier|pixel|nad` sweeps directions, `estimator=nads|
-hyperplanes|class_density` estimates, `experiment=<name>` runs a prepared experiment (`make run` is
-`experiment=fourier_demo`). nadexp.run.tasks decides the task and checks the command line against it.
-"""
+"""nadexp's command line: `nadexp [group=option ...] [key=value ...]`, the same as `python run.py ...` in the checkout
+(Hydra; -m sweeps). Errors in a command are one line (exit 2); a run that fails is one line (exit 1)."""
 
 import os
 import signal

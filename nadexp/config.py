@@ -1,10 +1,5 @@
-"""Typed schemas for the config groups whose values users change most.
-
-A YAML file in ``conf/dataset`` lists ``<name>_schema`` first in its defaults; Hydra then rejects a
-misspelt key or a value of the wrong type when it composes the config, before anything runs. Value
-ranges (eps > 0, a frequency inside the grid, ...) are checked when the dataset is built, still before
-any training.
-"""
+"""Typed schemas of the dataset configs (``<name>_schema`` first in a conf/dataset file's defaults: Hydra rejects a
+misspelt key or a wrong type while it composes), and the composed config for notebooks, tests and benchmarks."""
 
 import tempfile
 from dataclasses import field, fields, make_dataclass
@@ -24,23 +19,13 @@ from nadexp.run.tasks import TASKS
 
 def data_module_schema(name: str, spec: type, target: str, *extra) -> type:
     """A dataset's fields plus the data module's own (target, batch sizes) as one typed schema."""
-    return make_dataclass(
-        name,
-        [
-            ("_target_", str, field(default=target)),
-            ("batch_size", int, field(default=128)),
-            ("eval_batch_size", int, field(default=1024)),
-            *extra,
-        ],
-        bases=(spec,),
-    )
+    sizes = [("batch_size", int, field(default=128)), ("eval_batch_size", int, field(default=1024))]
+    return make_dataclass(name, [("_target_", str, field(default=target)), *sizes, *extra], bases=(spec,))
 
 
 SCHEMAS = {
     "directional_schema": data_module_schema("DirectionalDataConfig", DirectionalSettings, "nadexp.data.datamodule.DirectionalDataModule"),
-    "cifar_schema": data_module_schema(
-        "CIFARDataConfig", CIFARSettings, "nadexp.data.datamodule.CIFARDataModule", ("seed", int, field(default=0))
-    ),
+    "cifar_schema": data_module_schema("CIFARDataConfig", CIFARSettings, "nadexp.data.datamodule.CIFARDataModule", ("seed", int, 0)),
 }
 
 
@@ -68,11 +53,8 @@ def register_configs() -> None:
 
 
 def compose_config(overrides=(), output_dir=None) -> DictConfig:
-    """The config `python run.py <overrides>` would run, for notebooks, tests and benchmarks.
-
-    Hydra's runtime values (``${hydra:...}``) resolve as in a real run, with ``output_dir`` as the
-    run directory; the returned config no longer holds the ``hydra`` node.
-    """
+    """The config `python run.py <overrides>` would run, with ``output_dir`` as its run directory (Hydra's runtime
+    values resolve as in a real run; the returned config no longer holds the ``hydra`` node)."""
     register_configs()
     output_dir = str(Path(output_dir or tempfile.mkdtemp(prefix="nadexp-")).resolve())
     users = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None

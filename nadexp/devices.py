@@ -1,10 +1,5 @@
-"""Where a run computes and in what precision: the GPU that ``auto`` picks, the TF32 policy, and how closely two
-computations of the same numbers must agree in the precision in use.
-
-Nothing here decides a run's draws: those are made on the CPU and moved (nadexp.generators), so the device is
-an execution setting. Precision is not: TF32 changes a GPU's float32 results, so ``tf32`` is a setting of every
-task's identity and is recorded in every result.json.
-"""
+"""Where a run computes and in what precision: the GPU that ``auto`` picks, which rank writes, the TF32 policy (a
+setting of every run's identity: it changes a GPU's float32 results) and how closely two computations must agree."""
 
 import os
 from contextlib import contextmanager

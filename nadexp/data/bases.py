@@ -1,16 +1,8 @@
 """Unit directions v in R^(C x H x W), addressed by basis name and a list of integers.
 
-Fourier convention (documented in docs/configs.md): ``direction = [kx, ky]`` with 0 <= kx < W (horizontal
-frequency, along columns) and 0 <= ky < H (vertical frequency, along rows). With ``phase="sine"`` the
-direction is the sine wave sin(2 pi (ky * row / H + kx * col / W)), identical in every channel, scaled to
-unit norm. The sine is identically zero at the four self-conjugate cells where 2 kx = 0 mod W and
-2 ky = 0 mod H (DC and the Nyquist frequencies); there the cosine wave is used instead. With
-``phase="cosine"`` it is the cosine wave at every cell. (kx, ky) and (W - kx, H - ky) (mod W, H) are
-conjugate and give the same direction up to sign. In either phase the waves of distinct non-conjugate
-frequencies are mutually orthonormal.
-
-NAD basis: ``direction = [i]`` is the i-th NAD of an estimate (``estimator=nads``), read from its nads.npy.
-"""
+Fourier (docs/configs.md): ``[kx, ky]`` (0 <= kx < W along columns, 0 <= ky < H along rows) is the unit wave
+cos or sin(2 pi (ky row / H + kx col / W)) in every channel (the cosine where the sine vanishes: DC, Nyquist);
+conjugate cells give one direction. NAD: ``[i]`` is the i-th NAD of an estimate."""
 
 import math
 
@@ -47,7 +39,7 @@ def random_direction(index: int, shape, seed: int, dtype=torch.float32, device=N
 
 
 def direction_vector(
-    basis: str, direction, shape, basis_seed: int = 0, nads=None, dtype=torch.float32, device=None, fourier_phase: str = "sine"
+    basis: str, direction, shape, basis_seed=0, nads=None, dtype=torch.float32, device=None, fourier_phase="sine"
 ) -> torch.Tensor:
     """The unit vector of shape ``shape`` that ``direction`` addresses in ``basis``."""
     validate_direction(basis, direction, shape, nads)

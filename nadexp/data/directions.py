@@ -14,12 +14,8 @@ def signed(k: int, size: int) -> int:
 
 
 def fourier_cells(height: int, width: int, stride: int = 1, max_frequency=None) -> list[tuple[int, int]]:
-    """One (kx, ky) per real Fourier direction on the sub-grid of every ``stride``-th frequency,
-    optionally only the low frequencies with |kx|, |ky| <= ``max_frequency``.
-
-    Of each conjugate pair the first in row-major order (ky, then kx) is kept; the heat map mirrors
-    its accuracy into the other cell.
-    """
+    """One (kx, ky) per real Fourier direction on the sub-grid of every ``stride``-th frequency (only |kx|, |ky| <=
+    ``max_frequency`` if given): of each conjugate pair the first in row-major order; the heat map mirrors the other."""
     cells, seen = [], set()
     for ky in range(0, height, stride):
         for kx in range(0, width, stride):

@@ -13,10 +13,7 @@ from torchvision.datasets.mnist import read_image_file, read_label_file
 from nadexp.errors import ConfigError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"  # apt-get install dataset-fashion-mnist
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 SIZES = {"train": 60_000, "test": 10_000}  # images per split, 28 x 28, as published
 HOW_TO_GET = (
     "install them with `apt-get install dataset-fashion-mnist` (they go to /usr/share/datasets/fashion-mnist), or download "
@@ -51,23 +48,20 @@ def _read(path: Path, read):
 def load_split(data_dir, train: bool, check_sizes: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 1, 28, 28) and int64 labels (N,) of one split; ConfigError naming dataset.data_dir when
     a file is missing, truncated, not IDX, or (``check_sizes``) not the published 60,000 / 10,000 images."""
-    split = "train" if train else "test"
+    split, where = "train" if train else "test", f"dataset.data_dir={str(data_dir)!r}"
     require_files(data_dir)
     images_path, labels_path = (find(data_dir, name) for name in FILES[split])
     try:
         images, labels = _read(images_path, read_image_file), _read(labels_path, read_label_file)
     except (OSError, EOFError, AssertionError, ValueError, TypeError, RuntimeError, KeyError) as error:
-        raise ConfigError(
-            f"dataset.data_dir={str(data_dir)!r}: {images_path.name} or {labels_path.name} is not a readable IDX file "
-            f"({type(error).__name__}: {error}; truncated or corrupt?): {HOW_TO_GET}"
-        ) from None
+        unreadable = f"{images_path.name} or {labels_path.name} is not a readable IDX file ({type(error).__name__}: {error}"
+        raise ConfigError(f"{where}: {unreadable}; truncated or corrupt?): {HOW_TO_GET}") from None
     expected = SIZES[split] if check_sizes else len(labels)
     if images.shape[1:] != (28, 28) or len(images) != expected or len(labels) != expected or labels.min() < 0 or labels.max() > 9:
-        raise ConfigError(
-            f"dataset.data_dir={str(data_dir)!r}: the {split} files hold {len(images)} images of {tuple(images.shape[1:])} and "
-            f"{len(labels)} labels; Fashion-MNIST's are {SIZES[split]:,} of (28, 28) with labels 0..9 "
-            "(dataset.check_md5=false accepts other counts, for files you built yourself): " + HOW_TO_GET
-        )
+        found = f"the {split} files hold {len(images)} images of {tuple(images.shape[1:])} and {len(labels)} labels"
+        published = f"Fashion-MNIST's are {SIZES[split]:,} of (28, 28) with labels 0..9"
+        other = "dataset.check_md5=false accepts other counts, for files you built yourself"
+        raise ConfigError(f"{where}: {found}; {published} ({other}): " + HOW_TO_GET)
     return images[:, None].contiguous(), labels
 
 

@@ -29,17 +29,15 @@ def eigenvalues_of(nads_path) -> np.ndarray | None:
 def load_nads(path, shape=None, option: str = "dataset.nads", rows: bool = False, flat_shape=None) -> np.ndarray:
     """NADs from ``nads.npy`` or from a directory that holds one, checked: a .npy file of floats, (k, C, H, W) of
     ``shape`` if given, unit rows. ``rows``: NADs made elsewhere may be flat rows, reshaped to ``shape`` (else to
-    ``flat_shape``). The one
-    reader of NAD files; ConfigError names ``option`` (the setting or flag that gave the path)."""
+    ``flat_shape``). The one reader of NAD files; ConfigError names ``option`` (the setting or flag that gave the path)."""
     path = Path(path)
     if path.is_dir():
         path = path / "nads.npy"
     where = f"{option} {path}" if option.startswith("-") else f"{option}={str(path)!r}"
     if not path.is_file():
-        raise ConfigError(
-            f"{where} does not exist: no nads.npy there; give a nads.npy or the run directory of an estimator=nads run "
-            "(`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0)"
-        )
+        writes = "`python run.py experiment=nads arch=ARCH` writes outputs/nads/ARCH-finite_difference-s0"
+        give = "give a nads.npy or the run directory of an estimator=nads run"
+        raise ConfigError(f"{where} does not exist: no nads.npy there; {give} ({writes})")
     with open(path, "rb") as handle:
         header = handle.read(6)
     if header != b"\x93NUMPY":  # numpy's own message for this case is advice about pickled data
@@ -54,10 +52,8 @@ def load_nads(path, shape=None, option: str = "dataset.nads", rows: bool = False
             nads = nads.reshape(len(nads), *shape)
         elif shape is not None or nads.ndim != 4:
             of = list(shape) if shape is not None and len(shape) == 3 else "(C, H, W)"
-            raise ConfigError(
-                f"{where}: an array of shape {list(nads.shape)} is not rows of NADs of shape {of}: "
-                "give --shape C,H,W of the images the NADs are for"
-            )
+            fix = "give --shape C,H,W of the images the NADs are for"
+            raise ConfigError(f"{where}: an array of shape {list(nads.shape)} is not rows of NADs of shape {of}: {fix}")
     if nads.ndim != 4 or not np.issubdtype(nads.dtype, np.floating):
         raise ConfigError(f"{where} holds an array of shape {nads.shape} and dtype {nads.dtype}; expected floats of shape (k, C, H, W)")
     if shape is not None and tuple(nads.shape[1:]) != tuple(shape):

@@ -1,11 +1,6 @@
-"""Changes of representation of an image dataset (protocol section 1.4): flips in an orthonormal basis and
-poisoning along a pair of NADs.
-
-A flip represents each image in an orthonormal basis U (columns ordered: NADs by decreasing eigenvalue,
-or Fourier waves by increasing frequency), reverses the order of the coefficients and maps back:
-x' = U flip(U^T x). It is one fixed orthogonal, symmetric D x D matrix (so it preserves norms and inner
-products, and applying it twice is the identity), computed once and applied to all images in one matmul.
-"""
+"""Changes of representation of an image dataset (protocol section 1.4): poisoning along NADs, and flips
+x' = U flip(U^T x) in an ordered orthonormal basis U (NADs, or DCT waves by frequency): one fixed orthogonal,
+symmetric D x D matrix (its own inverse), computed once and applied to all images in one matmul."""
 
 import math
 
@@ -15,13 +10,8 @@ from nadexp.errors import ConfigError
 
 
 def complete_basis(vectors: torch.Tensor) -> torch.Tensor:
-    """A D x D orthogonal matrix whose first k columns are the k orthonormal rows of ``vectors`` (k, D).
-
-    The remaining D - k columns span the orthogonal complement; they come from a Householder QR of
-    [vectors^T | I], so they are a deterministic function of ``vectors``. The matrix is orthogonal to
-    float64 precision even when ``vectors`` were stored in float32 (its first columns are then the
-    vectors re-orthonormalised, within float32 rounding of them).
-    """
+    """A D x D orthogonal matrix (to float64 precision) whose first k columns are the k orthonormal rows of ``vectors``
+    (k, D), within their float32 rounding; the rest, from a Householder QR of [vectors^T | I], depend on them alone."""
     k, dim = vectors.shape
     v = vectors.double()
     if k > dim or not torch.allclose(v @ v.T, torch.eye(k, dtype=torch.float64), atol=1e-4):

@@ -1,16 +1,6 @@
-"""A zero-training ranking of directions from the linearised network (the empirical neural tangent kernel at
-initialisation), to compare with the NADs' score (docs/predicted_maps.md).
-
-For a direction v, the network of a sweep's cell is replaced by its first-order Taylor expansion around its
-initialisation, z(x) = z0(x) + J(x) w, where z is the difference of its two logits (the cross-entropy of two
-classes depends on nothing else) and w the change of its parameters. That linear model is trained on D(v) with the
-cell's own protocol: the same samples, batch size, epochs, learning rate decaying linearly to 0 and gradient-norm
-clipping; SGD on w is kernel gradient descent with the tangent kernel J J^T. Its test accuracy is the direction's
-score. J is held explicitly (n_train x parameters, float32), computed with torch.func (vmap of grad); the test
-outputs z0 + J w are computed chunk by chunk the same way (forward-mode AD would be cheaper, but attention layers
-do not implement it on the CPU). The network is linearised in eval mode (BatchNorm with its initial running
-statistics).
-"""
+"""A zero-training ranking of directions from the linearised network (the empirical NTK at initialisation), to compare
+with the NADs' score (docs/predicted_maps.md): a cell's network replaced by z(x) = z0(x) + J(x) w (z: its logit
+difference; J held explicitly, by vmap of grad, in eval mode) and trained on D(v) with the cell's own protocol."""
 
 import math
 

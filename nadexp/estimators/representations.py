@@ -1,14 +1,7 @@
-"""Stage representations of a network: spatially average-pooled outputs of its stages, captured with
-forward hooks in one batched pass, and reduced by an uncentred SVD (Jamroz & Kurdziel; protocol section 3).
-
-Stages (``stages: auto``): for a residual network with a ``stages`` container (ResNet-18), the output of
-each residual stage (after the residual sum and ReLU). For other archs, the end of each resolution: the
-output of every pooling layer in the feature extractor, plus the feature extractor's output when
-parametrised layers follow its last pooling layer (DenseNet-121's last dense block). LeNet: its two max-pools;
-VGG-11: its five max-pools; DenseNet-121: its three transition pools and the final block. Library models: timm's
-``stages`` (ConvNeXt, ResNets), the blocks ending each quarter of a ViT's or MLP-Mixer's depth (their mean token),
-torchvision ResNets' layer1..4. Any module names can be given instead (``stages: [features.4, ...]``).
-"""
+"""Stage representations of a network: spatially average-pooled outputs of its stages, captured with forward hooks in
+one batched pass and reduced by an uncentred SVD (Jamroz & Kurdziel). Automatic stages (docs/analyses.md): each
+residual stage, else the end of each resolution (every pooling layer of ``features``, and its output when
+parametrised layers follow the last one), a quarter of a ViT's or Mixer's blocks, torchvision ResNets' layer1..4."""
 
 import torch
 from torch import nn
@@ -28,9 +21,8 @@ def auto_stages(net: nn.Module) -> list[str]:
         return [f"layer{i}" for i in range(1, 5)]
     features = getattr(net, "features", None)
     if not isinstance(features, nn.Sequential):
-        raise ConfigError(
-            f"{type(net).__name__} has no stages to analyse (no `stages` or `features` container); give module names in estimator.stages"
-        )
+        missing = "no stages to analyse (no `stages` or `features` container)"
+        raise ConfigError(f"{type(net).__name__} has {missing}; give module names in estimator.stages")
     children = list(features.named_children())
     pools = [i for i, (_, m) in enumerate(children) if isinstance(m, POOLS)]
     names = [f"features.{children[i][0]}" for i in pools]
@@ -46,20 +38,16 @@ def resolve_stages(net: nn.Module, stages) -> list[str]:
     modules = dict(net.named_modules())
     unknown = [name for name in names if name not in modules]
     if unknown:
-        raise ConfigError(
-            f"estimator.stages: {', '.join(unknown)} is not a module of {type(net).__name__}; "
-            f"use auto (here: {', '.join(auto_stages(net)) if stages != 'auto' else 'none'}) or module names "
-            f"such as {', '.join(list(modules)[1:6])}"
-        )
+        auto, examples = ", ".join(auto_stages(net)) if stages != "auto" else "none", ", ".join(list(modules)[1:6])
+        unknown = f"estimator.stages: {', '.join(unknown)} is not a module of {type(net).__name__}"
+        raise ConfigError(f"{unknown}; use auto (here: {auto}) or module names such as {examples}")
     if not names:
         raise ConfigError(f"estimator.stages resolves to no stage for {type(net).__name__}")
     return names
 
 
 @torch.no_grad()
-def stage_representations(
-    net: nn.Module, stages: list[str], images: torch.Tensor, batch_size: int = 1024, device=None
-) -> dict[str, torch.Tensor]:
+def stage_representations(net: nn.Module, stages: list[str], images: torch.Tensor, batch_size=1024, device=None) -> dict[str, torch.Tensor]:
     """{stage: (N, C) spatial means of its output} for all ``images``, in one pass of batches on ``device``;
     results are gathered on the CPU in float32."""
     device = torch.device(device or "cpu")

@@ -1,13 +1,6 @@
 """Models from torchvision and timm by name, at a fresh default initialisation (never pretrained: nothing is
-downloaded), adapted to the dataset: its channels, image size and number of classes.
-
-torchvision builders take ``num_classes``; their first convolution is rebuilt for other channel counts, and
-ViT builders get ``image_size``. timm models take ``in_chans`` and ``num_classes``; those that know an image size
-(ViTs, MLP-Mixers, ...) get ``img_size`` and, on images up to 64 x 64, a patch size that leaves an 8 x 8 grid of
-patches (patch 4 on 32 x 32, 2 on 16 x 16). ``kwargs`` pass through to the library and win over all of these.
-``reset_head`` draws a timm classifier as nn.Linear does: timm zero-initialises the MLP-Mixer's, which makes
-the network constant at initialisation (every input gradient zero, so no NADs).
-"""
+downloaded), adapted to the dataset's channels, image size (timm: a patch size that leaves 8 x 8 patches on images
+up to 64 x 64) and classes; ``kwargs`` pass through and win (docs/library_models.md)."""
 
 import difflib
 import inspect
@@ -58,10 +51,8 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
             if extra == {}:
                 raise ConfigError(f"{where}: timm refuses these settings ({error}); see arch.kwargs") from None
         except Exception as error:  # noqa: BLE001 - the library's own message is the useful part
-            raise ConfigError(
-                f"{where} cannot be built for images of shape {list(input_shape)}: {error} "
-                "(adjust arch.kwargs, e.g. patch_size, or dataset.shape)"
-            ) from None
+            fix = "adjust arch.kwargs, e.g. patch_size, or dataset.shape"
+            raise ConfigError(f"{where} cannot be built for images of shape {list(input_shape)}: {error} ({fix})") from None
     if reset_head:  # timm zero-initialises some classifiers (MLP-Mixer): the network is then constant at init
         net.get_classifier().reset_parameters()
     return _checked(net, input_shape, num_classes, where, ("timm", name, extra, given, reset_head))
@@ -95,25 +86,14 @@ def _replace_first_conv(net: nn.Module, channels: int) -> None:
     for parent in net.modules():
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):
-                setattr(
-                    parent,
-                    child_name,
-                    nn.Conv2d(
-                        channels,
-                        child.out_channels,
-                        child.kernel_size,
-                        child.stride,
-                        child.padding,
-                        child.dilation,
-                        child.groups if child.groups == 1 else channels,
-                        child.bias is not None,
-                        child.padding_mode,
-                    ),
-                )
+                geometry = (child.kernel_size, child.stride, child.padding, child.dilation, child.groups if child.groups == 1 else channels)
+                conv = nn.Conv2d(channels, child.out_channels, *geometry, child.bias is not None, child.padding_mode)
+                setattr(parent, child_name, conv)
                 return
     raise ConfigError("the model has no Conv2d layer to take other than 3 input channels: use dataset.shape=[3,H,W]")
 
 
+FIXES = "arch.kwargs or dataset.shape"
 _CHECKED: set[str] = set()  # settings already shown to work in this process
 
 
@@ -127,9 +107,7 @@ def _checked(net: nn.Module, input_shape, num_classes: int, where: str, settings
         with torch.no_grad():
             out = net.eval()(torch.zeros(2, *input_shape))
     except Exception as error:  # noqa: BLE001
-        raise ConfigError(
-            f"{where} cannot take images of shape {list(input_shape)}: {error} (adjust arch.kwargs or dataset.shape)"
-        ) from None
+        raise ConfigError(f"{where} cannot take images of shape {list(input_shape)}: {error} (adjust {FIXES})") from None
     if tuple(out.shape) != (2, num_classes):
         raise ConfigError(f"{where} gives outputs of shape {list(out.shape[1:])} for {num_classes} classes")
     _CHECKED.add(key)

@@ -42,10 +42,9 @@ def draw(ax, grid: np.ndarray, stride: int = 1, title: str = ""):
     half = stride / 2
     extent = (fx.min() - half, fx.max() + half, fy.max() + half, fy.min() - half)
     artist = ax.imshow(image, cmap="viridis", vmin=0.5, vmax=1.0, extent=extent)
-    ax.set_xticks(fx[:: 1 if len(fx) <= 9 else 2])  # integer ticks on the swept frequencies, as on the dashboard
-    ax.set_yticks(fy[:: 1 if len(fy) <= 9 else 2])
-    ax.set_xlabel("kx (horizontal frequency)")
-    ax.set_ylabel("ky (vertical frequency)")
+    # integer ticks on the swept frequencies, as on the dashboard
+    ax.set(xticks=fx[:: 1 if len(fx) <= 9 else 2], yticks=fy[:: 1 if len(fy) <= 9 else 2])
+    ax.set(xlabel="kx (horizontal frequency)", ylabel="ky (vertical frequency)")
     ax.set_title(title, fontsize=9)
     return artist
 

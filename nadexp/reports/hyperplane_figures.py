@@ -19,12 +19,8 @@ def cos_violins(layers: dict, path: Path, title: str) -> list[Path]:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4))
     width = 0.8 / len(SERIES)
     for k, (series, colour) in enumerate(SERIES):
-        data = [
-            np.asarray(layers[n]["cos"][series])
-            if series != "null"
-            else rng.normal(0, 1 / np.sqrt(layers[n]["trained"]["d"]), max(len(layers[n]["cos"]["trained"]), 2))
-            for n in names
-        ]
+        null = lambda n: rng.normal(0, 1 / np.sqrt(layers[n]["trained"]["d"]), max(len(layers[n]["cos"]["trained"]), 2))
+        data = [np.asarray(layers[n]["cos"][series]) if series != "null" else null(n) for n in names]
         positions = np.arange(len(names)) + (k - (len(SERIES) - 1) / 2) * width
         parts = ax.violinplot(data, positions=positions, widths=width, showmeans=True)
         for body in parts["bodies"]:
@@ -69,5 +65,5 @@ def _label_axes(ax, columns, rows, xlabel: str, title: str) -> None:
     step = max(1, len(columns) // 12)
     ax.set_xticks(range(0, len(columns), step), [str(c) for c in columns][::step], fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    ax.set_xlabel(xlabel)
+    ax.set(xlabel=xlabel)
     ax.set_title(title, fontsize=9)

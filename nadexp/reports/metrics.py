@@ -47,12 +47,8 @@ def cell_row(record: dict, shape, eigenvalues=None) -> dict:
 def cell_rows(records: list[dict], basis: str, shape, eigenvalues=None) -> tuple[tuple[str, ...], list[dict]]:
     """(columns, rows) of a sweep's cells, ordered by direction."""
     rows = [cell_row(record, shape, eigenvalues) for record in records if record.get("basis") == basis]
-    order = {
-        "fourier": lambda r: (r["abs_freq"], r["f_rows"], r["f_cols"]),
-        "nad": lambda r: r["nad_index"],
-        "pixel": lambda r: (r["row"], r["col"]),
-    }[basis]
-    return ROW_COLUMNS[basis], sorted(rows, key=order)
+    keys = {"fourier": ("abs_freq", "f_rows", "f_cols"), "nad": ("nad_index",), "pixel": ("row", "col")}[basis]
+    return ROW_COLUMNS[basis], sorted(rows, key=lambda row: [row[key] for key in keys])
 
 
 def summary_metrics(records: list[dict], basis: str, shape, eigenvalues=None) -> dict:

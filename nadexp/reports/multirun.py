@@ -58,9 +58,8 @@ class MultirunSummary(Callback):
             files = make_report(sorted(sweeps), sweep_dir / "report")
             figure = next((f for f in files if f.name == "heatmap_panel.png"), files[0])
             page = write_dashboard([sweep_dir], sweep_dir / "report" / "dashboard.html")
-            Console(width=150, soft_wrap=True).print(
-                f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; figure: {figure}\ndashboard: {page}"
-            )
+            report = f"report of {len(sweeps)} sweep(s) in {sweep_dir / 'report'}; figure: {figure}"
+            Console(width=150, soft_wrap=True).print(f"{report}\ndashboard: {page}")
 
 
 def _format(column: str, value) -> str:

@@ -15,7 +15,7 @@ FIGURES = ("nads.png", "nads_fourier.png", "spectrum.png")
 def _grid(images: np.ndarray, title: str, cmap: str, symmetric: bool):
     count = len(images)
     cols = int(np.ceil(np.sqrt(count)))
-    rows = int(np.ceil(count / cols))
+    rows = -(-count // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -34,17 +34,12 @@ def nad_figures(nads: np.ndarray, eigenvalues: np.ndarray, out_dir: Path, label:
     out_dir = Path(out_dir)
     first = nads[:count].mean(axis=1)  # (k, H, W)
     spectra = np.abs(np.fft.fftshift(np.fft.fft2(nads[:count]), axes=(-2, -1))).mean(axis=1)
-    figures = {
-        "nads.png": _grid(first, f"First {len(first)} NADs {label}".strip(), "RdBu_r", symmetric=True),
-        "nads_fourier.png": _grid(
-            spectra, f"|Fourier| of the first {len(first)} NADs (DC at centre) {label}".strip(), "magma", symmetric=False
-        ),
-    }
+    magnitudes = f"|Fourier| of the first {len(first)} NADs (DC at centre) {label}".strip()
+    figures = {"nads.png": _grid(first, f"First {len(first)} NADs {label}".strip(), "RdBu_r", symmetric=True)}
+    figures["nads_fourier.png"] = _grid(spectra, magnitudes, "magma", symmetric=False)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.semilogy(np.arange(len(eigenvalues)), np.maximum(eigenvalues, np.finfo(float).tiny))
-    ax.set_xlabel("NAD index")
-    ax.set_ylabel("eigenvalue (gradient variance)")
-    ax.set_title(f"NAD spectrum {label}".strip())
+    ax.set(xlabel="NAD index", ylabel="eigenvalue (gradient variance)", title=f"NAD spectrum {label}".strip())
     fig.tight_layout()
     figures["spectrum.png"] = fig
     paths = {}
@@ -63,10 +58,8 @@ def spectrum_summary(eigenvalues) -> dict[str, float]:
         return {}
     share = values / values.sum()
     nonzero = share[share > 0]
-    summary = {
-        "components_90": int(np.searchsorted(np.cumsum(share), 0.9) + 1),
-        "effective_rank": round(float(np.exp(-(nonzero * np.log(nonzero)).sum())), 4),
-    }
+    summary = {"components_90": int(np.searchsorted(np.cumsum(share), 0.9) + 1)}
+    summary["effective_rank"] = round(float(np.exp(-(nonzero * np.log(nonzero)).sum())), 4)
     if len(values) > 10:
         summary["eigenvalue_ratio_10"] = float(values[10] / values[0])
     return summary

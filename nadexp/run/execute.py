@@ -1,8 +1,5 @@
-"""What `python run.py <overrides>` does with its composed config: check the command (nadexp.run.tasks, the
-dataset's settings), prepare the task (every check that can fail on the config; nothing written), then run it.
-
-The registry below is the one place that knows which code runs which task.
-"""
+"""What `python run.py <overrides>` does with its composed config: check the command, prepare the task (every check
+that can fail on the config; nothing written), then run it. STEPS is the one place that maps tasks to code."""
 
 import time
 

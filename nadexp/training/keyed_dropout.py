@@ -1,11 +1,6 @@
-"""Dropout whose masks follow from the run's own key, the training step and the position alone.
-
-A sweep's cells train one at a time (Lightning) or K at a time (the stacked engine), with K chosen by the machine
-(a GPU's free memory). Masks drawn from a shared random stream would depend on K, on which cells share a group and
-on the order they were claimed in. Here each mask is a hash (splitmix64) of (key, step, layer, element), computed
-with integer tensor ops that run the same alone, under torch.func.vmap and on any device, so a cell draws the same
-masks whatever it is trained beside. The key is the cell's (seed, basis, direction), plus the rank under DDP.
-"""
+"""Dropout whose masks follow from the run's own key, the training step and the position alone: a hash (splitmix64)
+of (key, step, layer, element) in integer tensor ops that run the same alone, under vmap and on any device, so a
+sweep's cell draws the same masks whatever K and cells it is stacked with. The key: (seed, basis, direction), rank."""
 
 import hashlib
 import math

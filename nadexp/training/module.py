@@ -16,27 +16,16 @@ RANK_STREAM, CUDA_STREAM = 1, 2  # seeded(seed, stream, rank): the random layers
 
 
 class Classifier(pl.LightningModule):
-    """Cross-entropy training of ``net``; logs ``train/loss``, ``train/acc``, ``test/loss``, ``test/acc``.
+    """Cross-entropy training of ``net`` (logs train/loss, train/acc, test/loss, test/acc) with the config groups'
+    ``optimizer`` and ``scheduler`` partials (the scheduler steps every step, told the total). Dropout is keyed; other
+    random layers draw from torch's generators: rank 0 continues the run's CPU stream, every other DDP rank and each
+    GPU's generator start streams of their own from ``seed``, so no two ranks draw alike and a seed draws again alike."""
 
-    ``optimizer`` and ``scheduler`` are partials from the ``optimizer`` and ``scheduler`` config groups;
-    the scheduler is stepped every optimisation step and receives the total number of steps.
-
-    Dropout draws keyed masks (nadexp.training.keyed_dropout): the run's key, the epoch and batch. What else
-    trains at random (CIFAR augmentation, other random layers) draws from torch's global generators. Rank zero
-    continues the run's CPU stream (nadexp.training.train.build); every other DDP rank starts a CPU stream of
-    its own from ``seed``, and so does each GPU's generator (dropout on a GPU draws there), so no two ranks draw
-    the same masks and a seed gives the same masks again on the same devices.
-    """
-
-    def __init__(
-        self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None, channels_last: bool = False, seed: int = 0
-    ):
+    def __init__(self, net: nn.Module, optimizer: Callable, scheduler: Optional[Callable] = None, channels_last=False, seed=0):
         super().__init__()
-        self.seed = seed
-        self.channels_last = channels_last  # inputs follow the net's memory format (see build_data_and_net)
-        self.net = net
-        self.optimizer_factory = optimizer
-        self.scheduler_factory = scheduler
+        # inputs follow the net's memory format (see build_data_and_net)
+        self.net, self.seed, self.channels_last = net, seed, channels_last
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # Epoch sums kept as tensors on the device: logging a scalar per step would sync every step.
         self._sums: dict[str, tuple[torch.Tensor, int]] = {}
         self.history: list[dict] = []  # one dict of epoch metrics per training epoch, for result.json
