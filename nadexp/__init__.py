@@ -1,9 +1,5 @@
-"""nadexp: experiments on the inductive bias of network architectures (Neural Anisotropy Directions).
-
-The Python API (nadexp.api) is importable from here: ``nadexp.nads``, ``nadexp.train_direction``,
-``nadexp.sweep``, ``nadexp.load`` and their results ``nadexp.NADs`` and ``nadexp.Sweep``; bad arguments raise
-``nadexp.ConfigError``. They load on first use, so that the command line starts without them.
-"""
+"""nadexp: experiments on the inductive bias of network architectures (Neural Anisotropy Directions). The Python
+API (nadexp.api: nads, train_direction, sweep, load, NADs, Sweep) loads from here on first use."""
 
 from nadexp.errors import ConfigError
 

@@ -1,10 +1,6 @@
-"""What a run's log shows: the filter that conf/hydra/default.yaml attaches to the console and log file, and that
-the Python API attaches for the length of a call (``quiet_lightning``), so a notebook sees what a shell sees.
-
-Lightning announces the same notices for every Trainer (the devices it found, why fit stopped), so a sweep's
-cells and a multirun's jobs would repeat them under the progress bar; each is shown once per process. Its
-adverts ("Tip: ...") and a deprecation inside it that users cannot act on are not shown.
-"""
+"""What a run's log shows, in a shell (conf/hydra/default.yaml) and in a notebook alike (``quiet_lightning``):
+Lightning's notices, which every Trainer of a sweep's cells repeats, once per process; not its adverts ("Tip:")
+or the warnings users cannot act on."""
 
 import logging
 import warnings

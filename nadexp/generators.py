@@ -1,10 +1,6 @@
-"""Randomness through explicit generators.
-
-torch's layers draw their initial weights from its global generator, and a network's constructor (or Hydra
-instantiating one) takes no generator. ``drawing_from(generator)`` runs such code with every random op it makes
-drawing from ``generator``; the global generator is neither read nor changed. A CPU generator seeded s gives
-exactly what ``torch.manual_seed(s)`` followed by the same code gives, so seeds keep their meaning.
-"""
+"""Randomness through explicit generators: ``drawing_from(generator)`` runs code that takes no generator (a network's
+constructor) with every random op drawing from ``generator``, the global one untouched; a CPU generator seeded s
+draws exactly what ``torch.manual_seed(s)`` would, so seeds keep their meaning."""
 
 import numpy as np
 import torch
@@ -19,10 +15,8 @@ def seeded(seed: int, *stream: int) -> torch.Generator:
 
 
 class drawing_from(TorchDispatchMode):
-    """``with drawing_from(generator): net = make_net()``: the random ops inside draw from ``generator``.
-
-    The mode is per thread (torch keeps dispatch modes in thread-local state), so a thread that draws networks
-    does not slow down or redirect another that computes."""
+    """``with drawing_from(generator): net = make_net()``: the random ops inside draw from ``generator``. Per thread
+    (dispatch modes are thread-local), so a thread that draws networks leaves another that computes alone."""
 
     def __init__(self, generator: torch.Generator):
         super().__init__()

@@ -37,12 +37,8 @@ def machine(device=None) -> dict[str, str]:
     """The platform, CPU and, with CUDA, the GPU that ran: ``device`` (cuda:N) if given, else the current one."""
     import torch
 
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu": cpu_description(),
-        "cpu_threads": str(torch.get_num_threads()),
-    }
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu": cpu_description()}
+    info["cpu_threads"] = str(torch.get_num_threads())
     if torch.cuda.is_available():
         ran = torch.device(device) if device is not None and str(device).startswith("cuda") else None
         info["gpu"] = torch.cuda.get_device_name(ran if ran is not None else torch.cuda.current_device())

@@ -15,13 +15,9 @@ log = logging.getLogger(__name__)
 
 
 def open_run_dir(cfg: DictConfig, task: str, write_config: bool = True) -> Path:
-    """The run directory of ``cfg``, a ``task`` run, with its resolved config.yaml; called once every check has passed.
-
-    A sweep always resumes its directory (its cells); another task resumes only with ``resume: true``, where
-    the caller reports the result it finds there (``finished_record``); otherwise a directory with a finished
-    run's result.json is refused. A failed run, or an unreadable result.json (kept aside), starts again. A
-    directory of another config is never resumed into.
-    """
+    """The run directory of ``cfg``, a ``task`` run, with its resolved config.yaml, once every check has passed. A
+    sweep always resumes it; another task only with ``resume: true`` (else a finished run there is refused); a failed
+    or unreadable result starts again; a directory of another config is never resumed into."""
     output_dir = Path(cfg.paths.output_dir)
     earlier = output_dir / "result.json"
     record = None
@@ -37,10 +33,8 @@ def open_run_dir(cfg: DictConfig, task: str, write_config: bool = True) -> Path:
     if sweep or cfg.get("resume"):
         check_same_config(cfg, output_dir, task)
     elif finished:
-        raise ConfigError(
-            f"hydra.run.dir={output_dir} already holds a finished run's result.json: add resume=true to report that result "
-            "(it also continues an unfinished run from its last checkpoint), or give another hydra.run.dir"
-        )
+        fix = "add resume=true to report that result (it also continues an unfinished run from its last checkpoint)"
+        raise ConfigError(f"hydra.run.dir={output_dir} already holds a finished run's result.json: {fix}, or give another hydra.run.dir")
     if write_config and (sweep or not finished):
         write_text_atomic(output_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     return output_dir
@@ -53,7 +47,5 @@ def check_same_config(cfg: DictConfig, output_dir: Path, task: str) -> None:
         return
     changed = differing(result_settings(cfg, task), result_settings(OmegaConf.load(saved), task))
     if changed:
-        raise ConfigError(
-            f"hydra.run.dir={output_dir} holds results of a different config (settings that "
-            f"differ: {', '.join(sorted(changed))}; see its config.yaml): choose another run directory"
-        )
+        differ = f"settings that differ: {', '.join(sorted(changed))}; see its config.yaml"
+        raise ConfigError(f"hydra.run.dir={output_dir} holds results of a different config ({differ}): choose another run directory")

@@ -1,7 +1,5 @@
-"""`nadexp --help` and `nadexp list <group>`: the options a user picks, read from conf/, with what each is for.
-
-Hydra's own help lists every option it stores, the typed schemas among them; ``nadexp --hydra-help`` still shows it.
-"""
+"""`nadexp --help` and `nadexp list <group>`: the options a user picks, read from conf/, with what each is for
+(Hydra's own help, which lists the typed schemas too, is ``nadexp --hydra-help``)."""
 
 import textwrap
 from pathlib import Path
@@ -28,11 +26,8 @@ def options(group: str) -> list[str]:
 
 
 def usage() -> str:
-    lines = [
-        "nadexp [group=option ...] [key=value ...]      (python run.py ... in the checkout; add -m to sweep over values)",
-        "",
-        "With no options it trains LeNet once on D(v). Config groups, one option each:",
-    ]
+    lines = ["nadexp [group=option ...] [key=value ...]      (python run.py ... in the checkout; add -m to sweep over values)", ""]
+    lines.append("With no options it trains LeNet once on D(v). Config groups, one option each:")
     for group, what in GROUPS.items():
         listed = textwrap.wrap(", ".join(options(group)), 100, initial_indent=" " * 17, subsequent_indent=" " * 17)
         lines += [f"  {group:<15}{what}", *listed]

@@ -1,11 +1,6 @@
-"""Where a run writes must take writes: a read-only disk, a folder of another user or a full disk is one line.
-
-Before a run or a multirun starts (a Hydra callback, conf/hydra/default.yaml), a probe file is written in its
-folder, or in the nearest folder above it that exists; a folder that refuses stops the command with exit code 2
-before anything is trained. A write
-that fails once a run has started (the disk fills, the folder turns read-only) stops it with exit code 1 and one
-line (nadexp.cli); every record written before it is whole and kept, so the same command resumes later.
-"""
+"""Where a run writes must take writes: a read-only disk, a folder of another user or a full disk is one line. A
+probe before a run or multirun starts (exit 2, nothing trained); a write that fails later: exit 1, and every record
+written before it is whole and kept, so the same command resumes (nadexp.cli)."""
 
 import errno
 import sys
@@ -45,10 +40,8 @@ def write_failure(error: OSError) -> str | None:
         return None
     verb = "open" if error.errno in (errno.EACCES, errno.EPERM) else "write"  # a permission may be a reader's
     where = f" {error.filename}" if error.filename else ""
-    return (
-        f"could not {verb}{where} ({error.strerror}); the records written before it are kept, "
-        "and the same command resumes once that is fixed"
-    )
+    kept = "the records written before it are kept, and the same command resumes once that is fixed"
+    return f"could not {verb}{where} ({error.strerror}); {kept}"
 
 
 class WritableOutput(Callback):

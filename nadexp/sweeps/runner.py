@@ -39,17 +39,13 @@ CLAIM_POLL_S = 2.0  # how often a process looks again at groups that another pro
 def cell_config(cfg: DictConfig, direction) -> DictConfig:
     """The training config of one cell: the sweep's config at one direction, with no logger of its own, on the
     sweep's device (shard i of a sweep on GPU i of the machine's, modulo their number)."""
-    cell = cfg.copy()
-    device = _device(cfg)
+    cell, device = cfg.copy(), _device(cfg)
     with open_dict(cell):
-        cell.dataset.basis = cfg.sweep.basis
-        cell.dataset.direction = list(direction)
-        cell.logger = {}
-        cell.callbacks = {}
+        cell.dataset.update(basis=cfg.sweep.basis, direction=list(direction))
+        cell.update(logger={}, callbacks={}, sweep={})
         cell.trainer.enable_progress_bar = False
         if device.type == "cuda":
             cell.trainer.accelerator, cell.trainer.devices = "gpu", [device.index]
-        cell.sweep = {}
     return cell
 
 
@@ -107,12 +103,9 @@ def gpu_models_at_once(cfg: DictConfig, device: torch.device) -> int:
 
 
 def models_at_once(cfg: DictConfig) -> int:
-    """How many cells one vectorised step trains (``sweep.models_at_once``); 1 trains each cell with Lightning.
-
-    auto: on a GPU what its free memory holds (gpu_models_at_once), on a CPU 16 for nets under
-    CPU_STACKING_MAX_FLOPS per image, else 1; and 1 whenever the trainer config asks for something the stacked
-    engine does not implement (said in the log). An explicit K > 1 with such a setting is refused. A group that
-    runs out of GPU memory is trained again as two halves (run_sweep)."""
+    """How many cells one vectorised step trains (``sweep.models_at_once``; 1: Lightning). auto: what a GPU's free
+    memory holds; on a CPU 16 for nets under CPU_STACKING_MAX_FLOPS per image, else 1; and 1 (said in the log) for
+    trainer settings the stacked engine does not implement, which an explicit K > 1 refuses."""
     setting = cfg.sweep.get("models_at_once", "auto")
     unsupported = unsupported_trainer_settings(cfg.trainer)
     if setting == "auto":
@@ -122,19 +115,15 @@ def models_at_once(cfg: DictConfig) -> int:
         else:
             wanted = 16 if forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
         if wanted > 1 and unsupported:
-            log.info(
-                "sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine does not implement %s",
-                ", ".join(unsupported),
-            )
+            one = "sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine does not implement %s"
+            log.info(one, ", ".join(unsupported))
             return 1
         return wanted
     if not isinstance(setting, int) or isinstance(setting, bool) or setting < 1:
         raise ConfigError(f"sweep.models_at_once must be auto or an integer >= 1, got {setting!r}")
     if setting > 1 and unsupported:
-        raise ConfigError(
-            f"sweep.models_at_once={setting} trains with the stacked engine, which does not implement "
-            f"{unsupported[0]}: set sweep.models_at_once=1 (Lightning) or remove that setting"
-        )
+        engine = f"sweep.models_at_once={setting} trains with the stacked engine, which does not implement {unsupported[0]}"
+        raise ConfigError(f"{engine}: set sweep.models_at_once=1 (Lightning) or remove that setting")
     return setting
 
 
@@ -142,20 +131,17 @@ def _one_process(cfg: DictConfig) -> None:
     trainer = cfg.trainer
     strategy, devices, nodes = str(trainer.get("strategy", "auto")), str(trainer.get("devices", 1)), trainer.get("num_nodes", 1)
     if "ddp" in strategy or devices != "1" or nodes != 1:
-        raise ConfigError(
-            f"a sweep trains its cells in one process on one device, but trainer.strategy={strategy}, "
-            f"trainer.devices={devices}, trainer.num_nodes={nodes}: spread a sweep over devices or nodes "
-            "with a multirun of shards instead (-m sweep.num_shards=N sweep.shard=0,1,...,N-1)"
-        )
+        asked = f"trainer.strategy={strategy}, trainer.devices={devices}, trainer.num_nodes={nodes}"
+        shards = "with a multirun of shards instead (-m sweep.num_shards=N sweep.shard=0,1,...,N-1)"
+        one = "a sweep trains its cells in one process on one device"
+        raise ConfigError(f"{one}, but {asked}: spread a sweep over devices or nodes {shards}")
 
 
 def _shard(cfg: DictConfig) -> tuple[int, int]:
     shard, num_shards = cfg.sweep.get("shard", 0), cfg.sweep.get("num_shards", 1)
     if not (isinstance(num_shards, int) and num_shards >= 1 and isinstance(shard, int) and 0 <= shard < num_shards):
-        raise ConfigError(
-            f"sweep.shard must be an integer in [0, sweep.num_shards) and sweep.num_shards >= 1, "
-            f"got shard={shard!r}, num_shards={num_shards!r}"
-        )
+        must = "sweep.shard must be an integer in [0, sweep.num_shards) and sweep.num_shards >= 1"
+        raise ConfigError(f"{must}, got shard={shard!r}, num_shards={num_shards!r}")
     return shard, num_shards
 
 
@@ -172,23 +158,12 @@ def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     stack = lambda split, i: torch.stack([d[split][i] for d in data]).to(device)  # noqa: E731
     # Dropout is keyed per cell (nadexp.training.keyed_dropout); other random layers draw from the group's stream.
     seed = int(hashlib.sha256(repr([(c.seed, list(c.dataset.direction)) for c in cells]).encode()).hexdigest()[:15], 16)
-    _, metrics = fit_stacked(
-        nets,
-        (stack(0, 0), stack(0, 1)),
-        (stack(1, 0), stack(1, 1)),
-        orders,
-        *optimization(cfg),
-        batch_size=cfg.dataset.batch_size,
-        eval_batch_size=cfg.dataset.eval_batch_size,
-        seed=seed,
-        channels_last=cfg.get("channels_last", False),
-        **trainer_options(cfg.trainer),
-    )
-    records = []
-    for cell, metric in zip(cells, metrics):
-        record = {**training_fields(cell), **metric, "engine": "stacked", "models_at_once": len(cells)}
-        records.append(_with_status(record))
-    return records
+    options = dict(batch_size=cfg.dataset.batch_size, eval_batch_size=cfg.dataset.eval_batch_size, seed=seed)
+    options.update(trainer_options(cfg.trainer), channels_last=cfg.get("channels_last", False))
+    train, test = (stack(0, 0), stack(0, 1)), (stack(1, 0), stack(1, 1))
+    _, metrics = fit_stacked(nets, train, test, orders, *optimization(cfg), **options)
+    engine = {"engine": "stacked", "models_at_once": len(cells)}
+    return [_with_status({**training_fields(cell), **metric, **engine}) for cell, metric in zip(cells, metrics)]
 
 
 def _with_status(record: dict) -> dict:
@@ -227,16 +202,11 @@ def plan(run: Run) -> SweepPlan:
             optimization(first)
             failure = stacking_failure(net, datamodule.input_shape, cfg.get("channels_last", False), _device(cfg))
             if failure and cfg.sweep.get("models_at_once", "auto") != "auto":
-                raise ConfigError(
-                    f"sweep.models_at_once={at_once}: {cfg.arch_name} cannot be trained as stacked models "
-                    f"({failure}); set sweep.models_at_once=1 or auto"
-                )
+                fix = "set sweep.models_at_once=1 or auto"
+                raise ConfigError(f"sweep.models_at_once={at_once}: {cfg.arch_name} cannot be trained as stacked models ({failure}); {fix}")
             if failure:
-                log.info(
-                    "sweep.models_at_once=auto: %s cannot be trained as stacked models (%s); training one cell at a time with Lightning",
-                    cfg.arch_name,
-                    failure,
-                )
+                one = "sweep.models_at_once=auto: %s cannot be trained as stacked models (%s); training one cell at a time with Lightning"
+                log.info(one, cfg.arch_name, failure)
                 at_once = 1
         if at_once == 1:
             build(first)
@@ -256,18 +226,10 @@ def run_sweep(run: Run, prepared: SweepPlan | None = None) -> dict:
     todo = [group for group in sweep.groups if any(key not in recorded for _, key in group)]
     shard, num_shards = _shard(cfg)
     engine = "Lightning" if sweep.models_at_once == 1 else f"{sweep.models_at_once} stacked models per step"
-    log.info(
-        "%s sweep of %s%s: %d directions, %d already done, %d to train (%s) -> %s",
-        cfg.sweep.basis,
-        cfg.arch_name,
-        f" (shard {shard} of {num_shards})" if num_shards > 1 else "",
-        len(cells),
-        done,
-        len(cells) - done,
-        engine,
-        output_dir,
-    )
-
+    sharded = f" (shard {shard} of {num_shards})" if num_shards > 1 else ""
+    counts = (len(cells), done, len(cells) - done, engine)
+    planned = "%s sweep of %s%s: %d directions, %d already done, %d to train (%s) -> %s"
+    log.info(planned, cfg.sweep.basis, cfg.arch_name, sharded, *counts, output_dir)
     start = time.perf_counter()
     eigenvalues = eigenvalues_of(cfg.dataset.nads) if cfg.sweep.basis == "nad" else None
     with run.logging() as loggers:
@@ -360,39 +322,20 @@ def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) ->
         figures += [p for p in compared if p.suffix == ".png"]  # logged beside the heat map
         log.info("against the published %s map (%s):\n%s", sweep["arch"], compared[0], text)
     summary = summary_metrics(records, sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-    if agreement:  # how far from the published map, per window
-        summary.update(
-            {f"published/{name.split(':')[0]}_mean_abs_difference": numbers["mean_abs_difference"] for name, numbers in agreement.items()}
-        )
-    fields = {
-        "summary": summary,
-        "basis": cfg.sweep.basis,
-        "cells": len(records),
-        "cells_ok": summary["cells_ok"],
-        "cells_failed": len(records) - summary["cells_ok"],
-        "mean_test_acc": summary.get("mean_test_acc"),
-        "cells_wall_time_s": round(sum(r.get("wall_time_s") or 0 for r in records), 3),
-        "files": files,
-        "published_comparison": agreement,  # per window; null without a published map
-        "device": str(_device(cfg)),
-    }
+    for name, numbers in (agreement or {}).items():  # how far from the published map, per window
+        summary[f"published/{name.split(':')[0]}_mean_abs_difference"] = numbers["mean_abs_difference"]
+    fields = dict(summary=summary, basis=cfg.sweep.basis, cells=len(records), cells_ok=summary["cells_ok"])
+    fields.update(cells_failed=len(records) - summary["cells_ok"], mean_test_acc=summary.get("mean_test_acc"))
+    fields.update(cells_wall_time_s=round(sum(r.get("wall_time_s") or 0 for r in records), 3), files=files)
+    fields.update(published_comparison=agreement, device=str(_device(cfg)))  # per window; null without a published map
     result = result_record("sweep", cfg, fields, seconds)
     write_json_atomic(f"{output_dir}/result.json", result)
     columns, rows = cell_rows(records, sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-    log_outcome(
-        loggers,
-        cfg,
-        {f"sweep/{key}": value for key, value in summary.items()},
-        images={f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"},
-        tables={"sweep/cells_table": (columns, [[row[c] for c in columns] for row in rows])},
-    )
+    tables = {"sweep/cells_table": (columns, [[row[c] for c in columns] for row in rows])}
+    images = {f"sweep/{f.stem}": f for f in figures if f.suffix == ".png"}
+    log_outcome(loggers, cfg, {f"sweep/{key}": value for key, value in summary.items()}, images=images, tables=tables)
     if figures:
         log.info("figure: %s", figures[0])
-    log.info(
-        "%d cells (%d failed), mean test accuracy %s -> %s/cells.csv",
-        result["cells"],
-        result["cells_failed"],
-        result["mean_test_acc"],
-        output_dir,
-    )
+    counts = (result["cells"], result["cells_failed"], result["mean_test_acc"])
+    log.info("%d cells (%d failed), mean test accuracy %s -> %s/cells.csv", *counts, output_dir)
     return result

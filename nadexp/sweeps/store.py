@@ -1,13 +1,6 @@
-"""A sweep's results: one JSON record per (arch, direction, seed) cell, each written atomically.
-
-A re-run of the same sweep skips the cells whose record exists; a killed sweep loses at most the cell in
-flight (its record is never half-written). A record that cannot be read all the same (a full disk, a copy cut
-short, an edit) is moved aside, kept as <name>.json.unreadable, with a warning naming it, and its cell counts as
-not done, so the sweep trains it again.
-
-Processes that share a sweep (the same command started twice, a requeued job beside the first, shards started
-twice) claim a group of cells before training it (nadexp.results.claims).
-"""
+"""A sweep's results: one JSON record per (arch, direction, seed) cell, written atomically, so a re-run skips the cells
+recorded and a killed sweep loses at most the cells in flight. An unreadable record is set aside (<name>.json.unreadable,
+with a warning) and its cell trained again; processes sharing a sweep claim each cell first (nadexp.results.claims)."""
 
 from pathlib import Path
 
@@ -59,7 +52,7 @@ class CellStore:
         return [record for path in sorted(self.root.glob("*.json")) if (record := self.read(path.stem)) is not None]
 
     def claim(self, name: str) -> bool:
-        """Whether this process now holds the claim on the group ``name`` (nadexp.results.claims)."""
+        """Whether this process now holds the claim on the cell ``name`` (nadexp.results.claims)."""
         return claims.claim(self.root / f"{name}.claim")
 
     def release(self, name: str) -> None:
