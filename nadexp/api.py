@@ -1,13 +1,7 @@
-"""The Python API: the NADs, trained directions and sweeps of any network, from a notebook or a script.
-
-Each call composes the config that `python run.py ...` composes for the same settings and runs it, so both give
-the same numbers for the same seed. ``model`` is a zoo name (``"lenet"``), the dotted path of a class
-(``"mynet.TinyConv"``), or the class or function itself, called as ``model(input_shape=..., num_classes=...,
-**model_kwargs)``. A run directory (``run_dir``) holds what the command line writes, so `python run.py ...
-hydra.run.dir=<run_dir>` resumes it and `python -m nadexp.reports` reads it (a model defined in a notebook is
-found there only if it can be imported); without one, the run happens in a temporary directory and only the
-returned object remains. Bad arguments raise nadexp.ConfigError, naming them.
-"""
+"""The Python API: the NADs, trained directions and sweeps of any network, from a notebook or a script. Each call runs
+the config `python run.py ...` composes for the same settings (the same numbers for a seed); ``model`` is a zoo name,
+a dotted path or the class or function itself; ``run_dir`` keeps what the command line writes (else a temporary
+folder, removed). Bad arguments raise nadexp.ConfigError (docs/custom_architectures.md)."""
 
 import os
 import re
@@ -251,24 +245,14 @@ def load(run_dir) -> Union[NADs, Sweep, dict]:
     settings = {"arch": config.get("arch_name"), "seed": config.get("seed")}
     if (directory / "nads.npy").is_file():
         result = _result(directory)
-        return NADs(
-            nads=load_nads(directory, option="run_dir"),
-            eigenvalues=eigenvalues_of(directory),
-            diagnostic=(result.get("diagnostic") or {}).get("split_half_overlap", {}),
-            settings={**settings, **OmegaConf.to_container(config.estimator, resolve=True), "shape": list(config.dataset.shape)},
-            run_dir=directory,
-        )
+        estimator = OmegaConf.to_container(config.estimator, resolve=True)
+        diagnostic, settings = (result.get("diagnostic") or {}).get("split_half_overlap", {}), {**settings, **estimator}
+        nads = load_nads(directory, option="run_dir")
+        return NADs(nads, eigenvalues_of(directory), diagnostic, {**settings, "shape": list(config.dataset.shape)}, run_dir=directory)
     if is_sweep_dir(directory):
         found = load_sweep(directory)
-        return Sweep(
-            basis=found["basis"],
-            shape=tuple(found["shape"]),
-            cells=found["cells"],
-            settings={**settings, **OmegaConf.to_container(config.sweep, resolve=True)},
-            stride=found["stride"],
-            run_dir=directory,
-            eigenvalues=found["eigenvalues"],
-        )
+        settings = {**settings, **OmegaConf.to_container(config.sweep, resolve=True)}
+        return Sweep(found["basis"], tuple(found["shape"]), found["cells"], settings, found["stride"], directory, found["eigenvalues"])
     return _result(directory)
 
 

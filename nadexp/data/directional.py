@@ -1,8 +1,5 @@
-"""The directional dataset D(v) (NAD paper, section 1.1 of the protocol).
-
-x = y * (eps / 2) * v + P_perp(sigma * n), with n ~ N(0, I) and P_perp = I - v v^T, so <x, v> = +-eps/2
-exactly and the noise has variance sigma^2 along every direction orthogonal to v. Class index 1 is y = +1.
-"""
+"""The directional dataset D(v) (protocol section 1.1): x = y (eps / 2) v + P_perp(sigma n), n ~ N(0, I), P_perp =
+I - v v^T, so <x, v> = +-eps/2 exactly and the noise has variance sigma^2 orthogonally to v; class 1 is y = +1."""
 
 from dataclasses import dataclass
 
@@ -18,15 +15,13 @@ class DirectionalDataset(DirectionalSettings):
     """D(v) as its settings describe it (checked on construction), drawn split by split."""
 
     def vector(self, device=None) -> torch.Tensor:
-        return direction_vector(
-            self.basis, self.direction, self.shape, self.basis_seed, self._nad_array, device=device, fourier_phase=self.fourier_phase
-        )
+        phase = self.fourier_phase
+        basis, nads = (self.basis, self.direction, self.shape, self.basis_seed), self._nad_array
+        return direction_vector(*basis, nads, device=device, fourier_phase=phase)
 
     def sample(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """All ``n_train`` or ``n_test`` samples of a split at once: images (N, C, H, W) and labels (N,), on ``device``.
-
-        Drawn and computed on the CPU, then moved: one seed gives bitwise the same data on every device (a GPU's
-        generator and kernels would give other numbers), so the device a run uses never changes what it learns."""
+        """All ``n_train`` or ``n_test`` samples of a split: images (N, C, H, W) and labels (N,), drawn on the CPU and
+        moved to ``device``, so one seed gives bitwise the same data on every device."""
         size = {"train": self.n_train, "test": self.n_test}[split]
         # Train and test come from independent streams, so resizing one split leaves the other unchanged.
         stream = np.random.SeedSequence([self.seed, ("train", "test").index(split)]).generate_state(1)[0]

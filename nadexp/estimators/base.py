@@ -1,12 +1,6 @@
-"""What every estimator is: a dataclass that `estimator=<name>` instantiates (conf/estimator/<name>.yaml), with
-a device and two steps that nadexp.estimators.run calls.
-
-- ``prepare(cfg)`` makes every check that can fail on the config (options, run directories, checkpoints, files)
-  and writes nothing; it returns what ``run`` needs.
-- ``run(run, prepared)`` estimates, writes its arrays, tables and figures into the run's folder
-  (nadexp.run.context), logs them to its loggers, and returns its fields of result.json (with ``summary`` and ``objective``;
-  nadexp.results builds the record).
-"""
+"""What every estimator is: a dataclass that `estimator=<name>` instantiates, with a device and two steps:
+``prepare(cfg)`` makes every check that can fail on the config and writes nothing; ``run(run, prepared)`` estimates,
+writes and logs its files in the run's folder, and returns its fields of result.json (``summary``, ``objective``)."""
 
 from typing import TYPE_CHECKING, Any
 

@@ -46,9 +46,8 @@ def fit_density(x: np.ndarray, density: str = "dp_mixture", max_components: int 
         model = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=seed)
     else:
         components, prior = max(1, min(max_components, len(x) // 2)), "dirichlet_process"
-        model = BayesianGaussianMixture(
-            n_components=components, weight_concentration_prior_type=prior, reg_covar=1e-6, max_iter=500, random_state=seed
-        )
+        options = dict(weight_concentration_prior_type=prior, reg_covar=1e-6, max_iter=500, random_state=seed)
+        model = BayesianGaussianMixture(n_components=components, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(x)
@@ -152,10 +151,8 @@ class ClassDensityEstimator(Estimator):
         named = self.checkpoint in ("last", "best")
         checkpoint = Path(self.run_dir) / "checkpoints" / f"{self.checkpoint}.ckpt" if named else Path(self.checkpoint)
         if not checkpoint.is_file():
-            raise ConfigError(
-                f"estimator.checkpoint={self.checkpoint!r}: {checkpoint} does not exist (train with "
-                "callbacks=checkpoints, as experiment=cifar10 does, or give the path of a checkpoint)"
-            )
+            how = "train with callbacks=checkpoints, as experiment=cifar10 does, or give the path of a checkpoint"
+            raise ConfigError(f"estimator.checkpoint={self.checkpoint!r}: {checkpoint} does not exist ({how})")
         with drawing_from(seeded(self.seed)):  # its weights are the checkpoint's
             net = make_net()
         net.load_state_dict(load_weights(checkpoint))
@@ -213,13 +210,7 @@ class ClassDensityEstimator(Estimator):
         message = "class densities of %s over %d examples: extraction %.1f s, fitting %.1f s; splits %s -> %s"
         log.info(message, cfg.arch_name, len(labels), extraction_s, fitting_s, gaps, output_dir / "class_density.json")
         summary = {k.removeprefix("class_density/"): v for k, v in metrics.items()}
-        fields = {
-            "objective": splits[stages[-1]]["gap_z"],
-            "summary": summary,
-            "run_dir": self.run_dir,
-            "stages": stages,
-            "seed": self.seed,
-        }
+        fields = dict(objective=splits[stages[-1]]["gap_z"], summary=summary, run_dir=self.run_dir, stages=stages, seed=self.seed)
         files = ["class_density.json", "log_density.npy", "labels.npy", "classes.csv", *(p.name for p in figures)]
         return {**fields, "density": self.density, "examples": times["examples"], "splits": splits, **times, "files": files}
 
@@ -232,9 +223,8 @@ class ClassDensityEstimator(Estimator):
         members = {c: labels == c for c in classes}
         jobs = [(stage, c) for stage in reduced for c in classes]
         fit = delayed(_fit_class)
-        fits = Parallel(n_jobs=self.n_jobs)(
-            fit(reduced[s][members[c]], self.density, self.max_components, self.seed, self.kl_samples) for s, c in jobs
-        )
+        options = (self.density, self.max_components, self.seed, self.kl_samples)
+        fits = Parallel(n_jobs=self.n_jobs)(fit(reduced[s][members[c]], *options) for s, c in jobs)
         fitted = dict(zip(jobs, fits))  # (stage, class) -> (model, log-densities of its examples, relative entropy)
         out = {"stages": {}, "log_density": {}}
         kl_classes = [c for c in (self.kl_classes if self.kl_classes is not None else classes[:10]) if c in classes]
@@ -249,9 +239,8 @@ class ClassDensityEstimator(Estimator):
                 fit = {"components": int((model.weights_ > 0.01).sum()), "converged": bool(model.converged_)}
                 per_class[c] = {**moments, "within_distance": distance, **fit}
             split = split_at_largest_gap(*({c: v[k] for c, v in per_class.items()} for k in ("mean", "std", "n")), self.gap_threshold)
-            kl = lambda a, b: (
-                0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], self.kl_samples or 1000, self.seed)
-            )
+            samples = self.kl_samples or 1000
+            kl = lambda a, b: 0.0 if a == b else kl_between(fitted[(stage, a)][0], fitted[(stage, b)][0], samples, self.seed)
             between = {"classes": kl_classes, "kl": [[kl(a, b) for b in kl_classes] for a in kl_classes]}
             out["stages"][stage] = {"dim": int(x.shape[1]), "classes": per_class, "split": split, "between_kl": between}
             if scores is not None:

@@ -1,19 +1,10 @@
-"""K networks of one architecture as one network of grouped layers, evaluated on inputs they share.
-
-Network k's channels are block k of every wide layer: a convolution of K networks is one convolution with K
-times the groups, BatchNorm runs on K times the channels, and after a Flatten the K feature vectors go through
-their Linear layers as one batched matrix product. The wide network returns (K, N, outputs). Layers that act on
-each channel alone (ReLU, pooling, eval-mode dropout) are shared as they are.
-
-An architecture this cannot express (DenseNet concatenates feature maps, which mixes the blocks; timm models
-have LayerNorm) runs side by side through torch.func.vmap instead. `side_by_side` picks the first of the two
-that gives the K networks' own outputs, checked on two of them against the template on the CPU.
-
-The template (and the stacked networks loaded into a runner) live on the CPU, where networks are drawn; a runner
-moves what it computes with to its own device.
-"""
+"""K networks of one architecture as one network of grouped layers on inputs they share: network k's channels are
+block k of every wide layer (grouped convolutions, BatchNorm on K times the channels, batched Linear products after
+a Flatten; channel-wise layers shared), returning (K, N, outputs). What this cannot express (a DenseNet's
+concatenations, LayerNorm) runs through torch.func.vmap; `side_by_side` picks the first that checks out."""
 
 import copy
+import itertools
 from typing import Optional
 
 import torch
@@ -24,27 +15,15 @@ from torch.func import functional_call, vmap
 from nadexp.devices import agree
 from nadexp.training.keyed_dropout import KeyedDropout
 
-CHANNELWISE = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-    nn.Dropout,
-    KeyedDropout,  # identity in eval mode, as nn.Dropout
-    nn.Identity,
-)
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh)
+POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+CHANNELWISE = (*ACTIVATIONS, *POOLS, nn.Dropout, KeyedDropout, nn.Identity)  # dropout: the identity in eval mode
 CONTAINERS = (nn.Sequential, nn.ModuleList)
 
 
 class WideConv2d(nn.Module):
+    STATE = ("weight", "bias")  # what `load` takes, stacked
+
     def __init__(self, conv: nn.Conv2d, shared_input: bool):
         super().__init__()
         self.conv, self.shared_input = conv, shared_input  # geometry only; weights come from `load`
@@ -60,6 +39,8 @@ class WideConv2d(nn.Module):
 
 
 class WideBatchNorm2d(nn.Module):
+    STATE = ("weight", "bias", "running_mean", "running_var")
+
     def __init__(self, norm: nn.BatchNorm2d):
         super().__init__()
         self.eps = norm.eps
@@ -83,6 +64,8 @@ class WideFlatten(nn.Module):
 
 
 class WideLinear(nn.Module):
+    STATE = ("weight", "bias")
+
     def __init__(self, shared_input: bool):
         super().__init__()
         self.shared_input = shared_input
@@ -139,14 +122,9 @@ def _elements_read(calls) -> int:
 
 
 class WideNetwork:
-    """K networks of ``template``'s architecture at once (see the module docstring).
-
-    ``first_is_linear`` says whether the first layer is a Linear or plain Conv2d applied to the input itself: then
-    its response to x0 + t e_i is its response to x0 plus t times one column of its weights, which `first_layer`
-    builds without evaluating the layer; otherwise the wide network runs that layer on the shared inputs.
-    With ``own_inputs`` every network takes its own input instead, as channel block k of (N, K * C, H, W): the
-    autograd estimator's case.
-    """
+    """K networks of ``template``'s architecture at once. ``first_is_linear``: the first layer is a Linear or plain
+    Conv2d on the input itself, whose response to x0 + t e_i `first_layer` builds from one column of its weights.
+    ``own_inputs``: each network takes its own input, channel block k of (N, K * C, H, W) (autograd NADs)."""
 
     def __init__(self, template: nn.Module, input_shape, dtype=torch.float32, device="cpu", own_inputs=False):
         self.input_shape, self.dtype, self.device = tuple(input_shape), dtype, torch.device(device)
@@ -157,13 +135,9 @@ class WideNetwork:
             raise ValueError(f"{type(template).__name__} has no parameters")
         self.first_name, first_module, first_input = calls[first]
         self.first_module = first_module
-        self.first_is_linear = not own_inputs and (
-            isinstance(first_module, (nn.Linear, nn.Conv2d))
-            and first_input is not None
-            and first_input.data_ptr() == example.data_ptr()
-            and first_input.numel() == example.numel()
-            and (isinstance(first_module, nn.Linear) or (first_module.groups == 1 and first_module.padding_mode == "zeros"))
-        )
+        reads_input = first_input is not None and first_input.data_ptr() == example.data_ptr() and first_input.numel() == example.numel()
+        conv = isinstance(first_module, nn.Conv2d) and first_module.groups == 1 and first_module.padding_mode == "zeros"
+        self.first_is_linear = not own_inputs and (isinstance(first_module, nn.Linear) or conv) and reads_input
         self.activations = _elements_read(calls)  # per network and input; sizes the passes (`estimators.gradients`)
         # parameter-free modules on a shared input (a Flatten) are kept as they are, and the first layer reads it whole
         before = set() if own_inputs else {name for name, _, _ in calls[:first]}
@@ -206,13 +180,8 @@ class WideNetwork:
         self.count = len(next(iter(stacked.values())))
         for name, module in self.net.named_modules():
             prefix = f"{name}." if name else ""
-            get = lambda key: self.stacked.get(prefix + key)  # noqa: E731
-            if isinstance(module, WideConv2d):
-                module.load(get("weight"), get("bias"))
-            elif isinstance(module, WideBatchNorm2d):
-                module.load(get("weight"), get("bias"), get("running_mean"), get("running_var"))
-            elif isinstance(module, WideLinear):
-                module.load(get("weight"), get("bias"))
+            if isinstance(module, (WideConv2d, WideBatchNorm2d, WideLinear)):
+                module.load(*(self.stacked.get(prefix + key) for key in module.STATE))
             elif isinstance(module, WideFlatten):
                 module.count = self.count
         if self.injected is not None:
@@ -239,14 +208,12 @@ class WideNetwork:
             self.first_map = (out_h, out_w)
             oy, ox = (grid.reshape(-1) for grid in torch.meshgrid(torch.arange(out_h), torch.arange(out_w), indexing="ij"))
             pixels, positions, taps = [], [], []
-            for c in range(channels):
-                for ky in range(kh):
-                    for kx in range(kw):
-                        iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
-                        inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
-                        pixels.append(c * height * width + iy[inside] * width + ix[inside])
-                        positions.append((oy * out_w + ox)[inside])
-                        taps.append(torch.full_like(positions[-1], (c * kh + ky) * kw + kx))
+            for c, ky, kx in itertools.product(range(channels), range(kh), range(kw)):
+                iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
+                inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
+                pixels.append(c * height * width + iy[inside] * width + ix[inside])
+                positions.append((oy * out_w + ox)[inside])
+                taps.append(torch.full_like(positions[-1], (c * kh + ky) * kw + kx))
             pixel, position, tap = torch.cat(pixels), torch.cat(positions), torch.cat(taps)
             order = torch.argsort(pixel, stable=True)
             pixel, position, tap = pixel[order], position[order], tap[order]

@@ -1,8 +1,5 @@
-"""The architecture zoo of the NAD paper (reference `models.py`).
-
-Every model is built as ``Model(input_shape=(C, H, W), num_classes=K, **options)`` so that the
-dataset, not the architecture config, decides the input and output sizes.
-"""
+"""The architecture zoo of the NAD paper, each built as ``Model(input_shape=(C, H, W), num_classes=K, **options)``:
+the dataset, not the arch config, decides the input and output sizes."""
 
 from nadexp.models.densenet import DenseNet121
 from nadexp.models.lenet import LeNet

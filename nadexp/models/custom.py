@@ -1,10 +1,6 @@
-"""`arch=custom arch.target=mypkg.MyNet`: a user's own network, built as the zoo's are.
-
-The target is a class or function taking ``(input_shape, num_classes, **arch.kwargs)`` and returning an
-nn.Module. It is found by its dotted path on the Python path or in the current directory (where a user keeps
-``mynet.py``), or among the factories handed to the Python API in this process (nadexp.api), which need no
-import. One forward pass of a blank batch checks that it takes the images and gives one output per class.
-"""
+"""`arch=custom arch.target=mypkg.MyNet`: a user's own network, built as the zoo's are: a class or function taking
+``(input_shape, num_classes, **arch.kwargs)``, found by its dotted path (the current directory included) or among
+the factories handed to the Python API, and checked by one forward pass (docs/custom_architectures.md)."""
 
 import importlib
 import inspect
@@ -41,10 +37,8 @@ def import_target(target: str):
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # noqa: BLE001 - a missing module or one that fails on import: say which
-        raise ConfigError(
-            f"arch.target={target!r} does not import ({type(error).__name__}: {error}): put {module_name.split('.')[0]} "
-            "on PYTHONPATH, install it, or run from its folder"
-        ) from None
+        fix = f"put {module_name.split('.')[0]} on PYTHONPATH, install it, or run from its folder"
+        raise ConfigError(f"arch.target={target!r} does not import ({type(error).__name__}: {error}): {fix}") from None
     found = module
     for part in attribute.split("."):
         found = getattr(found, part, None)

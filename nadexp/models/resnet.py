@@ -7,13 +7,8 @@ from torch import nn
 class BasicBlock(nn.Module):
     def __init__(self, in_planes: int, planes: int, stride: int):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False),
-            nn.BatchNorm2d(planes),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, 1, 1, bias=False),
-            nn.BatchNorm2d(planes),
-        )
+        first = (nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*first, nn.Conv2d(planes, planes, 3, 1, 1, bias=False), nn.BatchNorm2d(planes))
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != planes:
             self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
@@ -24,14 +19,9 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-    """Stages are exposed as ``stages[0..3]``: representation analyses read their pooled outputs.
-
-    The reference pools the final 4 x 4 map with a 4 x 4 average pool; the adaptive pool used here
-    is the same on 32 x 32 inputs and keeps other image sizes working. With ``pool=False`` the network has
-    no pooling layer at all: the final map (512 x 4 x 4 on 32 x 32 images) is flattened into the linear layer.
-    ``width``: the first stage's channels (64; the stages double it); ``blocks``: blocks per stage. A narrow
-    ResNet (arch=resnet_narrow: width 8, one block per stage) trains a whole Fourier map on a CPU.
-    """
+    """Stages exposed as ``stages[0..3]`` (representation analyses read them); an adaptive final pool (the
+    reference's 4 x 4 pool on 32 x 32 images), none with ``pool=False``; ``width``: the first stage's channels (64,
+    doubling), ``blocks`` per stage (arch=resnet_narrow: width 8, one block each, trains a Fourier map on a CPU)."""
 
     def __init__(self, input_shape: tuple[int, int, int], num_classes: int, blocks=(2, 2, 2, 2), pool: bool = True, width: int = 64):
         super().__init__()
@@ -39,11 +29,8 @@ class ResNet18(nn.Module):
         stages, in_planes = [], width
         for index, (planes, count) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), blocks)):
             strides = [1 if index == 0 else 2] + [1] * (count - 1)
-            stage = []
-            for stride in strides:
-                stage.append(BasicBlock(in_planes, planes, stride))
-                in_planes = planes
-            stages.append(nn.Sequential(*stage))
+            stages.append(nn.Sequential(*(BasicBlock(in_planes if k == 0 else planes, planes, s) for k, s in enumerate(strides))))
+            in_planes = planes
         self.stages = nn.Sequential(*stages)
         if pool:
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8 * width, num_classes))

@@ -14,14 +14,7 @@ CONFIGS = {
 
 
 class VGG(nn.Module):
-    def __init__(
-        self,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        depth: str = "vgg11",
-        batch_norm: bool = False,
-        dropout: float = 0.5,
-    ):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, depth="vgg11", batch_norm=False, dropout=0.5):
         super().__init__()
         if depth not in CONFIGS:
             raise ConfigError(f"arch.depth must be one of {sorted(CONFIGS)}, got {depth!r}")
@@ -38,16 +31,9 @@ class VGG(nn.Module):
         if height < 1 or width < 1:
             raise ConfigError(f"dataset.shape={list(input_shape)} is too small for VGG: its five pools need images of at least 32 x 32")
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(channels * height * width, 512),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(512, 512),
-            nn.ReLU(inplace=True),
-            nn.Linear(512, num_classes),
-        )
+        first = (nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels * height * width, 512), nn.ReLU(inplace=True))
+        second = (nn.Dropout(dropout), nn.Linear(512, 512), nn.ReLU(inplace=True))
+        self.classifier = nn.Sequential(*first, *second, nn.Linear(512, num_classes))
         self.reset_parameters()
 
     def reset_parameters(self):

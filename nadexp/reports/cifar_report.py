@@ -3,16 +3,15 @@ Fourier-flipped accuracy per arch, and clean test accuracy against the poisoned 
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from omegaconf import OmegaConf
 
 from nadexp.data.nad_file import eigenvalues_of
 from nadexp.data.settings import SHAPES, poison_carriers
-from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
+from nadexp.reports.heatmap import save_figure
 from nadexp.results.atomic import write_csv_atomic
 from nadexp.results.schema import records_below
-
-import matplotlib.pyplot as plt  # noqa: E402  isort: skip
 
 FLIP_VARIANTS = ("plain", "nad_flip", "fourier_flip")
 FLIP_COLUMNS = ("arch", "dataset", "seed", *FLIP_VARIANTS, "nad_flip - plain", "fourier_flip - plain")
@@ -62,7 +61,6 @@ def flip_table(runs: list[dict], out_dir: Path) -> list[Path]:
     ax.set(ylabel="test accuracy")
     ax.set_title(f"{data_set_names(runs)}: original vs flipped representations", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
     return [out_dir / "flip_table.csv", out_dir / "flip_table.md", *save_figure(fig, out_dir / "flip_table")]
 
 
@@ -92,7 +90,6 @@ def poison_curve(runs: list[dict], out_dir: Path) -> list[Path]:
     axes[0].set_title(f"{data_set_names(poisoned)} poisoned along NADs idx to idx + {last}", fontsize=9)
     axes[1].set(xlabel="NAD index (linear to 4, logarithmic above)", ylabel="eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)
-    fig.tight_layout()
     return [out_dir / "poison_curve.csv", *save_figure(fig, out_dir / "poison_curve")]
 
 

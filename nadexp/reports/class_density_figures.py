@@ -3,11 +3,10 @@ log-density, between-class KL."""
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
-
-import matplotlib.pyplot as plt  # noqa: E402  isort: skip
+from nadexp.reports.heatmap import save_figure
 
 
 def _name(c, class_names) -> str:
@@ -30,9 +29,7 @@ def sorted_log_density(stages: dict, path: Path, title: str, class_names=None) -
         ax.set_xticks(range(0, len(order), step), [_name(c, class_names) for c in order][::step], rotation=70, fontsize=6)
         ax.set_title(f"{stage} (d={found['dim']}): gap {split['gap']:.2f}, z {split['gap_z']:.1f}", fontsize=8)
         ax.set_ylabel("mean log-density of own examples")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, title)
 
 
 def kl_vs_log_density(stages: dict, path: Path, title: str) -> list[Path]:
@@ -44,9 +41,7 @@ def kl_vs_log_density(stages: dict, path: Path, title: str) -> list[Path]:
         ax.set_xlabel("mean log-density")
         ax.set_ylabel("KL(p_c || diagonal Gaussian)")
         ax.set_title(stage, fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, title)
 
 
 def between_class_kl(stages: dict, path: Path, title: str, class_names=None) -> list[Path]:
@@ -59,6 +54,4 @@ def between_class_kl(stages: dict, path: Path, title: str, class_names=None) -> 
         ax.set_yticks(range(len(names)), names, fontsize=6)
         ax.set_title(f"{stage}: log10 KL(row || column)", fontsize=8)
         fig.colorbar(image, ax=ax, shrink=0.8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, title)

@@ -7,17 +7,14 @@ published cell and its conjugate (two trainings of one direction); odd frequenci
 import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nadexp.data.directions import conjugate, signed  # noqa: E402
-from nadexp.reports.heatmap import fourier_grid, save_figure  # noqa: E402
-from nadexp.reports.metrics import LOW_FREQUENCY, is_low  # noqa: E402
-from nadexp.reports.published import PUBLISHED_SHAPE, has_published_map, published_map  # noqa: E402
-from nadexp.results.atomic import write_csv_atomic  # noqa: E402
+from nadexp.data.directions import conjugate, signed
+from nadexp.reports.heatmap import fourier_grid, save_figure
+from nadexp.reports.metrics import LOW_FREQUENCY, is_low
+from nadexp.reports.published import PUBLISHED_SHAPE, has_published_map, published_map
+from nadexp.results.atomic import write_csv_atomic
 
 # Windows of the summary: every matched direction; the low frequencies, where LeNet learns; the high-frequency
 # corner (both frequencies at least 10 in size), where the published LeNet map is at chance.

@@ -59,23 +59,15 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
     rows = []
     for sweep in sweeps:
         summary = summary_metrics(sweep["cells"], sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-        head = {
-            "run": _relative(sweep["dir"], root),
-            "task": f"sweep ({sweep['basis']})",
-            "arch": sweep["arch"],
-            "seed": sweep["config"].get("seed"),
-        }
+        head = dict(
+            run=_relative(sweep["dir"], root), task=f"sweep ({sweep['basis']})", arch=sweep["arch"], seed=sweep["config"].get("seed")
+        )
         rows.append({**head, "status": sweep["status"], **summary})
     for estimate in estimates:
         summary = estimate.get("summary") or {}
         if not summary and estimate["task"] == "nads":  # a run from before summaries were stored
             summary = spectrum_summary(eigenvalues_of(estimate["dir"]))
-        head = {
-            "run": _relative(estimate["dir"], root),
-            "task": estimate["task"],
-            "arch": estimate.get("arch"),
-            "seed": estimate.get("seed"),
-        }
+        head = dict(run=_relative(estimate["dir"], root), task=estimate["task"], arch=estimate.get("arch"), seed=estimate.get("seed"))
         rows.append({**head, "status": "finished", **{k: v for k, v in summary.items() if k != "gradient_time_s"}})
     return rows
 
@@ -262,17 +254,13 @@ def write_dashboard(roots, path: Path) -> Path:
     found = [find_runs(root) for root in roots]
     sweeps, estimates, failed = ([run for runs in found for run in runs[kind]] for kind in range(3))
     if not sweeps and not estimates and not failed:
-        raise ConfigError(
-            f"nothing to show: no direction sweep (config.yaml and cells/), no estimate (result.json of "
-            f"estimator={'|'.join(ESTIMATORS)}) and no failed run below {', '.join(map(str, roots))}"
-        )
+        kinds = f"no direction sweep (config.yaml and cells/), no estimate (result.json of estimator={'|'.join(ESTIMATORS)})"
+        raise ConfigError(f"nothing to show: {kinds} and no failed run below {', '.join(map(str, roots))}")
     base = Path(os.path.commonpath([root.resolve() for root in roots]))
     panels = dashboard_sections(sweeps, estimates, failed, base)
     sections = "\n".join(f"<section><h2>{html.escape(heading)}</h2>\n{body}</section>" for heading, body in panels)
-    count, when = (
-        f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s), {len(failed)} failed run(s);",
-        datetime.now().strftime("%Y-%m-%d %H:%M"),
-    )
+    count = f"{len(sweeps)} sweep(s), {len(estimates)} estimate(s), {len(failed)} failed run(s);"
+    when = datetime.now().strftime("%Y-%m-%d %H:%M")
     title, root = f"nadexp: {html.escape(base.name)}", html.escape(" ".join(map(str, roots)))
     page = PAGE.format(title=title, plotly=get_plotlyjs(), count=count, when=when, root=root, sections=sections)
     write_text_atomic(path, page)

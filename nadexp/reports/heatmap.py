@@ -2,13 +2,10 @@
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nadexp.data.directions import conjugate, signed  # noqa: E402
+from nadexp.data.directions import conjugate, signed
 
 
 def fourier_grid(records: list[dict], height: int, width: int) -> np.ndarray:
@@ -49,8 +46,13 @@ def draw(ax, grid: np.ndarray, stride: int = 1, title: str = ""):
     return artist
 
 
-def save_figure(fig, path) -> list[Path]:
-    """Writes ``fig`` as ``path``.png and ``path``.pdf and closes it."""
+def save_figure(fig, path, title: str | None = None) -> list[Path]:
+    """Writes ``fig`` (with ``title`` above its panels, laid out tight unless it has a layout of its own) as
+    ``path``.png and ``path``.pdf and closes it."""
+    if title is not None:
+        fig.suptitle(title, fontsize=9)
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     paths = [Path(path).with_suffix(suffix) for suffix in (".png", ".pdf")]
     for out in paths:
         fig.savefig(out, dpi=120)
@@ -73,5 +75,4 @@ def plot_fourier_heatmap(grid: np.ndarray, path: Path, title: str = "", stride: 
     fig.colorbar(draw(ax, grid, stride, title), ax=ax, label="test accuracy")
     height, width = grid.shape
     mark_cells(ax, marked, height, width)
-    fig.tight_layout()
     return save_figure(fig, path)

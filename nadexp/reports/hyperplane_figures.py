@@ -2,11 +2,10 @@
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-from nadexp.reports.heatmap import save_figure  # sets the file-only matplotlib backend first
-
-import matplotlib.pyplot as plt  # noqa: E402  isort: skip
+from nadexp.reports.heatmap import save_figure
 
 SERIES = (("trained", "tab:blue"), ("init", "tab:orange"), ("fresh", "tab:green"), ("null", "tab:gray"))
 
@@ -34,7 +33,6 @@ def cos_violins(layers: dict, path: Path, title: str) -> list[Path]:
     ax.set_ylabel("cos(filter normal, 1)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, ncol=4)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -56,9 +54,7 @@ def mass_and_critical(epochs: dict, critical: list[dict], layer_names: list[str]
         image = axes[0, 1].imshow(drop, aspect="auto", cmap="magma_r", vmin=0, vmax=1, interpolation="nearest")
         _label_axes(axes[0, 1], columns, layer_names, "layer reset to snapshot", "critical layers")
         fig.colorbar(image, ax=axes[0, 1], label="(acc* - acc) / acc*")
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, title)
 
 
 def _label_axes(ax, columns, rows, xlabel: str, title: str) -> None:

@@ -3,11 +3,8 @@ that summarise its spectrum."""
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 FIGURES = ("nads.png", "nads_fourier.png", "spectrum.png")
 

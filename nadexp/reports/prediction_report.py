@@ -4,23 +4,20 @@ published map. Shared by `experiment=fourier_predicted` and `python -m nadexp.re
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import pearsonr, spearmanr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import pearsonr, spearmanr  # noqa: E402
-
-from nadexp.data.directions import conjugate, signed  # noqa: E402
-from nadexp.data.nad_file import load_nads  # noqa: E402
-from nadexp.errors import ConfigError  # noqa: E402
-from nadexp.reports.calibration import OwnCalibration, choose_spot_checks, fit_own  # noqa: E402
-from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
-from nadexp.reports.metrics import cell_rows  # noqa: E402
-from nadexp.reports.prediction import LEARNABLE, spectrum_of  # noqa: E402
-from nadexp.reports.published import has_published_map, published_map  # noqa: E402
-from nadexp.results.atomic import write_csv_atomic, write_json_atomic  # noqa: E402
-from nadexp.results.schema import read_record, read_record_or_warn  # noqa: E402
+from nadexp.data.directions import conjugate, signed
+from nadexp.data.nad_file import load_nads
+from nadexp.errors import ConfigError
+from nadexp.reports.calibration import OwnCalibration, choose_spot_checks, fit_own
+from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure
+from nadexp.reports.metrics import cell_rows
+from nadexp.reports.prediction import LEARNABLE, spectrum_of
+from nadexp.reports.published import has_published_map, published_map
+from nadexp.results.atomic import write_csv_atomic, write_json_atomic
+from nadexp.results.schema import read_record, read_record_or_warn
 
 PREDICTED_COLUMNS = ("kx", "ky", "f_rows", "f_cols", "abs_freq", "score", "test_acc", "uncertainty", "trained_acc")
 SPOT_CHECK_COLUMNS = ("f_rows", "f_cols", "score")

@@ -3,22 +3,19 @@ curves, pixel maps, cells.csv and summary.md; and `make_report`, which also repo
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from omegaconf import OmegaConf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-
-from nadexp.data.nad_file import eigenvalues_of  # noqa: E402
-from nadexp.errors import ConfigError  # noqa: E402
-from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report  # noqa: E402
-from nadexp.reports.comparison import comparable, write_comparison  # noqa: E402
-from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure  # noqa: E402
-from nadexp.reports.prediction_report import load_prediction  # noqa: E402
-from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS  # noqa: E402
+from nadexp.data.nad_file import eigenvalues_of
+from nadexp.errors import ConfigError
+from nadexp.reports.cifar_report import find_cifar_runs, make_cifar_report
+from nadexp.reports.comparison import comparable, write_comparison
+from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, save_figure
+from nadexp.reports.prediction_report import load_prediction
+from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS
 from nadexp.reports.published import PUBLISHED_SHAPE
-from nadexp.results.atomic import write_csv_atomic  # noqa: E402
+from nadexp.results.atomic import write_csv_atomic
 from nadexp.results.schema import CELL_COLUMNS, CELL_KEYS, UnreadableRecord, is_failed, read_record, read_record_or_warn, records_below
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
@@ -63,7 +60,6 @@ def nad_curve(sweep: dict, path: Path) -> list[Path]:
         axes[1].semilogy(np.maximum(sweep["eigenvalues"], np.finfo(float).tiny))
     axes[1].set(xlabel="NAD index", ylabel="eigenvalue")
     axes[1].set_title("NAD spectrum", fontsize=9)
-    fig.tight_layout()
     return save_figure(fig, path)
 
 
@@ -78,7 +74,6 @@ def pixel_map(sweep: dict, path: Path) -> list[Path]:
     ax.set_title(f"{sweep['name']}: pixel directions", fontsize=9)
     ax.set(xlabel="column", ylabel="row")
     fig.colorbar(image, ax=ax, label="test accuracy")
-    fig.tight_layout()
     return save_figure(fig, path)
 
 

@@ -18,15 +18,9 @@ log = logging.getLogger(__name__)
 def training_fields(cfg: DictConfig) -> dict:
     """What identifies one trained (arch, data, seed): a training run's and a sweep cell's first fields."""
     dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
-    return {
-        "arch": cfg.arch_name,
-        "dataset": cfg.dataset_name,
-        "basis": dataset.get("basis"),
-        "direction": dataset.get("direction"),
-        "variant": dataset.get("variant"),
-        "nad_index": dataset.get("nad_index") if dataset.get("variant") == "poison" else None,
-        "seed": cfg.seed,
-    }
+    variant = dataset.get("variant")
+    fields = dict(arch=cfg.arch_name, dataset=cfg.dataset_name, basis=dataset.get("basis"), direction=dataset.get("direction"))
+    return {**fields, "variant": variant, "nad_index": dataset.get("nad_index") if variant == "poison" else None, "seed": cfg.seed}
 
 
 def training_metrics(history: list[dict], test_loss: float, test_acc: float, epochs: int, steps: int, wall_time_s: float) -> dict:
@@ -47,13 +41,7 @@ def result_record(task: str, cfg: DictConfig, fields: dict, wall_time_s: float) 
     the task's own, with ``summary`` and, unless the task's objective is a field of its own, ``objective``."""
     fields = dict(fields)
     objective = fields.pop("objective", None) if TASKS[task].objective == "objective" else fields.get(TASKS[task].objective)
-    head = {
-        "task": task,
-        "arch": cfg.arch_name,
-        "seed": fields.pop("seed", cfg.seed),
-        "objective": objective,
-        "summary": fields.pop("summary", {}),
-    }
+    head = dict(task=task, arch=cfg.arch_name, seed=fields.pop("seed", cfg.seed), objective=objective, summary=fields.pop("summary", {}))
     body, tf32 = {}, bool(cfg.get("tf32", False))
     for key, value in fields.items():
         body[key] = value
