@@ -1,7 +1,6 @@
-"""Sharing a machine's CPU cores between the nadexp processes on it: each runs cores // processes torch threads
-(at least one), looked at again between a sweep's groups of cells, a NAD estimate's networks and a training run's
-epochs. So two processes on one sweep, or a sweep beside a NAD estimate, split the cores instead of each taking
-all of them, which on a CPU slows both many times over. An explicit ``threads=N`` is kept as it is."""
+"""Sharing a machine's CPU cores between the nadexp processes on it: each runs cores // processes torch threads (at
+least one; ``threads=N`` kept as it is), looked at again between cells, networks and epochs, so two processes split
+the cores instead of each taking all of them, which on a CPU slows both many times over."""
 
 import os
 import tempfile
@@ -31,7 +30,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's: alive
-        return True
+        pass
     return True
 
 

@@ -27,10 +27,6 @@ def fourier_cells(height: int, width: int, stride: int = 1, max_frequency=None) 
     return cells
 
 
-def pixel_cells(height: int, width: int, stride: int = 1) -> list[tuple[int, int]]:
-    return [(row, col) for row in range(0, height, stride) for col in range(0, width, stride)]
-
-
 def index_list(spec, size: int) -> list[int]:
     """NAD indices from a list, or a "start:stop:step" string (Python slice rules), within ``size``."""
     if isinstance(spec, str):
@@ -57,7 +53,7 @@ def sweep_directions(basis: str, shape, stride: int = 1, indices=None, num_nads:
             raise ConfigError(f"sweep.max_frequency must be >= 0 or null (all), got {max_frequency}")
         return [list(cell) for cell in fourier_cells(height, width, stride, max_frequency)]
     if basis == "pixel":
-        return [list(cell) for cell in pixel_cells(height, width, stride)]
+        return [[row, col] for row in range(0, height, stride) for col in range(0, width, stride)]
     if basis == "nad":
         return [[i] for i in index_list("::1" if indices is None else indices, num_nads)]
     raise ConfigError(f"sweep.basis={basis!r} is unknown: choose one of fourier, pixel, nad")

@@ -110,14 +110,16 @@ def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, m
     perturbed inputs go through in chunks of ``chunk_size``."""
     count, shape = len(points), points.shape[1:]
     dim = math.prod(shape)
-    worker = _twin(template, dtype, device)
+    # a channels-last copy in eval mode and ``dtype`` that receives each network's weights
+    worker = copy.deepcopy(template).eval().to(device=device, dtype=dtype, memory_format=torch.channels_last)
     gradients = torch.empty(count, dim)
     shared = bool(points.stride(0) == 0)  # one x0 for all networks: build the perturbed batch once
     batch = None
     with torch.inference_mode(), Steps("NADs by finite differences", count, "networks") as progress:
         for k, net in enumerate(fresh_networks(template, count, make_net, generator=generator)):
             share()
-            _copy_weights(net, worker)
+            for source, target in zip(net.parameters(), worker.parameters()):
+                target.copy_(source)
             if batch is None or not shared:
                 batch = perturbed_inputs(points[k], scale, device, dtype)(slice(0, dim))
             out = torch.cat([worker(part).float().reshape(-1) for part in batch.split(chunk_size)])
@@ -182,13 +184,3 @@ def auto_autograd_networks(template: nn.Module, shape, device) -> int:
     params = sum(p.numel() for p in template.parameters())
     budget = torch.cuda.mem_get_info(device)[0] // 4 if torch.device(device).type == "cuda" else 2**30
     return max(1, min(256, budget // (4 * params * 4)))  # the stacked copy, its vmap temporaries and gradients
-
-
-def _twin(template: nn.Module, dtype: torch.dtype, device) -> nn.Module:
-    """A channels-last copy of ``template`` in eval mode and ``dtype`` that receives each network's weights."""
-    return copy.deepcopy(template).eval().to(device=device, dtype=dtype, memory_format=torch.channels_last)
-
-
-def _copy_weights(source: nn.Module, target: nn.Module) -> None:
-    for s, t in zip(source.parameters(), target.parameters()):
-        t.copy_(s)

@@ -71,10 +71,8 @@ def find_snapshots(run_dir) -> dict[int, Path]:
     paths = sorted((run_dir / "snapshots").glob(SNAPSHOT_PATTERN))
     if not run_dir.is_dir() or not paths:
         first = "`python run.py experiment=cifar10 arch=vgg11 callbacks=snapshots`, or set estimator.run_dir=null"
-        raise ConfigError(
-            f"estimator.run_dir={str(run_dir)!r} holds no weight snapshots (snapshots/{SNAPSHOT_PATTERN}): "
-            f"train with per-epoch snapshots first, e.g. {first} to analyse a fresh initialisation"
-        )
+        holds = f"estimator.run_dir={str(run_dir)!r} holds no weight snapshots (snapshots/{SNAPSHOT_PATTERN})"
+        raise ConfigError(f"{holds}: train with per-epoch snapshots first, e.g. {first} to analyse a fresh initialisation")
     return {int(re.search(r"(\d+)", p.stem).group(1)): p for p in paths}
 
 

@@ -18,10 +18,8 @@ def training_run_config(run_dir, cfg: DictConfig) -> DictConfig:
     if not all(key in source for key in ("arch", "dataset", "arch_name")):
         raise ConfigError(f"estimator.run_dir={str(run_dir)!r}: its config.yaml is not a training run's (no arch or dataset)")
     if source.get("arch_name") != cfg.arch_name:
-        raise ConfigError(
-            f"estimator.run_dir={str(run_dir)!r} holds a {source.get('arch_name')} run, but arch={cfg.arch_name}: "
-            f"add arch={source.get('arch_name')}"
-        )
+        holds = f"estimator.run_dir={str(run_dir)!r} holds a {source.get('arch_name')} run"
+        raise ConfigError(f"{holds}, but arch={cfg.arch_name}: add arch={source.get('arch_name')}")
     return source
 
 

@@ -46,9 +46,8 @@ class WideBatchNorm2d(nn.Module):
         self.eps = norm.eps
 
     def load(self, weight, bias, running_mean, running_var):
-        self.weight, self.bias, self.mean, self.var = (
-            None if t is None else t.reshape(-1) for t in (weight, bias, running_mean, running_var)
-        )
+        stacked = (weight, bias, running_mean, running_var)
+        self.weight, self.bias, self.mean, self.var = (None if t is None else t.reshape(-1) for t in stacked)
 
     def forward(self, x):
         return F.batch_norm(x, self.mean, self.var, self.weight, self.bias, False, 0.0, self.eps)
@@ -149,7 +148,8 @@ class WideNetwork:
                 continue
             replacement = self._wide(name, module)
             if replacement is not module:
-                _set_module(self.net, name, replacement)
+                parent, _, child = name.rpartition(".")
+                setattr(self.net.get_submodule(parent) if parent else self.net, child, replacement)
         self.net.to(self.device)
         if self.first_is_linear:
             self._connections(first_module, example)
@@ -277,9 +277,8 @@ class WideNetwork:
         """(K, N, outputs) for the shared inputs ``x``, or from the first layer's output ``first``."""
         if first is not None:
             self.injected.value = first
-            x = torch.empty(
-                len(first) if first.dim() == 4 else first.shape[1], *self.input_shape, device=self.device, dtype=self.dtype
-            )  # never read: the first layer is injected
+            count = len(first) if first.dim() == 4 else first.shape[1]
+            x = torch.empty(count, *self.input_shape, device=self.device, dtype=self.dtype)  # never read: the first layer is injected
         try:
             return self.net(x.to(self.dtype))
         finally:
@@ -366,8 +365,3 @@ def _check(runner, template: nn.Module, input_shape, probe: dict) -> None:
         want = torch.stack([functional_call(template, {n: t[k] for n, t in probe.items()}, (inputs,)).reshape(-1) for k in range(len(got))])
     if not agree(got, want, torch.float32, runner.device):
         raise ValueError("the networks side by side compute something else than one by one (e.g. they concatenate maps)")
-
-
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, child, module)

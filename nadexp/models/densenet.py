@@ -22,9 +22,7 @@ class Bottleneck(nn.Module):
 class DenseNet121(nn.Module):
     """The reference ends with a 4 x 4 average pool; the adaptive pool here is the same on 32 x 32."""
 
-    def __init__(
-        self, input_shape: tuple[int, int, int], num_classes: int, growth: int = 32, blocks=(6, 12, 24, 16), reduction: float = 0.5
-    ):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, growth=32, blocks=(6, 12, 24, 16), reduction=0.5):
         super().__init__()
         planes = 2 * growth
         layers: list[nn.Module] = [nn.Conv2d(input_shape[0], planes, 3, padding=1, bias=False)]

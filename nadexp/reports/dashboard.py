@@ -59,9 +59,8 @@ def summary_rows(sweeps: list[dict], estimates: list[dict], root: Path) -> list[
     rows = []
     for sweep in sweeps:
         summary = summary_metrics(sweep["cells"], sweep["basis"], sweep["shape"], sweep["eigenvalues"])
-        head = dict(
-            run=_relative(sweep["dir"], root), task=f"sweep ({sweep['basis']})", arch=sweep["arch"], seed=sweep["config"].get("seed")
-        )
+        run, task, seed = _relative(sweep["dir"], root), f"sweep ({sweep['basis']})", sweep["config"].get("seed")
+        head = dict(run=run, task=task, arch=sweep["arch"], seed=seed)
         rows.append({**head, "status": sweep["status"], **summary})
     for estimate in estimates:
         summary = estimate.get("summary") or {}

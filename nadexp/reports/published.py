@@ -19,6 +19,5 @@ def published_map(arch: str) -> dict[tuple[int, int], float]:
     if arch not in COLUMNS:
         raise ConfigError(f"no published Fourier heat map for arch {arch!r}: there is one for {', '.join(COLUMNS)}")
     with PUBLISHED_CSV.open(newline="") as file:
-        return {
-            (int(row["cycles_down_rows"]), int(row["cycles_across_cols"])): float(row[COLUMNS[arch]]) / 100 for row in csv.DictReader(file)
-        }
+        cell = lambda row: (int(row["cycles_down_rows"]), int(row["cycles_across_cols"]))
+        return {cell(row): float(row[COLUMNS[arch]]) / 100 for row in csv.DictReader(file)}

@@ -57,10 +57,6 @@ def fits(value, annotation) -> bool:
     return True  # a class, callable or protocol: only the library can tell
 
 
-def _type_text(annotation) -> str:
-    return str(annotation).replace("typing.", "").replace("NoneType", "null").replace("<class '", "").replace("'>", "")
-
-
 def check_settings(where: str, node: DictConfig) -> type | None:
     """Every key of ``node`` (a config with a ``_target_``) against its target's signature: known and of its type.
     ``where`` names the node in messages (trainer, callbacks.snapshots, ...). Returns the target."""
@@ -86,7 +82,8 @@ def check_settings(where: str, node: DictConfig) -> type | None:
             hint = f"close: {', '.join(close)}" if close else f"see {name}'s arguments"
             raise ConfigError(f"{where}.{key} is not a setting of {name} ({hint})")
         if key in hints and not fits(value, hints[key]):
-            raise ConfigError(f"{where}.{key}={value!r} is not what {name} takes: {_type_text(hints[key])}")
+            text = str(hints[key]).replace("typing.", "").replace("NoneType", "null").replace("<class '", "").replace("'>", "")
+            raise ConfigError(f"{where}.{key}={value!r} is not what {name} takes: {text}")
         low = UNCHECKED_BY_LIGHTNING.get(key)
         if low is not None and isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
             raise ConfigError(f"{where}.{key} must be >= {low}, got {value}")

@@ -190,9 +190,8 @@ def plan(run: Run) -> SweepPlan:
     shard, num_shards = _shard(cfg)
     shape = tuple(cfg.dataset.shape)
     num_nads = len(load_nads(cfg.dataset.nads, shape)) if cfg.sweep.basis == "nad" else 0
-    directions = sweep_directions(
-        cfg.sweep.basis, shape, cfg.sweep.stride, cfg.sweep.get("indices"), num_nads, cfg.sweep.get("max_frequency")
-    )
+    grid = (cfg.sweep.stride, cfg.sweep.get("indices"), num_nads, cfg.sweep.get("max_frequency"))
+    directions = sweep_directions(cfg.sweep.basis, shape, *grid)
     directions = directions[shard::num_shards]  # parallel jobs of one sweep share its directory, not its cells
     at_once = models_at_once(cfg)
     if directions:  # one cell built as it will be trained: its dataset, network, optimizer (and Lightning trainer)

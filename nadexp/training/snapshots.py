@@ -7,10 +7,6 @@ import pytorch_lightning as pl
 SNAPSHOT_PATTERN = "epoch_*.ckpt"
 
 
-def snapshot_path(dirpath, epochs_done: int) -> Path:
-    return Path(dirpath) / f"epoch_{epochs_done:03d}.ckpt"
-
-
 class EpochSnapshots(pl.Callback):
     """Saves the weights (a weights-only Lightning checkpoint) before training as epoch_000.ckpt and after
     every epoch e as epoch_<e>.ckpt, e counting completed epochs. A resumed run keeps the files it finds."""
@@ -19,7 +15,7 @@ class EpochSnapshots(pl.Callback):
         self.dirpath = dirpath
 
     def _save(self, trainer: pl.Trainer, epochs_done: int) -> None:
-        path = snapshot_path(self.dirpath, epochs_done)
+        path = Path(self.dirpath) / f"epoch_{epochs_done:03d}.ckpt"
         # save_checkpoint is collective under DDP (it ends in a barrier): every rank must make the same choice,
         # so rank zero's view of the file decides, not each rank's view of a file that rank zero may be writing.
         if not trainer.strategy.broadcast(path.exists(), src=0):

@@ -23,30 +23,17 @@ from nadexp.training.keyed_dropout import draws_of
 # trainer.* settings that change nothing the engine does (display, checkpoint files, sanity checks).
 NO_EFFECT = ("_target_", "default_root_dir", "enable_progress_bar", "enable_model_summary", "enable_checkpointing")
 NO_EFFECT += ("log_every_n_steps", "num_sanity_val_steps")
-SUPPORTED_VALUES = {
-    "precision": ("32", "32-true"),
-    "accelerator": ("auto", "cpu", "gpu", "cuda"),
-    "devices": ("1",),
-    "gradient_clip_algorithm": ("None", "norm", "value"),
-    "deterministic": ("None", "False"),
-}
+SUPPORTED_VALUES = {"precision": ("32", "32-true"), "accelerator": ("auto", "cpu", "gpu", "cuda"), "devices": ("1",)}
+SUPPORTED_VALUES.update(gradient_clip_algorithm=("None", "norm", "value"), deterministic=("None", "False"))
 IMPLEMENTED = ("max_epochs", "gradient_clip_val", "check_val_every_n_epoch", *SUPPORTED_VALUES)
 
 
 def unsupported_trainer_settings(trainer) -> list[str]:
     """``trainer.key=value`` for every setting of the trainer config that the stacked engine does not implement."""
     defaults = {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()}
-    found = []
-    for key, value in trainer.items():
-        if key in NO_EFFECT:
-            continue
-        if key in SUPPORTED_VALUES:
-            supported = str(value) in SUPPORTED_VALUES[key]
-        else:
-            supported = key in IMPLEMENTED or (key in defaults and value == defaults[key])
-        if not supported:
-            found.append(f"trainer.{key}={value}")
-    return found
+    implemented = lambda key, value: key in IMPLEMENTED or (key in defaults and value == defaults[key])
+    supported = lambda key, value: str(value) in SUPPORTED_VALUES[key] if key in SUPPORTED_VALUES else implemented(key, value)
+    return [f"trainer.{key}={value}" for key, value in trainer.items() if key not in NO_EFFECT and not supported(key, value)]
 
 
 def trainer_options(trainer) -> dict:
