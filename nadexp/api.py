@@ -129,10 +129,9 @@ def _settings(settings: Optional[dict]) -> list[str]:
 
 @contextmanager
 def process_as_found():
-    """The caller's process as it was before a call: the TF32 flags, the random generators (Python's, NumPy's,
-    torch's CPU and CUDA ones, Lightning's seed variables), and the GPU allocator's cache emptied after a call that
-    used the GPU (so the next automatic K sees the memory free). Torch's threads: nadexp.cores.sharing, around
-    every run."""
+    """The caller's process as it was before a call: the TF32 flags, the random generators (Python's, NumPy's, torch's CPU and CUDA ones,
+    Lightning's seed variables), and the GPU allocator's cache emptied after a call that used the GPU (so the next automatic K sees the
+    memory free). Torch's threads: nadexp.cores.sharing, around every run."""
     import random
 
     import torch

@@ -1,6 +1,5 @@
-"""What a run's log shows, in a shell (conf/hydra/default.yaml) and in a notebook alike (``quiet_lightning``):
-Lightning's notices, which every Trainer of a sweep's cells repeats, once per process; not its adverts ("Tip:")
-or the warnings users cannot act on."""
+"""What a run's log shows, in a shell (conf/hydra/default.yaml) and in a notebook alike (``quiet_lightning``): Lightning's notices, which
+every Trainer of a sweep's cells repeats, once per process; not its adverts ("Tip:") or the warnings users cannot act on."""
 
 import logging
 import warnings

@@ -1,5 +1,4 @@
-"""The one exception type for bad user input: run.py turns it into a one-line message and exit code 2; and the
-close matches such a message offers."""
+"""The one exception type for bad user input: run.py turns it into a one-line message and exit code 2; and the close matches it offers."""
 
 import difflib
 

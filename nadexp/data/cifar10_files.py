@@ -1,5 +1,4 @@
-"""CIFAR-10's and CIFAR-100's files on disk: torchvision's readers with clear messages, and writers of the
-same formats."""
+"""CIFAR-10's and CIFAR-100's files on disk: torchvision's readers with clear messages, and writers of the same formats."""
 
 import pickle
 from pathlib import Path
@@ -59,8 +58,7 @@ def require_files(data_dir, source: str = "cifar10") -> None:
 
 
 def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = True, source: str = "cifar10"):
-    """uint8 images (N, 3, 32, 32) and int64 labels (N,) of one split; ConfigError when the files are
-    missing, corrupt, or cannot be downloaded."""
+    """uint8 images (N, 3, 32, 32) and int64 labels (N,) of one split; ConfigError when files are missing, corrupt or not downloadable."""
     root = Path(data_dir)
     folder, where = root / TORCHVISION[source].base_folder, f"dataset.data_dir={str(root)!r}"
     try:

@@ -49,8 +49,7 @@ class TensorDataModule(pl.LightningDataModule):
         self.train_set = self.test_set = None
 
     def load(self, split: str, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The inputs and labels of ``split`` ("train" or "test") on ``device``; analyses that need one split
-        call this directly."""
+        """The inputs and labels of ``split`` ("train" or "test") on ``device``; analyses that need one split call this directly."""
         raise NotImplementedError
 
     def setup(self, stage=None):
@@ -101,8 +100,7 @@ class DirectionalDataModule(TensorDataModule):
 
 
 class CIFARDataModule(TensorDataModule):
-    """CIFAR-10 or CIFAR-100 in the representation of ``variant`` (see nadexp.data.cifar10), read once per
-    process."""
+    """CIFAR-10 or CIFAR-100 in the representation of ``variant`` (see nadexp.data.cifar10), read once per process."""
 
     def __init__(self, batch_size: int = 128, eval_batch_size: int = 1024, seed: int = 0, **spec):
         super().__init__(batch_size, eval_batch_size)

@@ -1,6 +1,5 @@
-"""Fashion-MNIST's files on disk: the four IDX files (gzipped, as Debian's dataset-fashion-mnist package and the
-upstream release ship them, or not), read with torchvision's MNIST-family reader, with clear messages; and a writer
-of the same format for small fixtures."""
+"""Fashion-MNIST's files on disk: the four IDX files (gzipped, as Debian's dataset-fashion-mnist package and the upstream release ship them,
+or not), read with torchvision's MNIST-family reader, with clear messages; and a writer of the same format for small fixtures."""
 
 import gzip
 import tempfile

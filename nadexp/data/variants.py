@@ -44,8 +44,7 @@ def flip_matrix(basis: torch.Tensor) -> torch.Tensor:
 
 
 def apply_per_channel(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """``matrix`` (D x D, symmetric) applied to every image (N, C, H, W): to each channel when D = H * W,
-    to the whole image when D = C * H * W."""
+    """``matrix`` (D x D, symmetric) applied to every image (N, C, H, W): per channel if D = H * W, to the whole image if D = C * H * W."""
     n, c, h, w = images.shape
     flat = images.reshape(n * c, h * w) if len(matrix) == h * w else images.reshape(n, c * h * w)
     return (flat @ matrix.to(images.dtype).T).reshape(n, c, h, w)

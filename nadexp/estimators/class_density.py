@@ -250,8 +250,7 @@ class ClassDensityEstimator(Estimator):
 
 
 def score_correlation(log_density: np.ndarray, scores: np.ndarray, bins: int) -> dict:
-    """Spearman correlation of log-density with a per-example score, and mean log-density per score bin
-    (quantile bins)."""
+    """Spearman correlation of log-density with a per-example score, and mean log-density per score bin (quantile bins)."""
     edges = np.unique(np.quantile(scores, np.linspace(0, 1, bins + 1)))
     index = np.clip(np.searchsorted(edges, scores, side="right") - 1, 0, len(edges) - 2)
     per_bin = []

@@ -52,11 +52,10 @@ def resettable(net: nn.Module) -> bool:
 def stacked_networks(
     template: nn.Module, count: int, batch: int, make_net=None, *, generator: torch.Generator
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """The same networks as ``fresh_networks``, ``batch`` at a time, as {name: tensor of shape (b, *shape)} for
-    every parameter and buffer. Where a reset is a fixed list of in-place tensor ops (the zoo: uniform_, normal_,
-    fill_, zero_), the ops are replayed straight into the stacked tensors, which skips the per-layer Python of
-    ``reset_parameters`` (LeNet: 0.42 ms per network, more than its autograd NAD gradient); where they are only
-    uniform_ and fills, a batch is one draw (`_one_draw_plan`)."""
+    """The same networks as ``fresh_networks``, ``batch`` at a time, as {name: tensor of shape (b, *shape)} for every parameter and buffer.
+    Where a reset is a fixed list of in-place tensor ops (the zoo: uniform_, normal_, fill_, zero_), the ops are replayed straight into the
+    stacked tensors, which skips the per-layer Python of ``reset_parameters`` (LeNet: 0.42 ms per network, more than its autograd NAD
+    gradient); where they are only uniform_ and fills, a batch is one draw (`_one_draw_plan`)."""
     _on_the_cpu(template, generator)
     recipe = init_recipe(template) if resettable(template) else None
     state = dict(chain(template.named_parameters(), template.named_buffers()))
@@ -87,10 +86,9 @@ def stacked_networks(
 
 
 def _one_draw_plan(recipe: Optional[list], state: dict) -> Optional[tuple[dict, int]]:
-    """When a reset only draws uniform_ values into float32 CPU tensors and fills constants (LeNet, ResNet-18), a
-    batch of networks is one uniform_ call: torch's CPU generator gives each float one 32-bit draw, in order, so
-    network k's tensors are consecutive pieces of one long draw, scaled as uniform_(from, to) scales them. The
-    plan is checked bitwise against the replayed reset, else None."""
+    """When a reset only draws uniform_ values into float32 CPU tensors and fills constants (LeNet, ResNet-18), a batch of networks is one
+    uniform_ call: torch's CPU generator gives each float one 32-bit draw, in order, so network k's tensors are consecutive pieces of one
+    long draw, scaled as uniform_(from, to) scales them. The plan is checked bitwise against the replayed reset, else None."""
     if recipe is None or any(t.device.type != "cpu" for t in state.values()):
         return None
     final, offset = {}, 0
@@ -153,10 +151,8 @@ class _Recorder(TorchDispatchMode):
 
 
 def init_recipe(template: nn.Module) -> Optional[list]:
-    """The tensor ops one reset of ``template`` runs, as (op, parameter or buffer name, other args, kwargs), or None
-    when a reset does anything else (reads another tensor, makes temporaries): then only a real reset is exact.
-
-    Checked: replaying the recipe from a generator in the same state gives bitwise the parameters a real reset gives."""
+    """The tensor ops one reset of ``template`` runs, as (op, parameter or buffer name, other args, kwargs), checked to
+    replay bitwise what a real reset draws; None when a reset does anything else (reads another tensor, ...)."""
     names = {(t.data_ptr(), t.shape): name for name, t in chain(template.named_parameters(), template.named_buffers())}
     recorder = _Recorder()
     with torch.no_grad(), drawing_from(torch.Generator()), recorder:  # recorded as called: with no generator
@@ -165,14 +161,9 @@ def init_recipe(template: nn.Module) -> Optional[list]:
     recipe = []
     for func, args, kwargs in recorder.calls:
         target = args[0] if args else None
-        rest = list(args[1:]) + list(kwargs.values())
-        if not (
-            isinstance(target, torch.Tensor)
-            and func._schema.name.endswith("_")
-            and func._schema.is_mutable
-            and (target.data_ptr(), target.shape) in names
-            and not any(isinstance(a, torch.Tensor) for a in rest)
-        ):
+        in_place = isinstance(target, torch.Tensor) and func._schema.name.endswith("_") and func._schema.is_mutable
+        reads_others = any(isinstance(a, torch.Tensor) for a in [*args[1:], *kwargs.values()])
+        if not in_place or (target.data_ptr(), target.shape) not in names or reads_others:
             return None
         recipe.append((func, names[(target.data_ptr(), target.shape)], args[1:], kwargs))
     return recipe if recipe and _replays_exactly(template, recipe) else None

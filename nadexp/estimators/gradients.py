@@ -87,10 +87,9 @@ def auto_networks_per_batch(template: nn.Module, runner, device) -> int:
 
 
 def auto_pixels_per_pass(activations: int, networks: int, dtype: torch.dtype, device) -> int:
-    """Pixels per pass, each one two perturbed inputs: the pass's activations near 16 MB on a CPU (the caches of
-    a few cores), a tenth of the free memory on a GPU; but at least 64 inputs in all per pass, which large models
-    need to keep their layers busy (a DenseNet with 2 inputs per pass ran 5 times slower). ``activations``: the
-    elements one network's layers read per input (`wide.layer_inputs`)."""
+    """Pixels per pass, each one two perturbed inputs: the pass's activations near 16 MB on a CPU (the caches of a few cores), a tenth of
+    the free memory on a GPU; but at least 64 inputs in all per pass, which large models need to keep their layers busy (a DenseNet with 2
+    inputs per pass ran 5 times slower). ``activations``: the elements one network's layers read per input (`wide.layer_inputs`)."""
     budget = torch.cuda.mem_get_info(device)[0] // 10 if torch.device(device).type == "cuda" else 16 * 2**20
     per_pixel = 2 * networks * activations * torch.finfo(dtype).bits // 8
     return max(math.ceil(32 / networks), budget // max(per_pixel, 1))

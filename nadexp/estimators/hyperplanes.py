@@ -92,9 +92,8 @@ def accuracy(net: nn.Module, batches) -> float:
 
 @torch.no_grad()
 def reset_layers(net: nn.Module, layers: list[str], label: str, state: dict, batches, trained_acc: float) -> list[dict]:
-    """Test accuracy of ``net`` (eval mode) with each of ``layers`` in turn set to its weights in ``state``
-    and restored afterwards: one evaluation per layer. Rows of {layer, snapshot: label, acc,
-    drop = (acc* - acc) / acc*}, acc* = ``trained_acc``."""
+    """Test accuracy of ``net`` (eval mode) with each of ``layers`` in turn set to its weights in ``state`` and restored afterwards: one
+    evaluation per layer. Rows of {layer, snapshot: label, acc, drop = (acc* - acc) / acc*}, acc* = ``trained_acc``."""
     modules = dict(net.named_modules())
     rows = []
     for layer in layers:
@@ -146,10 +145,9 @@ class HyperplaneEstimator(Estimator):
         return data_and_net_factory(cfg if self.run_dir is None else training_run_config(self.run_dir, cfg))
 
     def networks(self, make_net, loaded: Optional[dict] = None) -> tuple[nn.Module, nn.Module, nn.Module]:
-        """(analysed, its init, a fresh random init): the trained network (the last snapshot of run_dir) and its
-        epoch-0 weights, read from ``loaded`` ({epoch: state dict}) where given; without run_dir, a network drawn
-        from the seed's stream, twice the same. The fresh init is drawn from a stream of its own, so no seed's
-        fresh network is another seed's analysed one."""
+        """(analysed, its init, a fresh random init): the trained network (the last snapshot of run_dir) and its epoch-0 weights, read from
+        ``loaded`` ({epoch: state dict}) where given; without run_dir, a network drawn from the seed's stream, twice the same. The fresh
+        init is drawn from a stream of its own, so no seed's fresh network is another seed's analysed one."""
         with drawing_from(seeded(self.seed, FRESH_STREAM)):
             fresh = make_net()
         if not self.snapshots:

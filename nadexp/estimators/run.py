@@ -12,8 +12,7 @@ from nadexp.run.context import Run
 
 
 def prepare_estimate(run: Run) -> tuple[Estimator, object]:
-    """Every check an estimate can fail on its config, before anything is written: the estimator and what its
-    run step needs."""
+    """Every check an estimate can fail on its config, before anything is written: the estimator and what its run step needs."""
     estimator = instantiate(run.cfg.estimator)
     return estimator, estimator.prepare(run.cfg)
 

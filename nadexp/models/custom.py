@@ -27,8 +27,7 @@ def locate(target: str):
 
 
 def import_target(target: str):
-    """The class or function at the dotted path ``target`` (the current directory counts as on the path, as it
-    does for `python -c`)."""
+    """The class or function at the dotted path ``target`` (the current directory counts as on the path, as it does for `python -c`)."""
     module_name, _, attribute = str(target).rpartition(".")
     if not module_name:
         raise ConfigError(f"arch.target={target!r} is not a dotted path: give module.ClassName, e.g. mynet.TinyConv")

@@ -1,5 +1,4 @@
-"""CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, basic blocks [2, 2, 2, 2], optionally without its
-final average pool."""
+"""CIFAR-style ResNet-18: 3x3 stride-1 stem, no max-pool, basic blocks [2, 2, 2, 2], optionally without its final average pool."""
 
 from torch import nn
 

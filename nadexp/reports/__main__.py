@@ -1,8 +1,7 @@
-"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published | --html] | --predict NADS [--suggest K] [--calibrate CELLS]
-[--against SWEEP]: figures and tables of direction sweeps and CIFAR-10 runs; with --html, one dashboard page of every sweep
-and estimate below the directories; with --predict, the Fourier map that NADs made anywhere predict, scored against
-trained maps: --suggest K lists K directions to train (OUT/spot_checks.csv), --calibrate fits the arch's own
-calibration to trained ones."""
+"""python -m nadexp.reports DIR [DIR ...] [--out DIR] [--published | --html] | --predict NADS [--suggest K] [--calibrate CELLS] [--against
+SWEEP]: figures and tables of direction sweeps and CIFAR-10 runs; with --html, one dashboard page of every sweep and estimate below the
+directories; with --predict, the Fourier map that NADs made anywhere predict, scored against trained maps: --suggest K lists K directions to
+train (OUT/spot_checks.csv), --calibrate fits the arch's own calibration to trained ones."""
 
 import argparse
 import csv

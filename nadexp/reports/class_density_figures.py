@@ -1,5 +1,4 @@
-"""Figures of estimator=class_density: sorted class log-densities with the split, relative entropy against
-log-density, between-class KL."""
+"""Figures of estimator=class_density: sorted class log-densities with the split, relative entropy against log-density, between-class KL."""
 
 from pathlib import Path
 

@@ -34,8 +34,7 @@ def comparable(sweep: dict) -> bool:
 
 
 def match_directions(records: list[dict], published: dict[tuple[int, int], float]) -> list[dict]:
-    """One row per trained direction that ``published`` (nadexp.reports.published.published_map) covers;
-    accuracies in percent."""
+    """One row per trained direction that ``published`` (nadexp.reports.published.published_map) covers; accuracies in percent."""
     _, height, width = PUBLISHED_SHAPE
     rows = []
     for record in records:

@@ -1,12 +1,9 @@
-"""Figures of an NAD estimate (the directions, their Fourier magnitudes, the eigenvalue spectrum) and the numbers
-that summarise its spectrum."""
+"""Figures of an NAD estimate (the directions, their Fourier magnitudes, the eigenvalue spectrum) and numbers summarising its spectrum."""
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-
-FIGURES = ("nads.png", "nads_fourier.png", "spectrum.png")
 
 
 def _grid(images: np.ndarray, title: str, cmap: str, symmetric: bool):

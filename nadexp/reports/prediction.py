@@ -56,8 +56,7 @@ DEFAULT_PREDICTOR = "log_relative_to_best"
 
 @dataclass(frozen=True)
 class Calibration:
-    """test accuracy = 0.5 + height / (1 + exp(-slope (score - centre))): chance for the least favoured
-    directions, 0.5 + height for the most."""
+    """test accuracy = 0.5 + height / (1 + exp(-slope (score - centre))): chance for the least favoured directions, 0.5 + height at best."""
 
     height: float
     slope: float

@@ -102,10 +102,9 @@ def is_prediction_dir(path: Path) -> bool:
 
 
 def make_report(dirs, out_dir: Path, published: bool = False) -> list[Path]:
-    """Writes every figure (PNG and PDF) and table into ``out_dir``: for each direction sweep directory
-    in ``dirs``, its maps, cells.csv and summary.md; for CIFAR-10 runs found in the other directories,
-    the flip table and the poisoning curve. ``published``: also compare each Fourier sweep of an arch with a
-    published map (nadexp.reports.published) with that map, and print the summary."""
+    """Writes every figure (PNG and PDF) and table into ``out_dir``: for each direction sweep directory in ``dirs``, its maps, cells.csv and
+    summary.md; for CIFAR-10 runs found in the other directories, the flip table and the poisoning curve. ``published``: also compare each
+    Fourier sweep of an arch with a published map (nadexp.reports.published) with that map, and print the summary."""
     out_dir = Path(out_dir)
     if not dirs:
         raise ConfigError("no directories given")

@@ -3,6 +3,7 @@ run folder (``${nadexp.new_dir:PATH}``) is claimed when the run starts (nadexp.r
 first that os.mkdir creates. A cell (or NADs being estimated) is claimed by an atomic symbolic link whose target
 names the owner (no data block: works on a full disk); one whose owner is gone is taken over."""
 
+import contextlib
 import errno
 import json
 import logging
@@ -79,8 +80,7 @@ def _owner_is_gone(claim: Path) -> bool:
 
 
 def _create(path: Path, owner: str) -> None:
-    """The claim, atomically: a symbolic link, or a file where the file system has no links (FileExistsError if
-    another process holds it)."""
+    """The claim, atomically: a symbolic link, or a file where the file system has no links (FileExistsError: another process holds it)."""
     try:
         os.symlink(owner, path)
     except OSError as error:
@@ -99,12 +99,11 @@ def claim(path: Path) -> bool:
         except FileExistsError:
             if not _owner_is_gone(path):
                 return False
-            try:  # one taker wins the rename; the others find no stale claim left and retry the create
-                os.replace(path, path.with_name(f"{path.name}.stale-{os.getpid()}"))
+            stale = path.with_name(f"{path.name}.stale-{os.getpid()}")
+            with contextlib.suppress(FileNotFoundError):  # one taker wins the rename; the others retry the create
+                os.replace(path, stale)
                 log.warning("%s: its owner is gone; taking it over", path.name)
-                Path(path.with_name(f"{path.name}.stale-{os.getpid()}")).unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
+                stale.unlink(missing_ok=True)
             continue
         except OSError as error:  # a read-only or full folder: the error names the claim, not the link's text
             raise OSError(error.errno, error.strerror, str(path)) from None

@@ -75,8 +75,7 @@ def read_record(path, required=()) -> dict:
 
 
 def set_aside(path: Path, error: UnreadableRecord, then: str) -> None:
-    """Moves an unreadable record aside, kept as <name>.unreadable (-2, -3, ...), with a warning naming it and
-    saying what happens ``then``."""
+    """Moves an unreadable record aside, kept as <name>.unreadable (-2, -3, ...), with a warning naming it and what happens ``then``."""
     target, n = path.with_name(f"{path.name}.unreadable"), 1
     while target.exists():
         n += 1

@@ -131,9 +131,8 @@ LIBRARY_ARCHS = ("torchvision", "timm")
 
 
 def arch_name(choice: str, model: str = "") -> str:
-    """The arch's name in run names and directories: the config group's option, after arch=torchvision or
-    arch=timm the model's name (timm-convnext_atto), and after arch=custom the last part of its target
-    (mynet.TinyConv -> TinyConv, as a file name)."""
+    """The arch's name in run names and directories: the config group's option, after arch=torchvision or arch=timm the model's name
+    (timm-convnext_atto), and after arch=custom the last part of its target (mynet.TinyConv -> TinyConv, as a file name)."""
     if choice == "custom" and model:
         last = str(model).rsplit(".", 1)[-1]
         return "".join(c if c.isalnum() or c in "-_" else "_" for c in last).strip("_") or choice

@@ -26,7 +26,10 @@ UNCHECKED_BY_LIGHTNING = dict(gradient_clip_val=0, accumulate_grad_batches=1, ch
 UNCHECKED_BY_LIGHTNING.update(num_sanity_val_steps=-1, min_epochs=0, min_steps=0, refresh_rate=0)
 # The hardware a config asks for is checked by name (check_accelerator): the trial Trainer runs on this CPU.
 HARDWARE = {"accelerator": "cpu", "devices": 1, "strategy": "auto", "num_nodes": 1, "precision": None, "plugins": None}
-NONE = type(None)
+# How a plain config value is checked against a scalar annotation.
+SCALARS = {type(None): lambda v: v is None, bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}
+SCALARS[int] = lambda v: isinstance(v, int) and not isinstance(v, bool)  # True is no number here
+SCALARS[float] = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def fits(value, annotation) -> bool:
@@ -38,16 +41,8 @@ def fits(value, annotation) -> bool:
         return any(fits(value, arg) for arg in args)
     if origin is typing.Literal:
         return value in args
-    if annotation is NONE:
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
+    if annotation in SCALARS:
+        return SCALARS[annotation](value)
     if origin in (list, tuple, collections.abc.Sequence, collections.abc.Iterable):
         return isinstance(value, (list, tuple)) and (not args or all(fits(v, args[0]) for v in value))
     if origin in (dict, collections.abc.Mapping):

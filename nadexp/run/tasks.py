@@ -2,6 +2,7 @@
 ``estimator=<name>``: an estimate; neither: one training run; both: refused), and what each task reads (its
 identity, nadexp.run.identity) and uses: a command-line override outside both stops the run, since it would do nothing."""
 
+import contextlib
 import netrc
 import os
 from dataclasses import dataclass
@@ -87,22 +88,17 @@ def check_credentials(cfg: DictConfig) -> None:
     """Online W&B without credentials would prompt in a terminal; refuse up front instead."""
     if not (cfg.get("logger") and "wandb" in cfg.logger and not cfg.logger.wandb.get("offline", True)):
         return
-    if os.environ.get("WANDB_API_KEY"):
-        return
     host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        if netrc.netrc().authenticators(host):
+    with contextlib.suppress(FileNotFoundError, netrc.NetrcParseError):
+        if os.environ.get("WANDB_API_KEY") or netrc.netrc().authenticators(host):
             return
-    except (FileNotFoundError, netrc.NetrcParseError):
-        pass
     keep = "or keep the default logger.wandb.offline=true and `wandb sync` later"
     raise ConfigError(f"logger.wandb.offline=false needs W&B credentials: run `wandb login` or set WANDB_API_KEY ({keep})")
 
 
 def check_command(cfg: DictConfig, overrides=()) -> str:
-    """The task of ``cfg`` after the checks that need neither torch nor files: the chosen groups, every
-    command-line override (it takes effect), the precision setting, logger credentials. ConfigError names what
-    to change."""
+    """The task of ``cfg`` after the checks that need neither torch nor files: the chosen groups, every command-line override (it takes
+    effect), the precision setting, logger credentials. ConfigError names what to change."""
     task = decide_task(cfg)
     check_overrides(overrides, task)
     if not isinstance(cfg.get("tf32", False), bool):

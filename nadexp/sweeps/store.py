@@ -22,8 +22,7 @@ class CellStore:
         return self.root / f"{key}.json"
 
     def read(self, key: str) -> dict | None:
-        """The record of ``key``; None when there is none, or when it is unreadable or another cell's (then it is
-        moved aside)."""
+        """The record of ``key``; None when there is none, or when it is unreadable or another cell's (then it is moved aside)."""
         path = self.path(key)
         if not path.is_file():
             return None
@@ -59,7 +58,6 @@ class CellStore:
         (self.root / f"{name}.claim").unlink(missing_ok=True)
 
     def remove_orphans(self) -> None:
-        """Temporary files of writers killed between writing and renaming; call once every cell is recorded,
-        when no writer of this sweep is left."""
+        """Temporary files of writers killed between writing and renaming; call once every cell is recorded (no writer left)."""
         for path in self.root.glob(".*.json.*.tmp"):
             path.unlink(missing_ok=True)

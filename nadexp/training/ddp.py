@@ -23,10 +23,9 @@ _FAILING_JOB: dict = {}  # the job whose ranks are running now: what to do if it
 
 
 def _stop_the_ranks(observer) -> None:
-    """Lightning's watcher of local ranks, when one exits with an error: instead of killing the main process (which
-    ends a whole multirun with no record), it stops this job's other ranks. The main process's collectives then fail
-    (gloo at once) and the job ends as a failed run; where they cannot tell (NCCL), the job's failure is recorded
-    and the process ended after RANK_EXIT_TIMEOUT_S."""
+    """Lightning's watcher of local ranks, when one exits with an error: instead of killing the main process (which ends a whole multirun
+    with no record), it stops this job's other ranks. The main process's collectives then fail (gloo at once) and the job ends as a failed
+    run; where they cannot tell (NCCL), the job's failure is recorded and the process ended after RANK_EXIT_TIMEOUT_S."""
     for process in observer._child_processes:
         if process.poll() is None:
             process.kill()

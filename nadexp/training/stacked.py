@@ -112,9 +112,8 @@ class StackedModels:
 
 
 def stacking_failure(net: nn.Module, input_shape, channels_last: bool = False, device="cpu") -> Optional[str]:
-    """Why two copies of ``net`` cannot be trained as stacked models on ``device`` (torch.func cannot vectorise
-    some layers of library models, some only on a GPU, such as fused attention kernels), or None when a stacked
-    forward and backward pass works there."""
+    """Why two copies of ``net`` cannot be trained as stacked models on ``device`` (torch.func cannot vectorise some layers of library
+    models, some only on a GPU, such as fused attention kernels), or None when a stacked forward and backward pass works there."""
     import copy
 
     try:
