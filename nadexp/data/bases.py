@@ -1,8 +1,6 @@
-"""Unit directions v in R^(C x H x W), addressed by basis name and a list of integers.
-
-Fourier (docs/configs.md): ``[kx, ky]`` (0 <= kx < W along columns, 0 <= ky < H along rows) is the unit wave
-cos or sin(2 pi (ky row / H + kx col / W)) in every channel (the cosine where the sine vanishes: DC, Nyquist);
-conjugate cells give one direction. NAD: ``[i]`` is the i-th NAD of an estimate."""
+"""Unit directions v in R^(C x H x W), addressed by basis name and a list of integers. Fourier (docs/configs.md): ``[kx, ky]`` (0 <= kx < W
+along columns, 0 <= ky < H along rows) is the unit wave cos or sin(2 pi (ky row / H + kx col / W)) in every channel (the cosine where the
+sine vanishes: DC, Nyquist); conjugate cells give one direction. NAD: ``[i]`` is the i-th NAD of an estimate."""
 
 import math
 

@@ -1,8 +1,6 @@
-"""Class-conditional densities of stage representations (Jamroz & Kurdziel 2023; protocol section 3).
-
-A density per (class, stage) of the class's reduced representations: scikit-learn's variational Dirichlet-process
-Gaussian mixture (for the paper's collapsed Gibbs sampler) or one Gaussian; then per-class statistics, the split
-at the largest gap, relative entropies and score correlations (docs/analyses.md)."""
+"""Class-conditional densities of stage representations (Jamroz & Kurdziel 2023; protocol section 3). A density per (class, stage) of the
+class's reduced representations: scikit-learn's variational Dirichlet-process Gaussian mixture (for the paper's collapsed Gibbs sampler) or
+one Gaussian; then per-class statistics, the split at the largest gap, relative entropies and score correlations (docs/analyses.md)."""
 
 import logging
 import math
@@ -36,11 +34,9 @@ DENSITIES = ("dp_mixture", "gaussian")
 
 
 def fit_density(x: np.ndarray, density: str = "dp_mixture", max_components: int = 10, seed: int = 0):
-    """A fitted scikit-learn mixture with ``score_samples`` (log-density) and ``sample``; its
-    ``converged_`` says whether the fit converged (the warning itself is silenced: it is recorded instead).
-
-    With few examples per dimension the variational mixture overfits (full covariances), which biases
-    log-densities up and relative entropies to a diagonal Gaussian away from 0; compare like with like."""
+    """A fitted scikit-learn mixture (``score_samples``: log-density; ``sample``; ``converged_``, recorded instead of a
+    warning). With few examples per dimension the variational mixture overfits (full covariances), which biases
+    log-densities up and relative entropies to a diagonal Gaussian away from 0: compare like with like."""
     x = np.asarray(x, dtype=np.float64)
     if density == "gaussian":
         model = GaussianMixture(1, covariance_type="full", reg_covar=1e-6, random_state=seed)
@@ -84,10 +80,8 @@ def within_class_distance(x: np.ndarray, max_points: int = 2000, seed: int = 0) 
 
 
 def split_at_largest_gap(means: dict, stds: dict, counts: dict, threshold: float = 5.0) -> dict:
-    """Classes sorted by mean log-density (descending) and split at the largest gap between neighbours.
-
-    ``gap_z`` is the gap over the standard error of the difference of the two neighbouring means; the split
-    is ``meaningful`` when gap_z exceeds ``threshold`` (identically distributed classes stay well below)."""
+    """Classes sorted by mean log-density (descending), split at the largest gap between neighbours; ``gap_z``: the gap
+    over the standard error of their difference, ``meaningful`` above ``threshold`` (alike classes stay well below)."""
     order = sorted(means, key=lambda c: -means[c])
     if len(order) < 2:
         return {"order": order, "high": order, "low": [], "gap": 0.0, "gap_z": 0.0, "meaningful": False}

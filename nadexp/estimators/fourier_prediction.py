@@ -1,8 +1,7 @@
-"""`estimator=fourier_prediction`: the Fourier heat map that an arch's NADs predict, with no training
-(nadexp.reports.prediction), scored against every trained map there is for it (nadexp.reports.prediction_report).
-
-It holds a NAD estimator, built from estimator=nads's options beside its own; the NADs live where experiment=nads
-keeps them (nadexp.run.identity.nads_run_dir): reused when finished, else estimated there first, for later runs too."""
+"""`estimator=fourier_prediction`: the Fourier heat map that an arch's NADs predict, with no training (nadexp.reports.prediction), scored
+against every trained map there is for it (nadexp.reports.prediction_report). It holds a NAD estimator, built from estimator=nads's options
+beside its own; the NADs live where experiment=nads keeps them (nadexp.run.identity.nads_run_dir): reused when finished, else estimated
+there first, for later runs too."""
 
 import logging
 import time

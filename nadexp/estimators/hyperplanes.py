@@ -1,8 +1,6 @@
-"""Hyperplane arrangements of conv layers (Gamba et al. 2020; protocol section 2).
-
-A filter w in R^d (d = C_in k k) cuts each receptive field with a hyperplane whose normal has cos = sum(w) / (||w||
-sqrt(d)) with the identity line; at an i.i.d. symmetric init cos ~ N(0, 1/d) and P(cos <= 0) = 0.5. Per-layer
-statistics, tests against init and the null, distances from init and critical layers (docs/analyses.md)."""
+"""Hyperplane arrangements of conv layers (Gamba et al. 2020; protocol section 2). A filter w in R^d (d = C_in k k) cuts each receptive
+field with a hyperplane whose normal has cos = sum(w) / (||w|| sqrt(d)) with the identity line; at an i.i.d. symmetric init cos ~ N(0, 1/d)
+and P(cos <= 0) = 0.5. Per-layer statistics, tests against init and the null, distances from init and critical layers (docs/analyses.md)."""
 
 import logging
 import math

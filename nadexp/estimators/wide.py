@@ -258,10 +258,7 @@ class WideNetwork:
 
     def perturbed_outputs(self, pixels: slice) -> torch.Tensor:
         """(K, 2 n): every network's output at x0 + step e_i, then at x0 - step e_i, for the pixels i of ``pixels``."""
-        if self.first_is_linear:
-            out = self(first=self.first_layer(pixels))
-        else:
-            out = self(self.perturbed(pixels))
+        out = self(first=self.first_layer(pixels)) if self.first_is_linear else self(self.perturbed(pixels))
         return out.reshape(self.count, -1)
 
     def input_gradients(self, stacked: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,7 @@
-"""A Fourier sweep beside the published heat map of its arch: the two maps and their difference on the same
-grid and colour scale, a per-direction table and summary numbers (docs/reproduction.md).
-
-Direction [kx, ky] is the published cell (f_rows, f_cols) = (ky, kx) in -16 .. 15, compared with the mean of the
-published cell and its conjugate (two trainings of one direction); odd frequencies were not published."""
+"""A Fourier sweep beside the published heat map of its arch: the two maps and their difference on the same grid and colour scale, a
+per-direction table and summary numbers (docs/reproduction.md). Direction [kx, ky] is the published cell (f_rows, f_cols) = (ky, kx) in -16
+.. 15, compared with the mean of the published cell and its conjugate (two trainings of one direction); odd frequencies were not
+published."""
 
 import math
 from pathlib import Path

@@ -1,9 +1,7 @@
-"""K independent models of one architecture trained in one vectorised step (torch.func over stacked parameters).
-
-Model k owns its slice of every parameter, buffer and optimiser state (the protocol's optimisers act element by
-element; the loss is the sum of the models' losses, so slice k's gradient is model k's own; norms are clipped per
-model) and sees its data in the order a single run's shuffling DataLoader gives, so K stacked models reproduce
-K single runs within float tolerance."""
+"""K independent models of one architecture trained in one vectorised step (torch.func over stacked parameters). Model k owns its slice of
+every parameter, buffer and optimiser state (the protocol's optimisers act element by element; the loss is the sum of the models' losses, so
+slice k's gradient is model k's own; norms are clipped per model) and sees its data in the order a single run's shuffling DataLoader gives,
+so K stacked models reproduce K single runs within float tolerance."""
 
 import inspect
 import time
