@@ -243,8 +243,7 @@ def load(run_dir) -> Union[NADs, Sweep, dict]:
     config = OmegaConf.load(directory / "config.yaml")
     settings = {"arch": config.get("arch_name"), "seed": config.get("seed")}
     if (directory / "nads.npy").is_file():
-        result = _result(directory)
-        estimator = OmegaConf.to_container(config.estimator, resolve=True)
+        result, estimator = _result(directory), OmegaConf.to_container(config.estimator, resolve=True)
         diagnostic, settings = (result.get("diagnostic") or {}).get("split_half_overlap", {}), {**settings, **estimator}
         nads = load_nads(directory, option="run_dir")
         return NADs(nads, eigenvalues_of(directory), diagnostic, {**settings, "shape": list(config.dataset.shape)}, run_dir=directory)

@@ -37,8 +37,7 @@ def check_dataset(cfg: DictConfig, task: str) -> None:
     schema = next((schema for schema in SCHEMAS.values() if schema._target_ == cfg.dataset.get("_target_")), None)
     if schema is not None:
         settings = schema.__bases__[0]  # the dataset's settings, without the data module's own fields
-        values = OmegaConf.to_container(cfg.dataset, resolve=True)
-        known = [f.name for f in fields(schema)]
+        values, known = OmegaConf.to_container(cfg.dataset, resolve=True), [f.name for f in fields(schema)]
         for key in values.keys() - set(known):  # added with +dataset.<key>: the typed schema refuses it only without +
             hint = did_you_mean(key, known, "dataset.")  # as Hydra's error for the same key without + says it
             raise ConfigError(f"dataset.{key} is not a setting of dataset{hint} (every setting: nadexp --cfg job)")

@@ -29,8 +29,7 @@ def pixel_direction(row: int, col: int, shape, dtype=torch.float32, device=None)
 
 def random_direction(index: int, shape, seed: int, dtype=torch.float32, device=None) -> torch.Tensor:
     """Column ``index`` of a random orthogonal matrix (QR of a seeded Gaussian matrix)."""
-    dim = math.prod(shape)
-    generator = torch.Generator().manual_seed(seed)
+    dim, generator = math.prod(shape), torch.Generator().manual_seed(seed)
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=generator, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))  # makes the basis a unique function of the seed
     return q[:, index].reshape(shape).to(dtype=dtype, device=device)

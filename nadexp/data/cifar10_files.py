@@ -75,8 +75,7 @@ def load_split(data_dir, train: bool, download: bool = False, check_md5: bool = 
         failed = f"dataset.download=true could not fetch {DISPLAY[source]} into {root} ({error})"
         raise ConfigError(f"{failed}. " + files_help(source, root)) from None
     images = torch.from_numpy(np.ascontiguousarray(dataset.data.transpose(0, 3, 1, 2)))
-    labels = torch.as_tensor(dataset.targets, dtype=torch.int64)
-    classes = NUM_CLASSES[source]
+    labels, classes = torch.as_tensor(dataset.targets, dtype=torch.int64), NUM_CLASSES[source]
     if images.shape[1:] != SHAPE or labels.min() < 0 or labels.max() >= classes or len(images) != len(labels):
         found = f"{folder} holds images of shape {tuple(images.shape[1:])} or labels outside 0..{classes - 1}"
         raise ConfigError(f"{where}: {found}; expected {DISPLAY[source]}'s 3 x 32 x 32 images and {classes} classes")

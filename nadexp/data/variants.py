@@ -70,8 +70,7 @@ def poison(images: torch.Tensor, labels: torch.Tensor, carriers: torch.Tensor, e
         raise ConfigError(f"poisoning has a class table for 1- and 3-channel images, got {channels} channels")
     for label in labels.unique().tolist():
         offset, channel, sign = poison_key(label, channels)
-        carrier = carriers[offset].to(images)
-        rows = (labels == label).nonzero().squeeze(1)
+        carrier, rows = carriers[offset].to(images), (labels == label).nonzero().squeeze(1)
         x = images[rows, channel].reshape(len(rows), h * w)
         x += (sign * eps - x @ carrier)[:, None] * carrier
         images[rows, channel] = x.reshape(len(rows), h, w)

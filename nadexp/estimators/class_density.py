@@ -150,8 +150,7 @@ class ClassDensityEstimator(Estimator):
         with drawing_from(seeded(self.seed)):  # its weights are the checkpoint's
             net = make_net()
         net.load_state_dict(load_weights(checkpoint))
-        stages = resolve_stages(net, self.stages)
-        scores = None
+        stages, scores = resolve_stages(net, self.stages), None
         if self.scores:
             try:
                 scores = np.load(self.scores, allow_pickle=False).astype(np.float64).ravel()
@@ -214,8 +213,7 @@ class ClassDensityEstimator(Estimator):
     def analyse(self, reduced: dict[str, np.ndarray], labels: np.ndarray, scores: Optional[np.ndarray] = None) -> dict:
         """Densities, per-class statistics, splits and KLs for {stage: (n, k) reduced representations}."""
         classes = sorted(int(c) for c in np.unique(labels))
-        members = {c: labels == c for c in classes}
-        jobs = [(stage, c) for stage in reduced for c in classes]
+        members, jobs = {c: labels == c for c in classes}, [(stage, c) for stage in reduced for c in classes]
         fit = delayed(_fit_class)
         options = (self.density, self.max_components, self.seed, self.kl_samples)
         fits = Parallel(n_jobs=self.n_jobs)(fit(reduced[s][members[c]], *options) for s, c in jobs)
@@ -223,8 +221,7 @@ class ClassDensityEstimator(Estimator):
         out = {"stages": {}, "log_density": {}}
         kl_classes = [c for c in (self.kl_classes if self.kl_classes is not None else classes[:10]) if c in classes]
         for stage, x in reduced.items():
-            log_density = np.full(len(labels), np.nan)
-            per_class = {}
+            log_density, per_class = np.full(len(labels), np.nan), {}
             for c in classes:
                 model, values, kl = fitted[(stage, c)]
                 log_density[members[c]] = values

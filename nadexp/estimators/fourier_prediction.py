@@ -106,8 +106,7 @@ class FourierPrediction(Estimator):
         those where the fitted curve is least certain; each trained (or reused) as the arch's sweep trains its
         cells, by ``prepared["train_cells"]`` (directions -> {direction: cell record}, nadexp.sweeps.spot_checks)."""
         _, height, width = shape
-        scores = [r["score"] for r in predicted]
-        trained = {}
+        scores, trained = [r["score"] for r in predicted], {}
 
         def train(picks: list[int]) -> dict[int, float]:
             directions = [predicted[i]["direction"] for i in picks]

@@ -53,8 +53,7 @@ def finite_difference_gradients(
     first = "; first layer from its weights" if runner.first_is_linear else ""
     log.info("finite differences: %d networks per pass (%s), %d perturbed inputs each%s", networks, how, 2 * pixels, first)
     dim = math.prod(shape)
-    gradients = torch.empty(count, dim)
-    done = 0
+    gradients, done = torch.empty(count, dim), 0
     with torch.inference_mode(), Steps("NADs by finite differences", count, "networks") as progress:
         for stacked in stacked_networks(template, count, networks, make_net, generator=generator):
             share()  # the cores, with the other nadexp processes of the moment (nadexp.cores)
@@ -63,8 +62,7 @@ def finite_difference_gradients(
             block = torch.empty(runner.count, dim, device=runner.device)  # filled on the device, copied once per batch
             for start in range(0, dim, pixels):
                 part = slice(start, min(start + pixels, dim))
-                out = runner.perturbed_outputs(part).float()
-                n = part.stop - part.start
+                out, n = runner.perturbed_outputs(part).float(), part.stop - part.start
                 block[:, part] = (out[:, :n] - out[:, n:]) / (2 * scale)
             gradients[done : done + runner.count] = block.cpu()
             done += runner.count
@@ -144,8 +142,7 @@ def autograd_gradients(
     except Exception as error:  # noqa: BLE001 - whatever stops the wide network, vmap runs it
         log.info("autograd NADs through torch.func.vmap: %s", str(error).splitlines()[0] if str(error) else error)
         gradient = _vmapped_input_gradients(template, device)
-    gradients = torch.empty(count, math.prod(shape))
-    start = 0
+    gradients, start = torch.empty(count, math.prod(shape)), 0
     with Steps("NADs by autograd", count, "networks") as progress:
         for stacked in batches:
             share()

@@ -92,8 +92,7 @@ def accuracy(net: nn.Module, batches) -> float:
 def reset_layers(net: nn.Module, layers: list[str], label: str, state: dict, batches, trained_acc: float) -> list[dict]:
     """Test accuracy of ``net`` (eval mode) with each of ``layers`` in turn set to its weights in ``state`` and restored afterwards: one
     evaluation per layer. Rows of {layer, snapshot: label, acc, drop = (acc* - acc) / acc*}, acc* = ``trained_acc``."""
-    modules = dict(net.named_modules())
-    rows = []
+    modules, rows = dict(net.named_modules()), []
     for layer in layers:
         params = dict(modules[layer].named_parameters(recurse=False))
         kept = {name: p.detach().clone() for name, p in params.items()}

@@ -19,8 +19,7 @@ def linearised_accuracy(cell: DictConfig) -> float:
     linearised at its initialisation, trained as the cell is."""
     datamodule, net = build_data_and_net(cell)
     net.eval()
-    params = {name: p.detach() for name, p in net.named_parameters()}
-    buffers = dict(net.named_buffers())
+    params, buffers = {name: p.detach() for name, p in net.named_parameters()}, dict(net.named_buffers())
     (x_train, y_train), (x_test, y_test) = datamodule.load("train"), datamodule.load("test")
 
     def margin(p, x):  # logit(class 1) - logit(class 0) of a batch
@@ -55,8 +54,7 @@ def _train(jacobian: torch.Tensor, z0: torch.Tensor, signs: torch.Tensor, cell: 
     batch, epochs = cell.dataset.batch_size, cell.trainer.max_epochs
     lr, clip = cell.optimizer.lr, cell.trainer.get("gradient_clip_val")
     steps, step = epochs * math.ceil(n / batch), 0
-    batches = DataLoader(range(n), batch_size=batch, shuffle=True, generator=shuffle)
-    w = torch.zeros(size)
+    batches, w = DataLoader(range(n), batch_size=batch, shuffle=True, generator=shuffle), torch.zeros(size)
     for _ in range(epochs):
         for index in batches:
             j = jacobian[index]

@@ -55,8 +55,7 @@ def principal_directions(gradients: torch.Tensor, k: Optional[int] = None):
     eigenvalues, vectors = torch.linalg.eigh(covariance)
     eigenvalues, vectors = eigenvalues.flip(0)[:k].clamp_min(0), vectors.flip(1)[:, :k].T
     signs = torch.sign(vectors.gather(1, vectors.abs().argmax(1, keepdim=True)))
-    vectors = vectors * signs
-    singular_values = (eigenvalues * max(n - 1, 1)).sqrt()
+    vectors, singular_values = vectors * signs, (eigenvalues * max(n - 1, 1)).sqrt()
     return vectors.float(), eigenvalues, singular_values
 
 

@@ -188,8 +188,7 @@ class WideNetwork:
             self._load_first_layer()
 
     def _load_first_layer(self) -> None:
-        weight = self.stacked[f"{self.first_name}.weight"]
-        bias = self.stacked.get(f"{self.first_name}.bias")
+        weight, bias = self.stacked[f"{self.first_name}.weight"], self.stacked.get(f"{self.first_name}.bias")
         self.first_weight = weight.reshape(-1, *weight.shape[2:])  # (K * C, ...): one layer with K times the outputs
         self.first_bias = None if bias is None else bias.reshape(-1)
         self.columns = self.first_weight.reshape(len(self.first_weight), -1).T  # (taps, K * C)
@@ -323,8 +322,7 @@ def perturbed_inputs(x0: torch.Tensor, step: float, device, dtype):
 
     def inputs(pixels: slice) -> torch.Tensor:
         n = pixels.stop - pixels.start
-        batch = flat.repeat(2 * n, 1)
-        rows = torch.arange(n, device=device)
+        batch, rows = flat.repeat(2 * n, 1), torch.arange(n, device=device)
         batch[rows, rows + pixels.start] += step
         batch[rows + n, rows + pixels.start] -= step
         return batch.reshape(2 * n, *x0.shape).to(dtype).contiguous(memory_format=torch.channels_last)

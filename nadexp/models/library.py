@@ -35,8 +35,7 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
         raise ConfigError('arch=timm needs the timm package: pip install -e ".[timm]" (part of .[dev])') from None
     _check_name("timm", name, timm.list_models())
     channels, height, width = input_shape
-    given = _plain(kwargs)
-    base = {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
+    given, base = _plain(kwargs), {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
     sized = {"img_size": (height, width)}
     patched = {**sized, "patch_size": max(1, min(height, width) // 8)}
     where = f"arch=timm arch.name={name}"

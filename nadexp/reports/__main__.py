@@ -94,8 +94,7 @@ def trained_cells(path, shape, grid: list[tuple[int, int]], option: str = "--cal
             raise ConfigError(f"{option} {path}: cannot be read ({error.__class__.__name__}): give a sweep directory or a CSV") from None
         except (KeyError, TypeError, ValueError):
             raise ConfigError(f"{option} {path}: not a {COLUMNS} (numbers, one row per trained cell)") from None
-    on_grid = {cell_key(direction, height, width) for direction in grid}
-    cells = {}
+    on_grid, cells = {cell_key(direction, height, width) for direction in grid}, {}
     for direction, accuracy in found:
         key = cell_key(direction, height, width)
         if key not in on_grid:

@@ -60,8 +60,7 @@ def fit_own(scores, accuracies, fitted_on: str = "") -> OwnCalibration:
     curve = fit_calibration(scores, clipped, ceiling=1.0, fitted_on=fitted_on)
     level = ((clipped - flat(scores)) ** 2).sum() <= ((clipped - curve(scores)) ** 2).sum()
     curve = flat if level else curve  # accuracy that does not rise with the score: the best rising curve is level
-    residuals = clipped - curve(scores)
-    dof = len(scores) - (1 if level else 2)
+    residuals, dof = clipped - curve(scores), len(scores) - (1 if level else 2)
     noise = max(NOISE, float(np.sqrt((residuals**2).sum() / dof))) if dof > 0 else NOISE
     if level:
         return OwnCalibration(flat, None, noise, len(scores))
@@ -80,8 +79,7 @@ def _spread(scores: np.ndarray, count: int, taken: list[int]) -> list[int]:
     """Up to ``count`` cells nearest to the score's 90th percentile, its 10th and its median, in that order: not the
     extremes, which are single directions (DC) that an arch often learns unlike its neighbours (LeNet: DC at 72 %,
     the directions next to it at 80 %; benchmarks/prediction_transfer.py measured both choices)."""
-    targets = np.quantile(scores, SPREAD_QUANTILES[:count])
-    picks = list(taken)
+    targets, picks = np.quantile(scores, SPREAD_QUANTILES[:count]), list(taken)
     for target in targets:
         free = [i for i in np.argsort(np.abs(scores - target), kind="stable") if i not in picks]
         if free:
@@ -92,8 +90,7 @@ def _spread(scores: np.ndarray, count: int, taken: list[int]) -> list[int]:
 def choose_spot_checks(scores, k: int, prior: Calibration, known: dict[int, float] | None = None) -> list[int]:
     """Indices (into ``scores``, one per real direction) of ``k`` cells to train, in the order to train them, besides
     those ``known`` (index -> trained accuracy). Spread picks without results are believed to land on ``prior``."""
-    scores = np.asarray(scores, dtype=np.float64)
-    known = dict(known or {})
+    scores, known = np.asarray(scores, dtype=np.float64), dict(known or {})
     if not (isinstance(k, int) and 0 <= k <= len(scores) - len(known)):
         raise ConfigError(f"spot checks: K={k!r} must be an integer from 0 to {len(scores) - len(known)} (the grid's untrained directions)")
     chosen: list[int] = []

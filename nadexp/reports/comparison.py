@@ -86,8 +86,7 @@ def comparison_grids(records: list[dict], published_cells: dict[tuple[int, int],
     reproduced one is the sweep's heat map (conjugates mirrored) at the even frequencies."""
     _, height, width = PUBLISHED_SHAPE
     reproduced = fourier_grid(records, height, width)[np.ix_(PUBLISHED_FREQUENCIES % height, PUBLISHED_FREQUENCIES % width)]
-    index = {f: i for i, f in enumerate(PUBLISHED_FREQUENCIES)}
-    published = np.full_like(reproduced, np.nan)
+    index, published = {f: i for i, f in enumerate(PUBLISHED_FREQUENCIES)}, np.full_like(reproduced, np.nan)
     for (f_rows, f_cols), accuracy in published_cells.items():
         published[index[f_rows], index[f_cols]] = accuracy
     return reproduced, published
@@ -118,8 +117,7 @@ def write_comparison(sweep: dict, path: Path) -> tuple[list[Path], dict, str]:
     path = Path(path)
     published = published_map(sweep["arch"])
     rows = match_directions(sweep["cells"], published)
-    summary = summarise(rows)
-    dataset = sweep["config"].dataset
+    summary, dataset = summarise(rows), sweep["config"].dataset
     protocol = f"eps {dataset.get('eps')}, {dataset.get('fourier_phase', 'sine')} phase"
     title = f"{sweep['name']} ({protocol}) against the published {sweep['arch']} heat map (accuracies in %, differences in points)"
     text = summary_markdown(summary, title)

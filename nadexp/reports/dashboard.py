@@ -203,8 +203,7 @@ def dashboard_sections(sweeps: list[dict], estimates: list[dict], failed: list[d
     sections = [("Summary", summary_table(summary_rows(sweeps, estimates, root)))] if sweeps or estimates else []
     if failed:  # beside the finished ones, so a dashboard never hides a run that stopped
         sections.append((f"Failed runs ({len(failed)})", summary_table(failed_rows(failed, root))))
-    figures = []
-    fourier = [s for s in sweeps if s["basis"] == "fourier"]
+    figures, fourier = [], [s for s in sweeps if s["basis"] == "fourier"]
     predicted = [load_prediction(e["dir"]) for e in estimates if e["task"] == "fourier_prediction" and (e["dir"] / "cells.csv").is_file()]
     if fourier or predicted:  # each arch's predicted map right after its trained ones, same shape first
         maps = sorted(fourier + predicted, key=lambda s: (str(s["arch"]), s["shape"], s.get("predicted", False), s["name"]))

@@ -13,8 +13,7 @@ SERIES = (("trained", "tab:blue"), ("init", "tab:orange"), ("fresh", "tab:green"
 def cos_violins(layers: dict, path: Path, title: str) -> list[Path]:
     """Per layer, the distribution of cos(filter normal, identity line): trained, at init, at a fresh random
     init, and draws from the null N(0, 1/d)."""
-    names = list(layers)
-    rng = np.random.default_rng(0)
+    names, rng = list(layers), np.random.default_rng(0)
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4))
     width = 0.8 / len(SERIES)
     for k, (series, colour) in enumerate(SERIES):

@@ -17,8 +17,7 @@ def collect_results(sweep_dir: Path) -> list[dict]:
     rows = []
     job_dirs = sorted((p for p in Path(sweep_dir).iterdir() if (p / ".hydra").is_dir()), key=lambda p: (len(p.name), p.name))
     for job_dir in job_dirs:
-        row = {"job": job_dir.name, "status": "failed"}
-        result_path = job_dir / "result.json"
+        row, result_path = {"job": job_dir.name, "status": "failed"}, job_dir / "result.json"
         result = read_record_or_warn(result_path) if result_path.is_file() else None
         if result is not None:
             if result.get("task") == "sweep":  # a whole direction sweep: its cell count and mean accuracy

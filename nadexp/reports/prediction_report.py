@@ -50,8 +50,7 @@ def matched(predicted: list[dict], trained: list[dict], shape, exclude=()) -> li
     _, height, width = shape
     left_out = set(exclude)
     ours = {cell_key(r["direction"], height, width): r["test_acc"] for r in predicted if r.get("status") == "ok"}
-    ours = {key: value for key, value in ours.items() if key not in left_out}
-    rows = []
+    ours, rows = {key: value for key, value in ours.items() if key not in left_out}, []
     for record in trained:
         if record.get("status") != "ok" or record.get("basis") != "fourier" or record.get("test_acc") is None:
             continue
@@ -143,8 +142,7 @@ def write_prediction(out_dir: Path, predicted: list[dict], shape, stride: int, t
     spot_checks = [r["direction"] for r in predicted if r.get("trained_acc") is not None]
     plot_fourier_heatmap(fourier_grid(predicted, height, width), out_dir / "heatmap", title, stride, marked=spot_checks)
     write_csv_atomic(out_dir / "cells.csv", PREDICTED_COLUMNS, cell_rows(predicted, "fourier", shape)[1])
-    scored = {}
-    exclude = [cell_key(direction, height, width) for direction in spot_checks]
+    scored, exclude = {}, [cell_key(direction, height, width) for direction in spot_checks]
     for name, trained, trained_stride in targets(arch, shape, list(against)):
         pairs = matched(predicted, trained, shape, exclude)
         scored[name] = scores(pairs)
@@ -162,8 +160,7 @@ def calibrated(predicted: list[dict], trained: dict, shape, fitted_on: str = "")
     deviation, fraction); the trained cells keep their measured accuracy (``trained_acc``, uncertainty 0)."""
     _, height, width = shape
     keys = [cell_key(r["direction"], height, width) for r in predicted]
-    scores = np.array([r["score"] for r in predicted])
-    where = {key: i for i, key in enumerate(keys)}
+    scores, where = np.array([r["score"] for r in predicted]), {key: i for i, key in enumerate(keys)}
     own = fit_own([scores[where[key]] for key in trained], list(trained.values()), fitted_on)
     accuracies, doubts = own(scores), own.uncertainty(scores)
     records = []

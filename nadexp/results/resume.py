@@ -19,8 +19,7 @@ def open_run_dir(cfg: DictConfig, task: str, write_config: bool = True) -> Path:
     sweep always resumes it; another task only with ``resume: true`` (else a finished run there is refused); a failed
     or unreadable result starts again; a directory of another config is never resumed into."""
     output_dir = Path(cfg.paths.output_dir)
-    earlier = output_dir / "result.json"
-    record = None
+    earlier, record = output_dir / "result.json", None
     if earlier.is_file():
         try:
             record = read_record(earlier)

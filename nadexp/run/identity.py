@@ -38,8 +38,7 @@ def _leaves(tree, prefix: str):
 
 def result_settings(cfg: DictConfig, task: str) -> dict:
     """{dotted key: resolved value} of every setting that decides the numbers of ``cfg``'s task."""
-    spec = TASKS[task]
-    settings = {}
+    spec, settings = TASKS[task], {}
     for part in spec.reads:
         node = OmegaConf.select(cfg, part, default=None, throw_on_resolution_failure=False)
         raw = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else None

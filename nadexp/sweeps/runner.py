@@ -93,8 +93,7 @@ def gpu_models_at_once(cfg: DictConfig, device: torch.device) -> int:
     shape = tuple(cfg.dataset.shape)
     with drawing_from(torch.Generator()):
         net = instantiate(cfg.arch, input_shape=shape, num_classes=2)
-    params = sum(p.numel() for p in net.parameters())
-    activations = layer_inputs(net, shape)
+    params, activations = sum(p.numel() for p in net.parameters()), layer_inputs(net, shape)
     samples = cfg.dataset.get("n_train", 0) + cfg.dataset.get("n_test", 0)
     batch = max(3 * cfg.dataset.batch_size, cfg.dataset.eval_batch_size)
     per_model = 4 * (4 * params + samples * math.prod(shape) + batch * activations)
@@ -106,8 +105,7 @@ def models_at_once(cfg: DictConfig) -> int:
     """How many cells one vectorised step trains (``sweep.models_at_once``; 1: Lightning). auto: what a GPU's free
     memory holds; on a CPU 16 for nets under CPU_STACKING_MAX_FLOPS per image, else 1; and 1 (said in the log) for
     trainer settings the stacked engine does not implement, which an explicit K > 1 refuses."""
-    setting = cfg.sweep.get("models_at_once", "auto")
-    unsupported = unsupported_trainer_settings(cfg.trainer)
+    setting, unsupported = cfg.sweep.get("models_at_once", "auto"), unsupported_trainer_settings(cfg.trainer)
     if setting == "auto":
         device = _device(cfg)
         wanted = gpu_models_at_once(cfg, device) if device.type == "cuda" else 16 if forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
@@ -144,8 +142,7 @@ def _shard(cfg: DictConfig) -> tuple[int, int]:
 
 def train_cells_stacked(cfg: DictConfig, directions) -> list[dict]:
     """Train one cell per direction as K stacked models in one vectorised loop; records as train_cell's."""
-    device = _device(cfg)
-    cells = [cell_config(cfg, d) for d in directions]
+    device, cells = _device(cfg), [cell_config(cfg, d) for d in directions]
     nets, data, orders = [], [], []
     for cell in cells:  # seeded exactly as a single run of the cell is
         datamodule, net = build_data_and_net(cell)
@@ -307,8 +304,7 @@ def trained_groups(cfg: DictConfig, group: list, at_once: int):
 def _report(cfg: DictConfig, records: list[dict], seconds: float, loggers=()) -> dict:
     output_dir = cfg.paths.output_dir
     write_csv_atomic(f"{output_dir}/cells.csv", CELL_COLUMNS, records)
-    files = ["cells.csv"]
-    sweep = load_sweep(output_dir, records)
+    files, sweep = ["cells.csv"], load_sweep(output_dir, records)
     figures = basis_figure(sweep, Path(output_dir) / FIGURE_NAMES[cfg.sweep.basis])
     files += [p.name for p in figures]
     agreement = None

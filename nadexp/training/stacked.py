@@ -132,8 +132,7 @@ def _gather(data: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
 def evaluate(models: StackedModels, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-model loss and accuracy (each a (K,) tensor) on stacked data x (K, N, ...), y (K, N)."""
     models.train(False)
-    loss_sum = torch.zeros(models.size, device=x.device)
-    correct = torch.zeros(models.size, device=x.device)
+    loss_sum, correct = torch.zeros(models.size, device=x.device), torch.zeros(models.size, device=x.device)
     for start in range(0, x.shape[1], batch_size):
         xb, yb = x[:, start : start + batch_size], y[:, start : start + batch_size]
         logits = models(xb)
