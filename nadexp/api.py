@@ -146,11 +146,9 @@ def process_as_found():
     finally:
         random.setstate(python)
         np.random.set_state(numpy)
-        for key, value in seeds.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        os.environ.update({key: value for key, value in seeds.items() if value is not None})
+        for key in (key for key, value in seeds.items() if value is None):
+            os.environ.pop(key, None)
         if devices:
             torch.cuda.empty_cache()
 
@@ -209,14 +207,10 @@ def sweep(
 ) -> Sweep:  # fmt: skip
     """Trains ``model`` on every ``stride``-th direction of ``basis`` (`python run.py experiment=single
     sweep=<basis>`); into ``run_dir`` the command line resumes it, and `python -m nadexp.reports` draws it."""
-    overrides = _run_with("single", model, model_kwargs, input_shape, seed, settings, {"sweep.stride": stride}, [f"sweep={_basis(basis)}"])
-    return _run_and_load(overrides, run_dir)
-
-
-def _basis(basis) -> str:
     if basis not in SWEEP_BASES:
         raise ConfigError(f"basis={basis!r} cannot be swept: choose one of {', '.join(SWEEP_BASES)}")
-    return basis
+    overrides = _run_with("single", model, model_kwargs, input_shape, seed, settings, {"sweep.stride": stride}, [f"sweep={basis}"])
+    return _run_and_load(overrides, run_dir)
 
 
 def _run_and_load(overrides: list[str], run_dir):

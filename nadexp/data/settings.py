@@ -134,8 +134,7 @@ class CIFARSettings:
         return SHAPES[self.source]
 
     def _checked_nads(self):
-        """The NADs of nad_flip and poison: 1-channel (per channel) or all-channel (whole image) ones of the
-        images' size, and for poison the 1-channel carriers of its table from nad_index on."""
+        """The NADs of nad_flip and poison, of the images' size: 1-channel or all-channel ones (poison: 1-channel, from nad_index on)."""
         array = load_nads(self.nads)
         shape, (channels, height, width) = tuple(array.shape[1:]), self.image_shape
         one_channel = (1, height, width)

@@ -132,8 +132,7 @@ class FourierPrediction(Estimator):
         return calibrated_map, own, listed
 
     def _estimate_once(self, cfg: DictConfig, prepared: dict) -> None:
-        """The NADs estimated into their folder by one process: another job that needs the same ones at the same
-        time waits for them (a claim beside the folder, nadexp.results.claims) instead of estimating them again."""
+        """The NADs estimated into their folder once: a job that needs them while another estimates them waits (a claim)."""
         nads_dir = prepared["nads_dir"]
         claim = nads_dir.parent / f".{nads_dir.name}.claim"
         claim.parent.mkdir(parents=True, exist_ok=True)

@@ -103,8 +103,7 @@ def _probe_generator() -> torch.Generator:
 
 
 def _one_network_at_a_time(template, points, scale, chunk_size, dtype, device, make_net, *, generator: torch.Generator) -> torch.Tensor:
-    """Network by network, drawn into ``template`` and copied into a channels-last twin in ``dtype``; its 2 D
-    perturbed inputs go through in chunks of ``chunk_size``."""
+    """Network by network: drawn into ``template``, copied into a channels-last twin in ``dtype``, its 2 D inputs in ``chunk_size``s."""
     count, shape = len(points), points.shape[1:]
     dim = math.prod(shape)
     # a channels-last copy in eval mode and ``dtype`` that receives each network's weights

@@ -74,11 +74,6 @@ def find_snapshots(run_dir) -> dict[int, Path]:
     return {int(re.search(r"(\d+)", p.stem).group(1)): p for p in paths}
 
 
-def layer_parameters(state: dict, layer: str) -> dict[str, torch.Tensor]:
-    """The weight and bias of ``layer`` from a state dict."""
-    return {name: state[f"{layer}.{name}"] for name in ("weight", "bias") if f"{layer}.{name}" in state}
-
-
 @torch.no_grad()
 def accuracy(net: nn.Module, batches) -> float:
     correct = total = 0
@@ -96,8 +91,8 @@ def reset_layers(net: nn.Module, layers: list[str], label: str, state: dict, bat
     for layer in layers:
         params = dict(modules[layer].named_parameters(recurse=False))
         kept = {name: p.detach().clone() for name, p in params.items()}
-        for name, value in layer_parameters(state, layer).items():
-            params[name].copy_(value)
+        for name, param in params.items():  # a conv or linear layer's weight and bias
+            param.copy_(state[f"{layer}.{name}"])
         acc = accuracy(net, batches)
         for name, value in kept.items():
             params[name].copy_(value)

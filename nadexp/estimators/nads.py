@@ -167,8 +167,7 @@ class NADEstimator(Estimator):
         return make_net
 
     def _check_earlier_dtype(self, output_dir: Path) -> None:
-        """dtype=auto resolves by device: an estimate resumed on another device must not replace the earlier one's
-        precision in the same run directory unseen."""
+        """dtype=auto resolves by device: an estimate resumed on another device must not change its precision unseen."""
         earlier = output_dir / "result.json"
         if not earlier.is_file():
             return

@@ -4,7 +4,6 @@ a Flatten; channel-wise layers shared), returning (K, N, outputs). What this can
 concatenations, LayerNorm) runs through torch.func.vmap; `side_by_side` picks the first that checks out."""
 
 import copy
-import itertools
 from typing import Optional
 
 import torch
@@ -200,20 +199,13 @@ class WideNetwork:
             pixel = torch.arange(example.numel())
             self.first_map, position, tap = (1,), torch.zeros_like(pixel), pixel
         else:
-            (channels, height, width), conv = self.input_shape, first_module
+            (_, height, width), conv = self.input_shape, first_module
             (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
-            out_h = (height + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-            out_w = (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-            self.first_map = (out_h, out_w)
-            oy, ox = (grid.reshape(-1) for grid in torch.meshgrid(torch.arange(out_h), torch.arange(out_w), indexing="ij"))
-            pixels, positions, taps = [], [], []
-            for c, ky, kx in itertools.product(range(channels), range(kh), range(kw)):
-                iy, ix = oy * sh - ph + ky * dh, ox * sw - pw + kx * dw
-                inside = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width)
-                pixels.append(c * height * width + iy[inside] * width + ix[inside])
-                positions.append((oy * out_w + ox)[inside])
-                taps.append(torch.full_like(positions[-1], (c * kh + ky) * kw + kx))
-            pixel, position, tap = torch.cat(pixels), torch.cat(positions), torch.cat(taps)
+            self.first_map = ((height + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (width + 2 * pw - dw * (kw - 1) - 1) // sw + 1)
+            index = torch.arange(1, example.numel() + 1, dtype=torch.float64).view(1, *self.input_shape)  # pixel + 1; 0: padding
+            read = F.unfold(index, (kh, kw), (dh, dw), (ph, pw), (sh, sw))[0].long() - 1  # (taps, positions): the pixel each reads
+            tap, position = torch.nonzero(read >= 0, as_tuple=True)
+            pixel = read[tap, position]
             order = torch.argsort(pixel, stable=True)
             pixel, position, tap = pixel[order], position[order], tap[order]
         starts = torch.zeros(example.numel() + 1, dtype=torch.long)

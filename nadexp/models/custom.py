@@ -21,11 +21,6 @@ def target_name(factory) -> str:
     return f"{factory.__module__}.{factory.__qualname__}"
 
 
-def locate(target: str):
-    """The class or function ``target`` names: given to the API in this process, else imported."""
-    return GIVEN[target] if target in GIVEN else import_target(target)
-
-
 def import_target(target: str):
     """The class or function at the dotted path ``target`` (the current directory counts as on the path, as it does for `python -c`)."""
     module_name, _, attribute = str(target).rpartition(".")
@@ -50,7 +45,7 @@ def import_target(target: str):
 
 def custom_model(input_shape, num_classes: int, target: str, kwargs=None) -> nn.Module:
     """``target(input_shape=..., num_classes=..., **kwargs)``, checked on a blank batch of ``input_shape``."""
-    factory = locate(target)
+    factory = GIVEN[target] if target in GIVEN else import_target(target)  # handed to the API in this process, else imported
     given = OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs or {})
     where = f"arch=custom arch.target={target}"
     try:

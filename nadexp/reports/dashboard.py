@@ -76,12 +76,6 @@ def _relative(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path != root else path.name
 
 
-def failed_rows(failed: list[dict], root: Path) -> list[dict]:
-    """One row per failed run: what it was, how long it ran and why it stopped (the same command starts it again)."""
-    keys = ("task", "arch", "seed", "wall_time_s", "reason")
-    return [{"run": _relative(run["dir"], root), **{key: run.get(key) for key in keys}} for run in failed]
-
-
 def summary_table(rows: list[dict]) -> str:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
@@ -202,7 +196,9 @@ def dashboard_sections(sweeps: list[dict], estimates: list[dict], failed: list[d
     """(heading, HTML) per panel; figures as plotly divs that the page's one copy of plotly.js draws."""
     sections = [("Summary", summary_table(summary_rows(sweeps, estimates, root)))] if sweeps or estimates else []
     if failed:  # beside the finished ones, so a dashboard never hides a run that stopped
-        sections.append((f"Failed runs ({len(failed)})", summary_table(failed_rows(failed, root))))
+        keys = ("task", "arch", "seed", "wall_time_s", "reason")  # what it was, how long it ran and why it stopped
+        rows = [{"run": _relative(run["dir"], root), **{key: run.get(key) for key in keys}} for run in failed]
+        sections.append((f"Failed runs ({len(failed)})", summary_table(rows)))
     figures, fourier = [], [s for s in sweeps if s["basis"] == "fourier"]
     predicted = [load_prediction(e["dir"]) for e in estimates if e["task"] == "fourier_prediction" and (e["dir"] / "cells.csv").is_file()]
     if fourier or predicted:  # each arch's predicted map right after its trained ones, same shape first

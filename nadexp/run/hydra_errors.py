@@ -14,12 +14,6 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
-def unknown_option(error: MissingConfigException) -> str:
-    group, _, option = str(error.missing_cfg_file).rpartition("/")
-    options = sorted(o for o in error.options if not INTERNAL.match(o))
-    return f"{group}={option} is not an option of {group}{did_you_mean(option, options)} (its options: nadexp --help, or conf/{group}/)"
-
-
 def unknown_key(key: str, overrides) -> str:
     """``key`` is not in the config: the close keys beside it, from the config composed without that override."""
     from nadexp.config import compose_config
@@ -44,7 +38,9 @@ def failure_line(error: BaseException) -> str:
 def hydra_error_line(error: HydraException, overrides) -> str:
     """The one line for ``error``, raised while Hydra composed the config of a command with ``overrides``."""
     if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options is not None:
-        return unknown_option(error)
+        group, _, option = str(error.missing_cfg_file).rpartition("/")
+        options = sorted(o for o in error.options if not INTERNAL.match(o))
+        return f"{group}={option} is not an option of {group}{did_you_mean(option, options)} (its options: nadexp --help, or conf/{group}/)"
     if isinstance(error, OverrideParseException):
         return f"{error.override} is not an override: write group=option, key=value or +key=value ({first_line(error)})"
     unknown = re.match(r"Could not override '([^']+)'", str(error))

@@ -3,6 +3,7 @@
 setting that decides the numbers differs from the experiment's own, ``-<digest>`` of those settings; every other
 run gets a fresh time-stamped directory, claimed when it starts (nadexp.results.claims)."""
 
+import contextlib
 import hashlib
 import json
 import os
@@ -120,10 +121,9 @@ def _settings_suffix_resolver(*, _root_: DictConfig) -> str:
         # Still being composed: OmegaConf also resolves a value that a later config merges over (cifar10_snapshots
         # over cifar10's directory), and that value is replaced. Composing a reference for it is wasted work.
         return ""
-    try:
+    with contextlib.suppress(ConfigError):  # run.py reports the same error before it writes anything
         return settings_suffix(_root_, _root_.hydra.overrides.task, decide_task(_root_))
-    except ConfigError:
-        return ""  # run.py reports the same error before it writes anything
+    return ""
 
 
 LIBRARY_ARCHS = ("torchvision", "timm")

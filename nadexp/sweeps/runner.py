@@ -56,8 +56,7 @@ def train_cell(cfg: DictConfig) -> dict:
 
 
 def _device(cfg: DictConfig) -> torch.device:
-    """The device the sweep's cells train on: the CPU, or the GPU of its shard, or of its job in a local multirun of
-    whole sweeps (nadexp.devices.auto_device)."""
+    """Where the cells train: the CPU, or the GPU of the sweep's shard or of its job in a local multirun of whole sweeps."""
     accelerator = cfg.trainer.get("accelerator", "auto")
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():

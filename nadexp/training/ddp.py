@@ -112,11 +112,9 @@ def ranks_of_this_job(trainer: pl.Trainer):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        for key, value in environment.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        os.environ.update({key: value for key, value in environment.items() if value is not None})
+        for key in (key for key, value in environment.items() if value is None):
+            os.environ.pop(key, None)
         sys.argv = argv
         with read_write(hydra_cfg), open_dict(hydra_cfg):
             hydra_cfg.run.dir = run_dir

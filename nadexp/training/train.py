@@ -44,21 +44,16 @@ def optimization(cfg: DictConfig):
     (a negative learning rate, ...) stops the run before it starts, naming the group."""
     optimizer = instantiate(cfg.optimizer)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    group = "optimizer"
     try:
         trial = optimizer(params=[torch.nn.Parameter(torch.zeros(1))])
-    except (ValueError, TypeError) as error:
-        raise _impossible(cfg, "optimizer", error) from None
-    if scheduler is not None:
-        try:
+        group = "scheduler"
+        if scheduler is not None:
             scheduler(optimizer=trial, total_iters=1)
-        except (ValueError, TypeError) as error:
-            raise _impossible(cfg, "scheduler", error) from None
+    except (ValueError, TypeError) as error:
+        name = str(cfg[group]["_target_"]).rsplit(".", 1)[-1]
+        raise ConfigError(f"{group}: {name} refuses these settings ({error}); see {group}.* in the config") from None
     return optimizer, scheduler
-
-
-def _impossible(cfg: DictConfig, group: str, error: Exception) -> ConfigError:
-    name = str(cfg[group]["_target_"]).rsplit(".", 1)[-1]
-    return ConfigError(f"{group}: {name} refuses these settings ({error}); see {group}.* in the config")
 
 
 def build(cfg: DictConfig, loggers=()):
