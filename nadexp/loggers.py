@@ -98,6 +98,5 @@ def _read_png(path) -> np.ndarray:
 
 
 def _markdown_table(columns, rows) -> str:
-    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join("" if value is None else str(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
+    lines = [columns, ["---"] * len(columns), *rows]  # header, alignment, rows
+    return "\n".join("| " + " | ".join("" if value is None else str(value) for value in line) + " |" for line in lines)

@@ -5,6 +5,7 @@ and P(cos <= 0) = 0.5. Per-layer statistics, tests against init and the null, di
 import logging
 import math
 import re
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -183,8 +184,7 @@ class HyperplaneEstimator(Estimator):
             batches = [(x[i : i + size], y[i : i + size]) for i in range(0, len(x), size)]
             trained_acc, critical = critical_layers(net.to(device), layer_names, replacements(), batches)
         else:
-            for _ in replacements():  # the per-snapshot statistics alone
-                pass
+            deque(replacements(), maxlen=0)  # the per-snapshot statistics alone
         return self._outputs(cfg, found, trained_acc, critical, output_dir, loggers)
 
     def _outputs(self, cfg: DictConfig, found: dict, trained_acc, critical: list, output_dir: Path, loggers: list) -> dict:

@@ -88,9 +88,8 @@ def _shown(value):
 def scores_line(name: str, numbers: dict) -> str:
     if not numbers.get("directions"):
         return f"{name}: no direction in common"
-    show = _shown
     return (
-        f"{name}: {numbers['directions']} directions, Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}, "
+        f"{name}: {numbers['directions']} directions, Pearson {_shown(numbers['pearson'])}, Spearman {_shown(numbers['spearman'])}, "
         f"mean |difference| {numbers['mean_abs_difference']} points, learnable (> {100 * LEARNABLE:.0f} %) agreement "
         f"{100 * numbers['learnable_agreement']:.1f} % ({numbers['learnable_both']} learnable in both, "
         f"{numbers['learnable_predicted']} predicted, {numbers['learnable_trained']} trained)"
@@ -109,8 +108,8 @@ def side_by_side(predicted: list[dict], trained: list[dict], shape, stride: int,
     difference = draw(axes[2], predicted_grid - trained_grid, stride, "predicted - trained")
     difference.set(cmap="RdBu_r", clim=(-0.3, 0.3))
     fig.colorbar(difference, ax=axes[2], label="predicted - trained (fraction)", shrink=0.85)
-    show, agreement = _shown, f"learnable agreement {100 * numbers['learnable_agreement']:.0f} %"
-    correlations = f"Pearson {show(numbers['pearson'])}, Spearman {show(numbers['spearman'])}"
+    agreement = f"learnable agreement {100 * numbers['learnable_agreement']:.0f} %"
+    correlations = f"Pearson {_shown(numbers['pearson'])}, Spearman {_shown(numbers['spearman'])}"
     difference = f"mean |difference| {numbers['mean_abs_difference']} points"
     fig.suptitle(f"{numbers['directions']} directions: {correlations}, {difference}, {agreement}", fontsize=10)
     return save_figure(fig, path)
@@ -181,7 +180,6 @@ def write_spot_checks(out_dir, predicted: list[dict], shape, k: int, prior, know
     known = {keys.index(key): accuracy for key, accuracy in (known or {}).items()}
     picks = choose_spot_checks([r["score"] for r in predicted], k, prior, known)
     rows = [predicted[i] | {"f_rows": signed(keys[i][1], height), "f_cols": signed(keys[i][0], width)} for i in picks]
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
     write_csv_atomic(Path(out_dir) / "spot_checks.csv", SPOT_CHECK_COLUMNS, rows)
     print(f"{len(rows)} directions to train: {Path(out_dir) / 'spot_checks.csv'}")
     return rows

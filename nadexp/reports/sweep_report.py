@@ -15,7 +15,7 @@ from nadexp.reports.heatmap import draw, fourier_grid, plot_fourier_heatmap, sav
 from nadexp.reports.prediction_report import load_prediction
 from nadexp.reports.published import COLUMNS as PUBLISHED_COLUMNS
 from nadexp.reports.published import PUBLISHED_SHAPE
-from nadexp.results.atomic import write_csv_atomic
+from nadexp.results.atomic import write_csv_atomic, write_text_atomic
 from nadexp.results.schema import CELL_COLUMNS, CELL_KEYS, UnreadableRecord, is_failed, read_record, read_record_or_warn, records_below
 
 CSV_COLUMNS = ("sweep", *CELL_COLUMNS)
@@ -129,9 +129,8 @@ def failed_runs_table(failed: list[dict], out_dir: Path) -> list[Path]:
     those that finished; the same command as the run's starts it again."""
     lines = ["| run | task | arch | seed | reason |", "| --- | --- | --- | ---: | --- |"]
     lines += [f"| {r['dir']} | {r.get('task')} | {r.get('arch')} | {r.get('seed')} | {r.get('reason')} |" for r in failed]
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "failed_runs.md"
-    path.write_text(f"{len(failed)} failed run(s); the command of each starts it again.\n\n" + "\n".join(lines) + "\n")
+    write_text_atomic(path, f"{len(failed)} failed run(s); the command of each starts it again.\n\n" + "\n".join(lines) + "\n")
     return [path]
 
 
@@ -158,10 +157,8 @@ def make_sweep_report(sweep_dirs, out_dir: Path, published: bool = False) -> lis
     if len(fourier) > 1:
         files += fourier_panel(fourier, out_dir / "heatmap_panel")
     write_csv_atomic(out_dir / "cells.csv", CSV_COLUMNS, [{**cell, "sweep": s["name"]} for s in sweeps for cell in s["cells"]])
-    lines = [
-        "| sweep | arch | basis | cells | failed | mean test acc | min | max |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
+    header = "| sweep | arch | basis | cells | failed | mean test acc | min | max |"
+    lines = [header, "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for sweep in sweeps:
         accs = [c["test_acc"] for c in sweep["cells"] if c["status"] == "ok"]
         stats = [f"{f(accs):.4f}" if accs else "" for f in (np.mean, np.min, np.max)]

@@ -1,6 +1,7 @@
 """The record schema: what a finished run leaves behind (docs/outputs.md): its result.json, one schema for every
 task, built by ``result_record`` and read by ``read_record``, and the cell records of a sweep (CELL_COLUMNS)."""
 
+import contextlib
 import json
 import logging
 import os
@@ -127,7 +128,5 @@ def record_failure(cfg: DictConfig, task: str, error: BaseException, wall_time_s
         return
     reason = f"{type(error).__name__}: {error}".strip().rstrip(":") if str(error) else type(error).__name__
     head = {"task": task, "arch": cfg.get("arch_name"), "seed": cfg.get("seed"), "status": "failed", "reason": reason}
-    try:
+    with contextlib.suppress(OSError):  # a full disk or a read-only folder: the error itself is what the user sees
         write_json_atomic(output_dir / "result.json", {**head, "wall_time_s": round(wall_time_s, 3), "machine": machine()})
-    except OSError:  # a full disk or a read-only folder: the error itself is what the user sees
-        pass

@@ -107,7 +107,10 @@ def models_at_once(cfg: DictConfig) -> int:
     setting, unsupported = cfg.sweep.get("models_at_once", "auto"), unsupported_trainer_settings(cfg.trainer)
     if setting == "auto":
         device = _device(cfg)
-        wanted = gpu_models_at_once(cfg, device) if device.type == "cuda" else 16 if forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
+        if device.type == "cuda":
+            wanted = gpu_models_at_once(cfg, device)
+        else:
+            wanted = 16 if forward_flops(cfg) < CPU_STACKING_MAX_FLOPS else 1
         if wanted > 1 and unsupported:
             one = "sweep.models_at_once=auto: training one cell at a time with Lightning, since the stacked engine does not implement %s"
             log.info(one, ", ".join(unsupported))

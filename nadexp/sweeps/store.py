@@ -5,7 +5,7 @@ with a warning) and its cell trained again; processes sharing a sweep claim each
 from pathlib import Path
 
 from nadexp.results import claims
-from nadexp.results.atomic import write_json_atomic
+from nadexp.results.atomic import remove_orphans, write_json_atomic
 from nadexp.results.schema import CELL_KEYS, UnreadableRecord, read_record, set_aside
 
 
@@ -59,5 +59,4 @@ class CellStore:
 
     def remove_orphans(self) -> None:
         """Temporary files of writers killed between writing and renaming; call once every cell is recorded (no writer left)."""
-        for path in self.root.glob(".*.json.*.tmp"):
-            path.unlink(missing_ok=True)
+        remove_orphans(self.root, "*.json")

@@ -29,8 +29,12 @@ IMPLEMENTED = ("max_epochs", "gradient_clip_val", "check_val_every_n_epoch", *SU
 def unsupported_trainer_settings(trainer) -> list[str]:
     """``trainer.key=value`` for every setting of the trainer config that the stacked engine does not implement."""
     defaults = {name: p.default for name, p in inspect.signature(pl.Trainer.__init__).parameters.items()}
-    implemented = lambda key, value: key in IMPLEMENTED or (key in defaults and value == defaults[key])
-    supported = lambda key, value: str(value) in SUPPORTED_VALUES[key] if key in SUPPORTED_VALUES else implemented(key, value)
+
+    def supported(key, value) -> bool:
+        if key in SUPPORTED_VALUES:
+            return str(value) in SUPPORTED_VALUES[key]
+        return key in IMPLEMENTED or (key in defaults and value == defaults[key])
+
     return [f"trainer.{key}={value}" for key, value in trainer.items() if key not in NO_EFFECT and not supported(key, value)]
 
 
