@@ -64,8 +64,8 @@ class StackedModels:
         # weights (K, O, C, kh, kw) as (K, O, kh, kw, C); the channels-last kernels are the faster ones.
         self.channels_last = channels_last  # the config's channels_last, as the nets were built with
         if self.channels_last:
-            channels_last = lambda p: p.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_()
-            self.params = {name: channels_last(p) if p.dim() == 5 else p for name, p in self.params.items()}
+            laid_out = lambda p: p.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3).requires_grad_()
+            self.params = {name: laid_out(p) if p.dim() == 5 else p for name, p in self.params.items()}
 
         # Keyed dropout (nadexp.training.keyed_dropout): model k's masks from its own key, as when it trains alone.
         self.draws = draws_of(self.template)
