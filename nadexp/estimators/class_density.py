@@ -25,7 +25,7 @@ from nadexp.estimators.trained_run import data_and_net_factory, load_weights, tr
 from nadexp.generators import drawing_from, seeded
 from nadexp.loggers import log_outcome
 from nadexp.reports.class_density_figures import between_class_kl, kl_vs_log_density, sorted_log_density
-from nadexp.results.atomic import write_csv_atomic, write_json_atomic
+from nadexp.results.atomic import write_csv_atomic, write_json_atomic, write_npy_atomic
 from nadexp.run.context import Run
 
 log = logging.getLogger(__name__)
@@ -177,8 +177,8 @@ class ClassDensityEstimator(Estimator):
         found = self.analyse(reduced, labels, scores)
         fitting_s = time.perf_counter() - start
         names = getattr(datamodule, "class_names", None)
-        np.save(output_dir / "log_density.npy", np.stack([found["log_density"][s] for s in stages]))
-        np.save(output_dir / "labels.npy", labels)
+        write_npy_atomic(output_dir / "log_density.npy", np.stack([found["log_density"][s] for s in stages]))
+        write_npy_atomic(output_dir / "labels.npy", labels)
         note = "variational Dirichlet-process Gaussian mixture (scikit-learn), a substitute for the paper's collapsed Gibbs sampler"
         times = {"examples": int(len(labels)), "extraction_s": round(extraction_s, 3), "fitting_s": round(fitting_s, 3)}
         report = {"stages": found["stages"], "stage_names": stages, "singular_values": spectra, "density": self.density}
