@@ -1,6 +1,9 @@
-"""Figures, tables and dashboards of runs, drawn to files: matplotlib's file-only backend, chosen here, before any
-module of the package imports pyplot."""
+"""Figures, tables and dashboards of runs, drawn to files with matplotlib's file-only backend, chosen here without
+importing matplotlib: Hydra builds this package's multirun callback when every command starts."""
 
-import matplotlib
+import os
+import sys
 
-matplotlib.use("Agg")
+os.environ["MPLBACKEND"] = "Agg"  # what matplotlib reads when it is imported
+if "matplotlib" in sys.modules:  # imported already (a notebook, a script): switched now
+    sys.modules["matplotlib"].use("Agg")
