@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from nadexp.results.claims import process_alive
+
 _fixed: int | None = None  # threads=N of this process's run: not shared
 LOOK_EVERY_S = 1.0  # share() sits in loops (a network at a time): it looks at the registry at most this often
 _looked = float("-inf")
@@ -24,21 +26,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's: alive
-        pass
-    return True
-
-
 def processes() -> int:
     """The nadexp processes running now (this one included); a process that ended without unregistering is dropped."""
     live = 0
     for path in registry().glob("[0-9]*"):
-        if _alive(int(path.name)):
+        if process_alive(int(path.name)):
             live += 1
         else:
             path.unlink(missing_ok=True)

@@ -69,14 +69,19 @@ def _owner_is_gone(claim: Path) -> bool:
     except FileNotFoundError:
         return False  # released meanwhile: the next attempt creates it
     if host == socket.gethostname() and pid is not None:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:  # alive, another user's
-            pass
-        return False
+        return not process_alive(pid)
     return age > (CLAIM_TIMEOUT_S if host is not None else 60)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        pass
+    return True
 
 
 def _create(path: Path, owner: str) -> None:
