@@ -7,11 +7,10 @@ import inspect
 import os
 import sys
 
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from nadexp.errors import ConfigError
-from nadexp.models.library import _checked
+from nadexp.models.library import checked_model, plain_kwargs
 
 GIVEN: dict[str, object] = {}  # factories handed to the Python API, by the name their runs carry
 
@@ -46,7 +45,7 @@ def import_target(target: str):
 def custom_model(input_shape, num_classes: int, target: str, kwargs=None) -> nn.Module:
     """``target(input_shape=..., num_classes=..., **kwargs)``, checked on a blank batch of ``input_shape``."""
     factory = GIVEN[target] if target in GIVEN else import_target(target)  # handed to the API in this process, else imported
-    given = OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs or {})
+    given = plain_kwargs(kwargs)
     where = f"arch=custom arch.target={target}"
     try:
         inspect.signature(factory).bind(input_shape=tuple(input_shape), num_classes=num_classes, **given)
@@ -62,4 +61,4 @@ def custom_model(input_shape, num_classes: int, target: str, kwargs=None) -> nn.
         raise ConfigError(f"{where} fails to build for images of shape {list(input_shape)}: {type(error).__name__}: {error}") from None
     if not isinstance(net, nn.Module):
         raise ConfigError(f"{where} returned a {type(net).__name__}, not a torch.nn.Module")
-    return _checked(net, input_shape, num_classes, where, ("custom", target, given, id(factory)))
+    return checked_model(net, input_shape, num_classes, where, ("custom", target, given, id(factory)))

@@ -21,11 +21,11 @@ def torchvision_model(input_shape, num_classes: int, name: str, kwargs=None) -> 
     options = {"weights": None, "num_classes": num_classes}
     if "image_size" in inspect.signature(torchvision.models.get_model_builder(name)).parameters or name.startswith("vit_"):
         options["image_size"] = height
-    options.update(_plain(kwargs))
+    options.update(plain_kwargs(kwargs))
     net = _build(f"arch=torchvision arch.name={name}", lambda: torchvision.models.get_model(name, **options))
     if channels != 3:
         _replace_first_conv(net, channels)
-    return _checked(net, input_shape, num_classes, f"arch=torchvision arch.name={name}", ("torchvision", name, options))
+    return checked_model(net, input_shape, num_classes, f"arch=torchvision arch.name={name}", ("torchvision", name, options))
 
 
 def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head: bool = False) -> nn.Module:
@@ -35,7 +35,7 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
         raise ConfigError('arch=timm needs the timm package: pip install -e ".[timm]" (part of .[dev])') from None
     _check_name("timm", name, timm.list_models())
     channels, height, width = input_shape
-    given, base = _plain(kwargs), {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
+    given, base = plain_kwargs(kwargs), {"pretrained": False, "num_classes": num_classes, "in_chans": channels}
     sized = {"img_size": (height, width)}
     patched = {**sized, "patch_size": max(1, min(height, width) // 8)}
     where = f"arch=timm arch.name={name}"
@@ -54,10 +54,10 @@ def timm_model(input_shape, num_classes: int, name: str, kwargs=None, reset_head
             raise ConfigError(f"{where} cannot be built for images of shape {list(input_shape)}: {error} ({fix})") from None
     if reset_head:  # timm zero-initialises some classifiers (MLP-Mixer): the network is then constant at init
         net.get_classifier().reset_parameters()
-    return _checked(net, input_shape, num_classes, where, ("timm", name, extra, given, reset_head))
+    return checked_model(net, input_shape, num_classes, where, ("timm", name, extra, given, reset_head))
 
 
-def _plain(kwargs) -> dict:
+def plain_kwargs(kwargs) -> dict:
     """arch.kwargs as plain Python values: the libraries take lists, not OmegaConf's ListConfig."""
     return OmegaConf.to_container(kwargs, resolve=True) if isinstance(kwargs, DictConfig) else dict(kwargs or {})
 
@@ -96,7 +96,7 @@ FIXES = "arch.kwargs or dataset.shape"
 _CHECKED: set[str] = set()  # settings already shown to work in this process
 
 
-def _checked(net: nn.Module, input_shape, num_classes: int, where: str, settings) -> nn.Module:
+def checked_model(net: nn.Module, input_shape, num_classes: int, where: str, settings) -> nn.Module:
     """The model, after one forward pass of a blank batch shows it takes the input shape and gives num_classes.
     The pass is made once per settings: NAD estimators build the model again for every network."""
     key = repr((settings, tuple(input_shape), num_classes))
