@@ -8,14 +8,16 @@ on the CPU, 2,000 LeNet NADs in float32 and with dtype=auto, CIFAR-10 (a fixture
 with snapshots and the hyperplane and class-density analyses of that run, a NAD-flipped CIFAR-10 run, Fashion-MNIST
 (a fixture), a predicted map with spot checks, arch=custom and the Python API. Prints check, pass/fail, seconds and
 what was measured, with the GPU's name; exits 1 if a check failed. On a machine without CUDA it says so in one line
-and exits 0.
+and exits 0. A line per check as it ends shows progress; a command that hangs fails its row after --timeout seconds
+and the rest go on; --only reruns the named checks (with the runs they read).
 
-    python benchmarks/gpu_check.py [--markdown docs/gpu_check.md] [--device cpu: a dry run of the script on the CPU]
+    python benchmarks/gpu_check.py [--markdown gpu.md] [--only pytest,train,...] [--timeout 300] [--device cpu]
 """
 
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,21 +40,40 @@ PUBLISHED_GRID = 130  # LeNet's published Fourier map: the even frequencies of 3
 QUIET = ["logger=none", "trainer.enable_progress_bar=false", "~callbacks.progress_bar"]
 
 
-def run(args: list[str], cwd=ROOT) -> tuple[bool, float, str]:
+# On a GPU, per command: a hang (a DDP rendezvous, a stuck kernel) fails its row, not the whole check. A dry run on
+# a CPU has no limit unless --timeout sets one (for every command, the tests too).
+CHECK_TIMEOUT_S = 300
+TESTS_TIMEOUT_S = 420  # tests/test_gpu.py as a whole
+NEEDS = {"sweep_gpu": "sweep_cpu", "hyperplanes": "snapshots", "class_density": "snapshots", "flip": "nads"}  # runs read
+
+
+def run(args: list[str], cwd=ROOT, env=None, timeout: float | None = CHECK_TIMEOUT_S) -> tuple[bool, float, str]:
+    """`python ARGS`: (exit status 0, seconds, stdout and stderr). Past ``timeout`` its whole process group is
+    killed (a DDP run's ranks too, which would otherwise hold the GPU) and the output says so."""
     start = time.perf_counter()
-    process = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    output = process.stdout + process.stderr
-    return process.returncode == 0, seconds, output
+    pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, start_new_session=True, **pipes) as process:
+        try:
+            output = process.communicate(timeout=timeout)[0]
+        except BaseException as error:  # past the timeout, or interrupted: the command's whole group goes
+            os.killpg(process.pid, signal.SIGKILL)
+            output = process.communicate()[0]
+            if not isinstance(error, subprocess.TimeoutExpired):
+                raise
+            output += f"\ntimed out after {timeout:g} s (killed)"
+    return process.returncode == 0, time.perf_counter() - start, output
 
 
-def gpu_tests(device: str, workdir: Path) -> list[tuple[str, bool, float, str]]:
-    """One row per test of tests/test_gpu.py, read from pytest's JUnit XML report."""
+def gpu_tests(device: str, workdir: Path, tests="tests/test_gpu.py", timeout=TESTS_TIMEOUT_S) -> list[tuple[str, bool, float, str]]:
+    """One row per test of tests/test_gpu.py, read from pytest's JUnit XML report (one row saying why if none)."""
     report = workdir / "gpu_tests.xml"
     env = {**os.environ, "NADEXP_TEST_DEVICE": device}
-    command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
+    command = ["-m", "pytest", "-m", "gpu", str(tests), "-q", "-p", "no:cacheprovider", f"--junitxml={report}"]
     command += ["-o", "junit_family=xunit1"]  # keeps the tests' recorded properties (what each measured)
-    subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    command += ["-n", "0"]  # in one process with every core: xdist would give one file's worker a share of them
+    ok, seconds, output = run(command, env=env, timeout=timeout)
+    if not report.exists():  # killed, or pytest could not start
+        return [(f"pytest {tests}", False, seconds, output.strip().splitlines()[-1][:160] if output.strip() else "no output")]
     return report_rows(report)
 
 
@@ -208,30 +229,69 @@ def verdict(ok: bool, detail: str) -> str:
     return "pass" if ok else "skip" if detail == "skipped" else "FAIL"
 
 
-def main():
+def markdown(title: str, rows) -> str:
+    lines = [f"{title}\n", "| check | result | seconds | measured |", "|---|---|---:|---|"]
+    lines += [f"| {label} | {verdict(ok, detail)} | {seconds:.1f} | {detail} |" for label, ok, seconds, detail in rows]
+    return "\n".join(lines) + "\n"
+
+
+def selected(only: list[str] | None, names: list[str]) -> set[str]:
+    """The checks to run: all, or those named and the ones whose runs they read."""
+    if only is None:
+        return set(names)
+    unknown = [name for name in only if name not in names]
+    if unknown:
+        raise ValueError(f"--only {','.join(unknown)}: no such check; the checks are {','.join(names)}")
+    return set(only) | {NEEDS[name] for name in only if name in NEEDS}
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to this file")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to this file (rewritten as rows end)")
     parser.add_argument("--device", default="cuda", choices=("cuda", "cpu"), help="cpu: a dry run of the checks' own code on the CPU")
-    args = parser.parse_args()
-    if args.device == "cuda" and not torch.cuda.is_available():
+    parser.add_argument("--only", type=lambda names: names.split(","), help="comma-separated checks to run (pytest: tests/test_gpu.py)")
+    limit = f"default on a GPU: {CHECK_TIMEOUT_S}, the tests {TESTS_TIMEOUT_S}; on a CPU none"
+    parser.add_argument("--timeout", type=float, help=f"seconds after which a command fails its row ({limit})")
+    args = parser.parse_args(argv)
+    on_gpu = args.device == "cuda"
+    timeouts = (CHECK_TIMEOUT_S, TESTS_TIMEOUT_S) if on_gpu and args.timeout is None else (args.timeout, args.timeout)
+    start = time.perf_counter()
+    if on_gpu and not torch.cuda.is_available():
         print("gpu-check: no CUDA device is visible here (torch.cuda.is_available() is False); nothing to check")
         return 0
-    where = torch.cuda.get_device_name(0) if args.device == "cuda" else f"dry run on the CPU: {cpu_description()}"
+    where = torch.cuda.get_device_name(0) if on_gpu else f"dry run on the CPU: {cpu_description()}"
+    title = f"make gpu-check on {where} (torch {torch.__version__}, CUDA {torch.version.cuda})"
     rows = []
+
+    def ended(new_rows, progress: str):
+        rows.extend(new_rows)
+        print(f"gpu-check {progress}", file=sys.stderr, flush=True)
+        if args.markdown:  # a run cut short still leaves the rows it finished
+            args.markdown.write_text(markdown(title, rows))
+
     with tempfile.TemporaryDirectory(prefix="nadexp-gpu-check-") as tmp:
         workdir = Path(tmp)
-        rows += gpu_tests(args.device, workdir)
-        for name, label, overrides, verify in cli_checks(args.device, workdir):
+        checks = cli_checks(args.device, workdir)
+        try:
+            chosen = selected(args.only, ["pytest", *(name for name, *_ in checks)])
+        except ValueError as error:
+            parser.error(str(error))
+        if "pytest" in chosen:
+            print("gpu-check: tests/test_gpu.py ...", file=sys.stderr, flush=True)
+            tests = gpu_tests(args.device, workdir, timeout=timeouts[1])
+            counts = f"{sum(ok for _, ok, _, _ in tests)} of {len(tests)} passed"
+            ended(tests, f"tests/test_gpu.py: {counts} ({sum(seconds for _, _, seconds, _ in tests):.0f} s)")
+        checks = [check for check in checks if check[0] in chosen]
+        for i, (name, label, overrides, verify) in enumerate(checks, 1):
             run_dir = workdir / "runs" / name
             python = overrides[:1] == ["-c"]  # the Python API, from a script
             command = overrides if python else [str(ROOT / "run.py"), *overrides, f"hydra.run.dir={run_dir}"]
-            ok, seconds, output = run(command, cwd=workdir / "custom" if name == "custom" else ROOT)
+            ok, seconds, output = run(command, cwd=workdir / "custom" if name == "custom" else ROOT, timeout=timeouts[0])
             try:
-                detail = verify(run_dir, output) if ok else output.strip().splitlines()[-1][:160]
-            except (AssertionError, FileNotFoundError, KeyError, ValueError) as error:
-                ok, detail = False, f"{type(error).__name__}: {str(error)[:150]}"
-            rows.append((label, ok, seconds, detail))
-    title = f"make gpu-check on {where} (torch {torch.__version__}, CUDA {torch.version.cuda})"
+                detail = verify(run_dir, output) if ok else (output.strip().splitlines() or ["no output"])[-1][:160]
+            except (AssertionError, FileNotFoundError, KeyError, ValueError, StopIteration) as error:
+                ok, detail = False, f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:150]}"
+            ended([(label, ok, seconds, detail)], f"{i}/{len(checks)} {name}: {verdict(ok, detail)} in {seconds:.0f} s")
     table = Table(title=title)
     for column in ("check", "result", "seconds", "measured"):
         table.add_column(column, justify="left" if column in ("check", "measured") else "right")
@@ -239,15 +299,13 @@ def main():
         table.add_row(escape(label), verdict(ok, detail), f"{seconds:.1f}", escape(detail))
     Console(width=200).print(table)
     failed = sum(not ok and detail != "skipped" for _, ok, _, detail in rows)
-    total = sum(seconds for _, _, seconds, _ in rows)
     passed = sum(ok for _, ok, _, _ in rows)
-    print(f"gpu-check: {passed} passed, {failed} failed in {total:.0f} s")
-    if args.markdown:
-        lines = [f"{title}\n", "| check | result | seconds | measured |", "|---|---|---:|---|"]
-        lines += [f"| {label} | {verdict(ok, detail)} | {seconds:.1f} | {detail} |" for label, ok, seconds, detail in rows]
-        args.markdown.write_text("\n".join(lines) + "\n")
+    print(f"gpu-check: {passed} passed, {failed} failed in {time.perf_counter() - start:.0f} s (target: under 8 minutes on one H100)")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("gpu-check: interrupted; the rows that ended are above (and in --markdown)")
