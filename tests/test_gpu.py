@@ -110,15 +110,16 @@ def test_two_stacked_models_on_the_device_train_as_two_single_runs(arch, record_
     x += 2 * (y[..., None, None, None] - 0.5)
     orders = lambda: [torch.Generator().manual_seed(seed) for seed in range(2)]  # noqa: E731
     stacked, _ = fit_stacked(nets, (x, y), (x, y), orders(), SGD_MOMENTUM, epochs=1, batch_size=32, clip_norm=0.5)
+    errors = []
     for k, (single, order) in enumerate(zip(singles, orders())):
         names = [name for name, t in single.state_dict().items() if t.is_floating_point()]
         start = flat(single.state_dict(), names)
         one_by_one(single, x[k], y[k], order, SGD_MOMENTUM, 1, 32, 0.5)
         want, got = flat(single.state_dict(), names), flat(stacked.unstack(k), names)
         # the whole state, relative to how far training moved it (a bias before BatchNorm gets rounding noise only)
-        error = float((got - want).norm() / (want - start).norm())
-        record_property("measured", f"stacked vs single: {error:.1e} of the training step")
-        assert error <= STACKED_TOLERANCE, f"{arch} model {k}: stacked and single runs differ by {error:.2e} of the training step"
+        errors.append(float((got - want).norm() / (want - start).norm()))
+    record_property("measured", f"stacked vs single, of the training step: {', '.join(f'{error:.1e}' for error in errors)}")
+    assert max(errors) <= STACKED_TOLERANCE, f"{arch}: stacked and single runs differ by {max(errors):.2e} of the training step"
 
 
 def test_a_sweep_forced_out_of_memory_halves_and_gives_the_unforced_numbers(tmp_path, caplog, record_property):

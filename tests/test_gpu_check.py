@@ -63,7 +63,7 @@ def test_a_wrong_result_a_failing_command_and_a_hang_fail_their_rows_and_the_che
         "the hang check": ("FAIL", "timed out after 3 s (killed)"),
     }
     out, err = capsys.readouterr()
-    assert "gpu-check: 2 passed, 3 failed" in out and "FAIL" in out  # the table, and its verdict
+    assert "gpu-check: 2 passed, 3 failed, 0 skipped" in out and "FAIL" in out  # the table, and its verdict
     assert [line.split(":")[0] for line in err.splitlines()[2:]] == [
         f"gpu-check {i}/4 {name}" for i, name in enumerate(["right", "wrong", "crash", "hang"], 1)
     ]
