@@ -229,6 +229,11 @@ def verdict(ok: bool, detail: str) -> str:
     return "pass" if ok else "skip" if detail == "skipped" else "FAIL"
 
 
+def tally(rows) -> str:
+    passed, skipped = sum(ok for _, ok, _, _ in rows), sum(detail == "skipped" for *_, detail in rows)
+    return f"{passed} passed, {len(rows) - passed - skipped} failed, {skipped} skipped"
+
+
 def markdown(title: str, rows) -> str:
     lines = [f"{title}\n", "| check | result | seconds | measured |", "|---|---|---:|---|"]
     lines += [f"| {label} | {verdict(ok, detail)} | {seconds:.1f} | {detail} |" for label, ok, seconds, detail in rows]
@@ -279,9 +284,7 @@ def main(argv=None):
         if "pytest" in chosen:
             print("gpu-check: tests/test_gpu.py ...", file=sys.stderr, flush=True)
             tests = gpu_tests(args.device, workdir, timeout=timeouts[1])
-            passed, skipped = sum(ok for _, ok, _, _ in tests), sum(detail == "skipped" for *_, detail in tests)
-            counts = f"{passed} passed, {len(tests) - passed - skipped} failed, {skipped} skipped"
-            ended(tests, f"tests/test_gpu.py: {counts} ({sum(seconds for _, _, seconds, _ in tests):.0f} s)")
+            ended(tests, f"tests/test_gpu.py: {tally(tests)} ({sum(seconds for _, _, seconds, _ in tests):.0f} s)")
         checks = [check for check in checks if check[0] in chosen]
         for i, (name, label, overrides, verify) in enumerate(checks, 1):
             run_dir = workdir / "runs" / name
@@ -300,9 +303,7 @@ def main(argv=None):
         table.add_row(escape(label), verdict(ok, detail), f"{seconds:.1f}", escape(detail))
     Console(width=200).print(table)
     failed = sum(not ok and detail != "skipped" for _, ok, _, detail in rows)
-    passed, skipped = sum(ok for _, ok, _, _ in rows), sum(detail == "skipped" for *_, detail in rows)
-    counts = f"{passed} passed, {failed} failed, {skipped} skipped"
-    print(f"gpu-check: {counts} in {time.perf_counter() - start:.0f} s (target: under 8 minutes on one H100)")
+    print(f"gpu-check: {tally(rows)} in {time.perf_counter() - start:.0f} s (target: under 8 minutes on one H100)")
     return 1 if failed else 0
 
 
